@@ -1,0 +1,126 @@
+//! Change the code of a running Rust program without restarting it.
+//!
+//! ```
+//! use hotreload_runtime::hot;
+//!
+//! #[hot]
+//! pub fn fee(qty: u64, price: u64) -> u64 {
+//!     qty * price / 1000
+//! }
+//!
+//! hotreload_runtime::init();
+//! assert_eq!(fee(10, 500), 5);
+//! hotreload_runtime::safe_point();
+//! ```
+//!
+//! # `#[hot]`
+//!
+//! Every call of a `#[hot]` function goes through a slot of the process's indirection
+//! [`Table`]: one atomic load and an indirect call; no lock, no hash lookup, no allocation.
+//! A patch replaces slot contents; calls already running finish on the code they started in.
+//!
+//! It goes on:
+//! - free functions: `#[hot] fn f(..)`;
+//! - `impl` blocks, inherent or of a trait: `#[hot] impl Type { .. }` makes every method of the
+//!   block hot (receivers `self`, `&self`, `&mut self`, typed ones like `self: Box<Self>`, or none).
+//!   The attribute goes on the block because the slot needs the type's name, which only the block
+//!   knows; `#[hot]` on a single method says so. Put methods that should not be hot in another block;
+//! - `async fn`, free or in an impl block: the slot holds a function returning a boxed future, so an
+//!   async hot call costs one allocation more than the plain `async fn`. The future must be `Send`;
+//!   `#[hot(?Send)]` (on the function, or on one method of a `#[hot]` impl) lifts that.
+//!
+//! The function reads the same in rustdoc: visibility, attributes, doc comments, `#[must_use]` and
+//! lifetimes stay as written. What cannot sit in one slot is refused at compile time, pointing at
+//! the offending tokens: generic type or const parameters, `impl Trait` arguments or return types,
+//! `const fn`, `extern` functions, generic impl blocks.
+//!
+//! Within a `#[hot]` trait impl, a method's body is compiled in a hidden helper impl of the same
+//! type, so it names the trait's associated types as `<Type as Trait>::Assoc` rather than
+//! `Self::Assoc`.
+//!
+//! # Safe points
+//!
+//! [`safe_point`] marks where a thread holds no reference into replaceable code, typically the top
+//! of its main loop. A thread that calls it takes part in commits: a commit waits until every such
+//! thread is parked there, so between two safe points a thread sees all of a commit or none of it.
+//! Threads that never call it see each slot switch atomically.
+
+mod error;
+mod safe_point;
+mod slot;
+mod table;
+
+pub use error::Error;
+pub use hotreload_macros::hot;
+pub use safe_point::{participant_count, safe_point};
+pub use slot::{HotFunction, HotKey, HotSlot};
+pub use table::{
+    CommitReport, FunctionInfo, HistoryAction, HistoryEntry, Table, Update, VersionChange,
+    DEFAULT_SAFE_POINT_TIMEOUT,
+};
+
+use std::time::Duration;
+
+/// The one set-up line of an app: reads the configuration from the environment.
+///
+/// `HOTRELOAD_SAFE_POINT_TIMEOUT_MS` sets how long commits wait for threads to reach a safe point.
+/// Without any configuration it costs nothing on the call path: hot functions and safe points are
+/// ready before it runs.
+pub fn init() {
+    if let Some(millis) = std::env::var("HOTRELOAD_SAFE_POINT_TIMEOUT_MS")
+        .ok()
+        .and_then(|value| value.trim().parse::<u64>().ok())
+    {
+        Table::global().set_safe_point_timeout(Duration::from_millis(millis));
+    }
+    let functions = Table::global().functions().len();
+    tracing::debug!(functions, "hotreload runtime initialised");
+}
+
+/// The hot function registered under `key` (as [`HotKey`]'s `Display` writes it).
+pub fn function(key: &str) -> Result<&'static HotFunction, Error> {
+    Table::global().function(key)
+}
+
+/// Every hot function of the process with its current version.
+pub fn functions() -> Vec<FunctionInfo> {
+    Table::global().functions()
+}
+
+/// What generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    pub use crate::slot::{HotFunction, HotKey, HotSlot};
+    pub use inventory;
+
+    /// What the slot of a `Send` hot `async fn` returns.
+    pub type HotFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+    /// What the slot of a `#[hot(?Send)]` `async fn` returns.
+    pub type HotLocalFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+
+    /// Widens a boxed future's lifetime to `'static` so it fits a slot type.
+    ///
+    /// # Safety
+    /// The caller must not let the future outlive what it borrows: the generated wrapper awaits it
+    /// at once inside its own future, which holds the same borrows.
+    pub unsafe fn erase_future_lifetime<'a, T>(
+        future: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+    ) -> HotFuture<T> {
+        // SAFETY: only the lifetime bound of the trait object changes; the layout is the same.
+        unsafe { std::mem::transmute(future) }
+    }
+
+    /// [`erase_future_lifetime`] for futures that are not `Send`.
+    ///
+    /// # Safety
+    /// As for [`erase_future_lifetime`].
+    pub unsafe fn erase_local_future_lifetime<'a, T>(
+        future: Pin<Box<dyn Future<Output = T> + 'a>>,
+    ) -> HotLocalFuture<T> {
+        // SAFETY: only the lifetime bound of the trait object changes; the layout is the same.
+        unsafe { std::mem::transmute(future) }
+    }
+}

@@ -1,0 +1,224 @@
+//! Safe points: where threads that take part in commits wait while a commit swaps the table.
+//!
+//! A thread takes part from its first call of [`safe_point`] until it exits. A commit raises
+//! [`PENDING`], waits (bounded) until every other participating thread is parked in `safe_point`,
+//! runs the swap and releases them. Between two of its safe points a participating thread therefore
+//! sees either all of a commit or none of it.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Raised while a commit waits for participating threads. The idle cost of [`safe_point`] is one
+/// relaxed load of this flag (plus the thread's enrolment bit).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static ENROLLED: Cell<bool> = const { Cell::new(false) };
+    static PARTICIPANT: Cell<Option<Participant>> = const { Cell::new(None) };
+}
+
+/// Marks a point where this thread holds no reference into code that a patch may replace, so a
+/// pending commit may swap the table here.
+///
+/// The first call enrols the calling thread: from then on every commit waits (bounded) until this
+/// thread is parked in `safe_point`, so a thread that calls it once per iteration of its loop sees
+/// each commit between two iterations, never in the middle of one. With nothing pending it costs a
+/// relaxed load and a thread-local flag check.
+#[inline]
+pub fn safe_point() {
+    if PENDING.load(Ordering::Relaxed) || !ENROLLED.get() {
+        safe_point_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn safe_point_slow() {
+    let id = enrol();
+    let coordinator = coordinator();
+    let mut state = coordinator.lock();
+    if !state.stopping || state.committer == Some(id) {
+        return;
+    }
+    state.parked.insert(id);
+    coordinator.changed.notify_all();
+    let generation = state.generation;
+    while state.generation == generation {
+        state = coordinator
+            .changed
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+}
+
+/// Registers the calling thread as a participant (once) and returns its id.
+fn enrol() -> u64 {
+    if let Some(participant) = PARTICIPANT.with(|p| p.get()) {
+        return participant.id;
+    }
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let current = std::thread::current();
+    let label = match current.name() {
+        Some(name) => format!("'{name}' ({:?})", current.id()),
+        None => format!("unnamed thread ({:?})", current.id()),
+    };
+    coordinator().lock().participants.insert(id, label);
+    PARTICIPANT.with(|p| p.set(Some(Participant { id })));
+    ENROLLED.set(true);
+    LEAVE_ON_EXIT.with(|_| {});
+    id
+}
+
+thread_local! {
+    static LEAVE_ON_EXIT: LeaveOnExit = const { LeaveOnExit };
+}
+
+/// Removes an exiting thread from the participants so commits stop waiting for it.
+struct LeaveOnExit;
+
+impl Drop for LeaveOnExit {
+    fn drop(&mut self) {
+        if let Ok(Some(participant)) = PARTICIPANT.try_with(|p| p.get()) {
+            let coordinator = coordinator();
+            let mut state = coordinator.lock();
+            state.participants.remove(&participant.id);
+            state.parked.remove(&participant.id);
+            coordinator.changed.notify_all();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Participant {
+    id: u64,
+}
+
+/// The participating threads a commit gave up waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotArrived {
+    pub(crate) threads: Vec<String>,
+}
+
+/// Runs `swap` while every participating thread other than the caller is parked in
+/// [`safe_point`]; gives up after `timeout`, leaving everything unchanged.
+pub(crate) fn with_threads_parked<R>(
+    timeout: Duration,
+    swap: impl FnOnce() -> R,
+) -> Result<R, NotArrived> {
+    let me = PARTICIPANT.with(|p| p.get()).map(|p| p.id);
+    let coordinator = coordinator();
+    let mut state = coordinator.lock();
+    state.stopping = true;
+    state.committer = me;
+    PENDING.store(true, Ordering::SeqCst);
+    // Released on every path, a panicking `swap` included, so no thread stays parked.
+    let release = Release { coordinator };
+
+    let deadline = Instant::now() + timeout;
+    loop {
+        let missing: Vec<u64> = state
+            .participants
+            .keys()
+            .filter(|id| Some(**id) != me && !state.parked.contains(id))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let threads = missing
+                .iter()
+                .map(|id| state.participants[id].clone())
+                .collect();
+            release.finish(state);
+            return Err(NotArrived { threads });
+        }
+        state = coordinator
+            .changed
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
+    let result = swap();
+    release.finish(state);
+    Ok(result)
+}
+
+struct Release {
+    coordinator: &'static Coordinator,
+}
+
+impl Release {
+    fn finish(self, mut state: MutexGuard<'_, CoordState>) {
+        state.release();
+        drop(state);
+        self.coordinator.changed.notify_all();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // Only reached when `swap` panicked.
+        self.coordinator.lock().release();
+        self.coordinator.changed.notify_all();
+    }
+}
+
+struct Coordinator {
+    state: Mutex<CoordState>,
+    changed: Condvar,
+}
+
+impl Coordinator {
+    fn lock(&self) -> MutexGuard<'_, CoordState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct CoordState {
+    /// Participant id to a label naming the thread in errors.
+    participants: BTreeMap<u64, String>,
+    parked: BTreeSet<u64>,
+    stopping: bool,
+    committer: Option<u64>,
+    /// Bumped at every release; parked threads wait for it to change.
+    generation: u64,
+}
+
+impl CoordState {
+    fn release(&mut self) {
+        PENDING.store(false, Ordering::SeqCst);
+        self.stopping = false;
+        self.committer = None;
+        self.parked.clear();
+        self.generation = self.generation.wrapping_add(1);
+    }
+}
+
+fn coordinator() -> &'static Coordinator {
+    static COORDINATOR: Coordinator = Coordinator {
+        state: Mutex::new(CoordState {
+            participants: BTreeMap::new(),
+            parked: BTreeSet::new(),
+            stopping: false,
+            committer: None,
+            generation: 0,
+        }),
+        changed: Condvar::new(),
+    };
+    &COORDINATOR
+}
+
+/// Number of threads currently taking part in safe points.
+pub fn participant_count() -> usize {
+    coordinator().lock().participants.len()
+}

@@ -1,0 +1,170 @@
+//! Table slots and the registration every `#[hot]` function makes of itself.
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// One entry of the indirection table: the code a `#[hot]` function currently runs.
+///
+/// A call of a hot function is `slot.get()` (one atomic load) followed by an indirect call of the
+/// result. The slot starts at the function's original code and only the [`Table`](crate::Table)
+/// changes it, so it always holds a function of the hot function's exact signature.
+pub struct HotSlot {
+    current: AtomicPtr<()>,
+    original: *const (),
+}
+
+// SAFETY: `original` is the address of a function, immutable for the life of the program; the
+// mutable part is an atomic.
+unsafe impl Sync for HotSlot {}
+// SAFETY: as above; the slot holds no thread-bound data.
+unsafe impl Send for HotSlot {}
+
+impl HotSlot {
+    /// A slot whose current and original code is `original`.
+    #[doc(hidden)]
+    pub const fn new(original: *const ()) -> Self {
+        Self {
+            current: AtomicPtr::new(original as *mut ()),
+            original,
+        }
+    }
+
+    /// The code calls go to now. Acquire pairs with the table's release store, so code published
+    /// by a freshly loaded library is visible before its address is.
+    #[inline(always)]
+    pub fn get(&self) -> *const () {
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// The code the function was compiled with in this binary.
+    pub fn original(&self) -> *const () {
+        self.original
+    }
+
+    pub(crate) fn set(&self, code: *const ()) {
+        self.current.store(code as *mut (), Ordering::Release);
+    }
+}
+
+/// The stable name of a hot function: what a later patch is matched by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HotKey {
+    /// `module_path!()` where the function is defined; starts with the crate's name.
+    pub module_path: &'static str,
+    /// The `Self` type for methods, as written in the `impl` header.
+    pub self_ty: Option<&'static str>,
+    /// The trait for methods of a trait impl, as written in the `impl` header.
+    pub trait_name: Option<&'static str>,
+    /// The function's name.
+    pub name: &'static str,
+}
+
+impl HotKey {
+    /// The crate that defines the function.
+    pub fn crate_name(&self) -> &'static str {
+        self.module_path
+            .split("::")
+            .next()
+            .unwrap_or(self.module_path)
+    }
+}
+
+impl fmt::Display for HotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.self_ty, self.trait_name) {
+            (Some(ty), Some(tr)) => {
+                write!(f, "<{}::{ty} as {tr}>::{}", self.module_path, self.name)
+            }
+            (Some(ty), None) => write!(f, "{}::{ty}::{}", self.module_path, self.name),
+            _ => write!(f, "{}::{}", self.module_path, self.name),
+        }
+    }
+}
+
+impl fmt::Debug for HotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HotKey({self})")
+    }
+}
+
+/// What a `#[hot]` function registers about itself (through `inventory`) at start-up, or when a
+/// library holding it is loaded.
+pub struct HotFunction {
+    key: HotKey,
+    signature: &'static str,
+    fingerprint: u64,
+    fn_type_id: fn() -> TypeId,
+    slot: &'static HotSlot,
+    is_async: bool,
+}
+
+impl HotFunction {
+    #[doc(hidden)]
+    pub const fn new(
+        key: HotKey,
+        signature: &'static str,
+        fingerprint: u64,
+        fn_type_id: fn() -> TypeId,
+        slot: &'static HotSlot,
+        is_async: bool,
+    ) -> Self {
+        Self {
+            key,
+            signature,
+            fingerprint,
+            fn_type_id,
+            slot,
+            is_async,
+        }
+    }
+
+    /// The function's stable name.
+    pub fn key(&self) -> HotKey {
+        self.key
+    }
+
+    /// The type of the function pointer stored in the slot, as the macro wrote it
+    /// (for an `async fn`, a function returning a boxed future).
+    pub fn signature(&self) -> &'static str {
+        self.signature
+    }
+
+    /// A hash of [`signature`](Self::signature): equal fingerprints mean the same written signature.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Whether this is an `async fn` (its slot holds a function returning a boxed future).
+    pub fn is_async(&self) -> bool {
+        self.is_async
+    }
+
+    /// The slot calls go through.
+    pub fn slot(&self) -> &'static HotSlot {
+        self.slot
+    }
+
+    /// `TypeId` of the slot's function pointer type, to check typed replacements.
+    pub(crate) fn fn_type_id(&self) -> TypeId {
+        (self.fn_type_id)()
+    }
+}
+
+impl fmt::Debug for HotFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HotFunction")
+            .field("key", &self.key)
+            .field("signature", &self.signature)
+            .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
+            .field("is_async", &self.is_async)
+            .finish()
+    }
+}
+
+inventory::collect!(HotFunction);
+
+/// Every hot function registered so far: those linked into the binary and those of loaded libraries.
+pub(crate) fn registered() -> impl Iterator<Item = &'static HotFunction> {
+    inventory::iter::<HotFunction>.into_iter()
+}

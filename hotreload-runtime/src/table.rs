@@ -1,0 +1,485 @@
+//! The indirection table: which code each hot function runs, and the history of updates.
+
+use std::any::{type_name, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::error::Error;
+use crate::safe_point;
+use crate::slot::{self, HotFunction, HotKey};
+
+/// How long a commit waits for participating threads by default.
+pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The process-wide table of hot functions.
+///
+/// All changes go through [`Table::commit`] and [`Table::rollback`], which are serialised; lookups
+/// and listings never wait for a commit that is waiting for threads.
+pub struct Table {
+    /// Held for a whole commit or rollback, so they happen one at a time.
+    commit_lock: Mutex<()>,
+    state: Mutex<TableState>,
+    safe_point_timeout_ms: AtomicU64,
+}
+
+/// Code address installed in a slot. Only the table stores these, and only for the function whose
+/// type they were checked (or promised, by [`Update::replace_raw`]) to have.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Code(*const ());
+
+// SAFETY: a code address is an immutable integer-like value; it is only called through the slot.
+unsafe impl Send for Code {}
+
+struct TableState {
+    functions: Vec<FunctionState>,
+    by_key: HashMap<HotKey, usize>,
+    /// Applied updates, oldest first; rollback pops the last.
+    applied: Vec<AppliedUpdate>,
+    history: Vec<HistoryEntry>,
+    next_update_id: u64,
+    /// The first registration seen by the last refresh.
+    newest_seen: Option<&'static HotFunction>,
+}
+
+struct FunctionState {
+    function: &'static HotFunction,
+    version: u32,
+    next_version: u32,
+}
+
+struct AppliedUpdate {
+    id: u64,
+    /// Index of the function, the code and version it had before.
+    previous: Vec<(usize, Code, u32)>,
+}
+
+/// A hot function as the table sees it now.
+#[derive(Debug, Clone)]
+pub struct FunctionInfo {
+    /// The function's stable name.
+    pub key: HotKey,
+    /// The slot's function pointer type.
+    pub signature: &'static str,
+    /// 0 for the code compiled into the binary; each commit that replaces it gives a new number.
+    pub version: u32,
+    /// Whether the slot holds something other than the original code.
+    pub replaced: bool,
+    /// Whether it is an `async fn`.
+    pub is_async: bool,
+}
+
+/// What happened to the table, oldest first.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// The update's number, unique in this process.
+    pub update_id: u64,
+    /// The label the update was given.
+    pub label: String,
+    /// Committed or rolled back.
+    pub action: HistoryAction,
+    /// When it happened.
+    pub at: SystemTime,
+    /// Each function it changed, with the version before and after.
+    pub changes: Vec<VersionChange>,
+}
+
+/// The kind of a [`HistoryEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAction {
+    /// The update was committed.
+    Committed,
+    /// The update was undone.
+    RolledBack,
+}
+
+/// One function's version change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionChange {
+    /// The function.
+    pub key: HotKey,
+    /// Its version before.
+    pub from: u32,
+    /// Its version after.
+    pub to: u32,
+}
+
+/// The result of a commit or a rollback.
+#[derive(Debug, Clone)]
+pub struct CommitReport {
+    /// The update's number.
+    pub update_id: u64,
+    /// Each function changed.
+    pub changes: Vec<VersionChange>,
+    /// How long the commit waited for participating threads.
+    pub waited: Duration,
+}
+
+/// A set of slots with new code, committed all or nothing by [`Table::commit`].
+pub struct Update {
+    label: String,
+    entries: Vec<(&'static HotFunction, Code)>,
+}
+
+impl Update {
+    /// An empty update; `label` names it in the history.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Replaces `function`'s code with `code`, a function pointer of exactly the slot's type
+    /// (for example `fee_v2 as fn(u64, u64) -> u64`); any other type is refused.
+    pub fn replace<F: Copy + 'static>(
+        mut self,
+        function: &'static HotFunction,
+        code: F,
+    ) -> Result<Self, Error> {
+        if TypeId::of::<F>() != function.fn_type_id()
+            || mem::size_of::<F>() != mem::size_of::<*const ()>()
+        {
+            return Err(Error::SignatureMismatch {
+                key: function.key().to_string(),
+                expected: function.signature(),
+                found: type_name::<F>(),
+            });
+        }
+        // SAFETY: `F` is the slot's function pointer type (same `TypeId`), which has the size of a
+        // pointer, so its bits are a code address.
+        let address = unsafe { mem::transmute_copy::<F, *const ()>(&code) };
+        self.entries.push((function, Code(address)));
+        Ok(self)
+    }
+
+    /// Replaces `function`'s code with the function at `code`, as found in a loaded library.
+    ///
+    /// # Safety
+    /// `code` must be the address of a function of exactly the type of `function`'s slot (same
+    /// arguments, return type and ABI) whose code stays mapped for the rest of the process.
+    pub unsafe fn replace_raw(mut self, function: &'static HotFunction, code: *const ()) -> Self {
+        self.entries.push((function, Code(code)));
+        self
+    }
+
+    /// Number of functions the update replaces.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the update replaces nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl fmt::Debug for Update {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Update")
+            .field("label", &self.label)
+            .field(
+                "functions",
+                &self
+                    .entries
+                    .iter()
+                    .map(|(function, _)| function.key())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Table {
+    /// The table of this process.
+    pub fn global() -> &'static Table {
+        static TABLE: OnceLock<Table> = OnceLock::new();
+        TABLE.get_or_init(|| Table {
+            commit_lock: Mutex::new(()),
+            state: Mutex::new(TableState {
+                functions: Vec::new(),
+                by_key: HashMap::new(),
+                applied: Vec::new(),
+                history: Vec::new(),
+                next_update_id: 1,
+                newest_seen: None,
+            }),
+            safe_point_timeout_ms: AtomicU64::new(DEFAULT_SAFE_POINT_TIMEOUT.as_millis() as u64),
+        })
+    }
+
+    /// How long commits wait for participating threads to reach a safe point.
+    pub fn safe_point_timeout(&self) -> Duration {
+        Duration::from_millis(self.safe_point_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets how long commits wait for participating threads to reach a safe point.
+    pub fn set_safe_point_timeout(&self, timeout: Duration) {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.safe_point_timeout_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// The registered hot function with this key, as `HotKey`'s `Display` writes it
+    /// (`crate::module::name`, `crate::module::Type::name`, `<crate::module::Type as Trait>::name`).
+    pub fn function(&self, key: &str) -> Result<&'static HotFunction, Error> {
+        let state = self.lock_state();
+        state
+            .functions
+            .iter()
+            .map(|f| f.function)
+            .find(|f| f.key().to_string() == key)
+            .ok_or_else(|| Error::UnknownFunction {
+                key: key.to_owned(),
+            })
+    }
+
+    /// Every registered hot function with its current version, ordered by key.
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        let state = self.lock_state();
+        let mut list: Vec<FunctionInfo> = state
+            .functions
+            .iter()
+            .map(|f| {
+                let slot = f.function.slot();
+                FunctionInfo {
+                    key: f.function.key(),
+                    signature: f.function.signature(),
+                    version: f.version,
+                    replaced: slot.get() != slot.original(),
+                    is_async: f.function.is_async(),
+                }
+            })
+            .collect();
+        list.sort_by_key(|f| f.key);
+        list
+    }
+
+    /// Everything committed and rolled back so far, oldest first.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.lock_state().history.clone()
+    }
+
+    /// Installs every entry of `update` at once, at a safe point, with the configured timeout.
+    pub fn commit(&self, update: Update) -> Result<CommitReport, Error> {
+        self.commit_with_timeout(update, self.safe_point_timeout())
+    }
+
+    /// Installs every entry of `update` at once: waits until every participating thread is parked
+    /// in [`safe_point`](crate::safe_point), swaps all the slots, and releases them. If they do not
+    /// all arrive within `timeout`, nothing changes.
+    pub fn commit_with_timeout(
+        &self,
+        update: Update,
+        timeout: Duration,
+    ) -> Result<CommitReport, Error> {
+        let _one_at_a_time = lock(&self.commit_lock);
+        if update.entries.is_empty() {
+            return Err(Error::EmptyUpdate);
+        }
+        let (update_id, targets) = {
+            let mut state = self.lock_state();
+            let mut targets = Vec::with_capacity(update.entries.len());
+            for (function, code) in &update.entries {
+                let index = state.index_of(function);
+                if targets.iter().any(|(i, _)| *i == index) {
+                    return Err(Error::DuplicateEntry {
+                        key: function.key().to_string(),
+                    });
+                }
+                targets.push((index, *code));
+            }
+            (state.next_update_id, targets)
+        };
+        let slots: Vec<_> = targets
+            .iter()
+            .map(|(index, code)| (self.function_at(*index).slot(), *code))
+            .collect();
+
+        let started = std::time::Instant::now();
+        let previous = safe_point::with_threads_parked(timeout, || {
+            slots
+                .iter()
+                .map(|(slot, code)| {
+                    let old = Code(slot.get());
+                    slot.set(code.0);
+                    old
+                })
+                .collect::<Vec<_>>()
+        })
+        .map_err(|not_arrived| Error::SafePointTimeout {
+            timeout,
+            threads: not_arrived.threads,
+        })?;
+        let waited = started.elapsed();
+
+        let mut state = self.lock_state();
+        state.next_update_id += 1;
+        let mut changes = Vec::with_capacity(targets.len());
+        let mut undo = Vec::with_capacity(targets.len());
+        for ((index, _), old_code) in targets.iter().zip(previous) {
+            let f = &mut state.functions[*index];
+            let from = f.version;
+            f.next_version += 1;
+            f.version = f.next_version;
+            undo.push((*index, old_code, from));
+            changes.push(VersionChange {
+                key: f.function.key(),
+                from,
+                to: f.version,
+            });
+        }
+        state.applied.push(AppliedUpdate {
+            id: update_id,
+            previous: undo,
+        });
+        state.history.push(HistoryEntry {
+            update_id,
+            label: update.label,
+            action: HistoryAction::Committed,
+            at: SystemTime::now(),
+            changes: changes.clone(),
+        });
+        tracing::info!(
+            update_id,
+            functions = changes.len(),
+            ?waited,
+            "hot update committed"
+        );
+        Ok(CommitReport {
+            update_id,
+            changes,
+            waited,
+        })
+    }
+
+    /// Undoes the last applied update at a safe point: every function it changed gets back the
+    /// code and version it had before.
+    pub fn rollback(&self) -> Result<CommitReport, Error> {
+        let _one_at_a_time = lock(&self.commit_lock);
+        let (update_id, previous, label) = {
+            let state = self.lock_state();
+            let last = state.applied.last().ok_or(Error::NothingToRollBack)?;
+            let label = state
+                .history
+                .iter()
+                .find(|h| h.update_id == last.id)
+                .map(|h| h.label.clone())
+                .unwrap_or_default();
+            (last.id, last.previous.clone(), label)
+        };
+        let slots: Vec<_> = previous
+            .iter()
+            .map(|(index, code, _)| (self.function_at(*index).slot(), *code))
+            .collect();
+        let timeout = self.safe_point_timeout();
+        let started = std::time::Instant::now();
+        safe_point::with_threads_parked(timeout, || {
+            for (slot, code) in &slots {
+                slot.set(code.0);
+            }
+        })
+        .map_err(|not_arrived| Error::SafePointTimeout {
+            timeout,
+            threads: not_arrived.threads,
+        })?;
+        let waited = started.elapsed();
+
+        let mut state = self.lock_state();
+        state.applied.pop();
+        let mut changes = Vec::with_capacity(previous.len());
+        for (index, _, version) in &previous {
+            let f = &mut state.functions[*index];
+            changes.push(VersionChange {
+                key: f.function.key(),
+                from: f.version,
+                to: *version,
+            });
+            f.version = *version;
+        }
+        state.history.push(HistoryEntry {
+            update_id,
+            label,
+            action: HistoryAction::RolledBack,
+            at: SystemTime::now(),
+            changes: changes.clone(),
+        });
+        tracing::info!(
+            update_id,
+            functions = changes.len(),
+            "hot update rolled back"
+        );
+        Ok(CommitReport {
+            update_id,
+            changes,
+            waited,
+        })
+    }
+
+    fn function_at(&self, index: usize) -> &'static HotFunction {
+        self.lock_state().functions[index].function
+    }
+
+    /// Locks the state, first taking in functions registered since the last look (a library
+    /// loaded since then adds its own).
+    fn lock_state(&self) -> MutexGuard<'_, TableState> {
+        let mut state = lock(&self.state);
+        state.refresh();
+        state
+    }
+}
+
+impl TableState {
+    fn refresh(&mut self) {
+        // inventory prepends: registrations made since the last look come before the first
+        // entry seen then.
+        let mut fresh: Vec<&'static HotFunction> = Vec::new();
+        for function in slot::registered() {
+            if self
+                .newest_seen
+                .is_some_and(|seen| std::ptr::eq(seen, function))
+            {
+                break;
+            }
+            fresh.push(function);
+        }
+        if let Some(first) = fresh.first() {
+            self.newest_seen = Some(*first);
+        }
+        for function in fresh.into_iter().rev() {
+            // A later registration under an existing key (a loaded library's copy) does not hide
+            // the first: the first one's slot is the one the binary calls through.
+            if self.by_key.contains_key(&function.key()) {
+                continue;
+            }
+            self.by_key.insert(function.key(), self.functions.len());
+            self.functions.push(FunctionState {
+                function,
+                version: 0,
+                next_version: 0,
+            });
+        }
+    }
+
+    fn index_of(&mut self, function: &'static HotFunction) -> usize {
+        if let Some(&index) = self.by_key.get(&function.key()) {
+            return index;
+        }
+        // Not registered through inventory (built by hand): take it in.
+        self.by_key.insert(function.key(), self.functions.len());
+        self.functions.push(FunctionState {
+            function,
+            version: 0,
+            next_version: 0,
+        });
+        self.functions.len() - 1
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
