@@ -9,8 +9,7 @@ pub struct Args {
     pub not_send: Option<TokenStream>,
 }
 
-const ACCEPTED: &str =
-    "expected `#[hot]` or `#[hot(?Send)]` (for an `async fn` whose future is not `Send`)";
+pub const ACCEPTED: &str = "unknown #[hot] argument: write `#[hot]`, or `#[hot(?Send)]` on an `async fn` whose future is not `Send`";
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {

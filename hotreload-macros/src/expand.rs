@@ -89,10 +89,9 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
             let parsed = match &attr.meta {
                 syn::Meta::Path(_) => Ok(Args::default()),
                 syn::Meta::List(list) => syn::parse2::<Args>(list.tokens.clone()),
-                syn::Meta::NameValue(_) => Err(syn::Error::new_spanned(
-                    attr,
-                    "expected `#[hot]` or `#[hot(?Send)]`",
-                )),
+                syn::Meta::NameValue(_) => {
+                    Err(syn::Error::new_spanned(attr, crate::attr::ACCEPTED))
+                }
             };
             match parsed {
                 Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,

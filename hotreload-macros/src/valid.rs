@@ -3,14 +3,14 @@
 use syn::visit::{self, Visit};
 use syn::{FnArg, GenericParam, ItemImpl, ReturnType, Signature};
 
-const MOVE_OUT: &str = "keep it out of #[hot] code, or move it to a function without #[hot]";
+const MOVE_OUT: &str = "make it non-generic, or remove #[hot] and call it from a #[hot] function";
 
 /// Every reason `sig` cannot be hot, as errors on the offending tokens.
 pub fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
     if let Some(constness) = &sig.constness {
         errors.push(syn::Error::new_spanned(
             constness,
-            "a `const fn` cannot be #[hot]: calls through the table cannot run at compile time",
+            "a `const fn` cannot be #[hot]: calls through the table cannot run at compile time; remove `const` or #[hot]",
         ));
     }
     if let Some(abi) = &sig.abi {

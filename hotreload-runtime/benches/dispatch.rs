@@ -1,1 +1,94 @@
-fn main() {}
+//! What a call costs: direct, through an atomic function pointer, through `#[hot]` (free function,
+//! method, async fn), and an idle `safe_point()`.
+//!
+//! `cargo bench -p hotreload-runtime --bench dispatch`
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hotreload_runtime::hot;
+
+#[inline(never)]
+fn direct(qty: u64, price: u64) -> u64 {
+    qty * price / 1000
+}
+
+static POINTER: AtomicPtr<()> = AtomicPtr::new(direct as fn(u64, u64) -> u64 as *mut ());
+
+/// The baseline `#[hot]` is held to: one atomic load and an indirect call, inlined at the call site
+/// like the `#[hot]` wrapper is.
+#[inline(always)]
+fn through_atomic_pointer(qty: u64, price: u64) -> u64 {
+    // SAFETY: POINTER only ever holds `direct`.
+    let code: fn(u64, u64) -> u64 = unsafe { std::mem::transmute(POINTER.load(Ordering::Acquire)) };
+    code(qty, price)
+}
+
+#[hot]
+fn hot_fee(qty: u64, price: u64) -> u64 {
+    qty * price / 1000
+}
+
+struct Pricing {
+    divisor: u64,
+}
+
+#[hot]
+impl Pricing {
+    fn fee(&self, qty: u64, price: u64) -> u64 {
+        qty * price / self.divisor
+    }
+}
+
+async fn plain_async(qty: u64, price: u64) -> u64 {
+    qty * price / 1000
+}
+
+#[hot]
+async fn hot_async(qty: u64, price: u64) -> u64 {
+    qty * price / 1000
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+    }
+}
+
+fn calls(c: &mut Criterion) {
+    let mut group = c.benchmark_group("call");
+    group.bench_function("direct", |b| {
+        b.iter(|| direct(black_box(12), black_box(3456)))
+    });
+    group.bench_function("atomic_fn_pointer", |b| {
+        b.iter(|| through_atomic_pointer(black_box(12), black_box(3456)))
+    });
+    group.bench_function("hot_fn", |b| {
+        b.iter(|| hot_fee(black_box(12), black_box(3456)))
+    });
+    let pricing = Pricing { divisor: 1000 };
+    group.bench_function("hot_method", |b| {
+        b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
+    });
+    group.bench_function("plain_async_fn", |b| {
+        b.iter(|| block_on(plain_async(black_box(12), black_box(3456))))
+    });
+    group.bench_function("hot_async_fn", |b| {
+        b.iter(|| block_on(hot_async(black_box(12), black_box(3456))))
+    });
+    group.finish();
+
+    hotreload_runtime::safe_point();
+    c.bench_function("safe_point_idle", |b| b.iter(hotreload_runtime::safe_point));
+}
+
+criterion_group!(benches, calls);
+criterion_main!(benches);

@@ -1,0 +1,8 @@
+use hotreload_runtime::hot;
+
+#[hot(foo)]
+fn fee(qty: u64, price: u64) -> u64 {
+    qty * price / 1000
+}
+
+fn main() {}
