@@ -1,0 +1,103 @@
+//! The command line, parsed with clap the way `cargo nextest` is: `cargo` calls this binary as
+//! `cargo-hotpatch hotpatch ARGS`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", version, styles = clap::builder::Styles::styled())]
+pub enum Cargo {
+    /// Build, apply and roll back live patches of running Rust programs.
+    Hotpatch(HotpatchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(version, about, long_about = None)]
+pub struct HotpatchArgs {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the app as a patchable host, record the build, and run it.
+    Run(RunArgs),
+    /// `run`, then patch the running app on every save.
+    Watch(RunArgs),
+    /// Build a patch of the current sources against a recorded base build.
+    Build(BuildArgs),
+    /// Verify a patch against a running process without changing anything.
+    Check(TargetFileArgs),
+    /// Apply a patch to running processes.
+    Apply(TargetFileArgs),
+    /// Show the hot functions, patches and history of a running process.
+    Status(TargetArgs),
+    /// Undo the last patch applied to a running process.
+    Rollback(TargetArgs),
+}
+
+/// How to find and build the app, as cargo takes it.
+#[derive(Debug, Clone, Args)]
+pub struct BuildSelection {
+    /// Path to Cargo.toml.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Package to build.
+    #[arg(short = 'p', long = "package", value_name = "SPEC")]
+    pub package: Option<String>,
+    /// Binary to build and run.
+    #[arg(long, value_name = "NAME")]
+    pub bin: Option<String>,
+    /// Build with the release profile.
+    #[arg(long)]
+    pub release: bool,
+    /// How to print messages.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: BuildSelection,
+    /// Arguments passed to the app.
+    #[arg(last = true, value_name = "ARGS")]
+    pub app_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub selection: BuildSelection,
+    /// The base build to patch: a base record directory (default: the last `run` of this profile).
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// Where to write the patch file.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// A running process's control socket.
+    #[arg(long, value_name = "SOCKET", required = true)]
+    pub target: Vec<PathBuf>,
+    /// How to print messages.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetFileArgs {
+    /// The patch file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
