@@ -5,7 +5,7 @@
 //! slot starts with. Free functions keep their original nested in the wrapper; methods keep it in
 //! a hidden helper trait implemented for the impl's type, since nested items cannot name `Self`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, ToTokens};
 use syn::{FnArg, Ident, ImplItem, ItemFn, ItemImpl, Pat};
 
@@ -67,7 +67,7 @@ fn expand_fn(args: Args, item: ItemFn) -> TokenStream {
         return with_errors(item.to_token_stream(), errors);
     }
     let slot = slot_type_of(&hot);
-    let original_name = Ident::new("__hot_original", Span::call_site());
+    let original_name = original_name(&hot, &slot);
     let original = original_fn(&hot, &slot, &original_name);
     let body = dispatch_body(&hot, &slot, quote!(#original_name));
     wrapper(&hot, quote!({ #original #body }))
@@ -115,7 +115,7 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
     let mut wrappers = Vec::new();
     for hot in &hot_methods {
         let slot = slot_type_of(hot);
-        let original_name = format_ident!("__hot_original_{}", hot.sig.ident);
+        let original_name = original_name(hot, &slot);
         declarations.push(original_signature(hot, &slot, &original_name, false));
         originals.push(original_fn(hot, &slot, &original_name));
         let body = dispatch_body(hot, &slot, quote!(<#self_ty as #helper>::#original_name));
@@ -147,16 +147,30 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
     }
 }
 
-/// A name for the helper trait holding an impl block's original methods, unique in its module:
-/// no two impl blocks of one type in one module have a method of the same name.
+/// The original's name carries the slot type's fingerprint, so `cargo hotpatch` can tell from
+/// the symbols alone that a hot function's signature changed.
+fn original_name(hot: &HotFn, slot: &SlotType) -> Ident {
+    let fingerprint = signature::fingerprint(&slot.fn_type);
+    match hot.context {
+        Context::Free => format_ident!("__hot_original_{:016x}", fingerprint),
+        Context::Method { .. } => {
+            format_ident!("__hot_original_{}_{:016x}", hot.sig.ident, fingerprint)
+        }
+    }
+}
+
+/// A name for the helper trait holding an impl block's original methods, unique in its module
+/// (no two impl blocks of one type have a method of the same name) and stable while methods are
+/// added or removed after the first.
 fn helper_trait_name(item: &ItemImpl) -> Ident {
     let mut text = item.self_ty.to_token_stream().to_string();
     if let Some((_, path, _)) = &item.trait_ {
+        text.push_str(" as ");
         text.push_str(&path.to_token_stream().to_string());
     }
-    for method in ast::methods(item) {
+    if let Some(first) = ast::methods(item).next() {
         text.push(' ');
-        text.push_str(&method.sig.ident.to_string());
+        text.push_str(&first.sig.ident.to_string());
     }
     let hash = signature::fingerprint(&text.parse().unwrap_or_default());
     format_ident!("__HotOriginals_{:016x}", hash)
@@ -313,6 +327,7 @@ fn dispatch_body(hot: &HotFn, slot: &SlotType, original: TokenStream) -> TokenSt
                     trait_name: #trait_name,
                     name: #name,
                 },
+                #original as __HotFn as *const (),
                 #signature_text,
                 #fingerprint,
                 || ::core::any::TypeId::of::<__HotFn>(),

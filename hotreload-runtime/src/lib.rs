@@ -45,7 +45,9 @@
 //! thread is parked there, so between two safe points a thread sees all of a commit or none of it.
 //! Threads that never call it see each slot switch atomically.
 
+pub mod control;
 mod error;
+pub mod patch_file;
 mod safe_point;
 mod slot;
 mod table;

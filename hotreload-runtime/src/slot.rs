@@ -92,6 +92,7 @@ impl fmt::Debug for HotKey {
 /// library holding it is loaded.
 pub struct HotFunction {
     key: HotKey,
+    original: CodeAddress,
     signature: &'static str,
     fingerprint: u64,
     fn_type_id: fn() -> TypeId,
@@ -103,6 +104,7 @@ impl HotFunction {
     #[doc(hidden)]
     pub const fn new(
         key: HotKey,
+        original: *const (),
         signature: &'static str,
         fingerprint: u64,
         fn_type_id: fn() -> TypeId,
@@ -111,6 +113,7 @@ impl HotFunction {
     ) -> Self {
         Self {
             key,
+            original: CodeAddress(original),
             signature,
             fingerprint,
             fn_type_id,
@@ -140,6 +143,12 @@ impl HotFunction {
         self.is_async
     }
 
+    /// The code this registration was compiled with: the binary's own for the binary's
+    /// registrations, the new code for a loaded patch's.
+    pub fn original(&self) -> *const () {
+        self.original.0
+    }
+
     /// The slot calls go through.
     pub fn slot(&self) -> &'static HotSlot {
         self.slot
@@ -161,6 +170,15 @@ impl fmt::Debug for HotFunction {
             .finish()
     }
 }
+
+/// The address of a function's code.
+#[derive(Clone, Copy)]
+struct CodeAddress(*const ());
+
+// SAFETY: an immutable code address; it is only ever called through a slot of the right type.
+unsafe impl Sync for CodeAddress {}
+// SAFETY: as above.
+unsafe impl Send for CodeAddress {}
 
 inventory::collect!(HotFunction);
 

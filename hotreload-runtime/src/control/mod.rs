@@ -1,0 +1,3 @@
+//! The control channel of a running process: how `cargo hotpatch` talks to it.
+
+pub mod protocol;

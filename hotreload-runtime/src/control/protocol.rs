@@ -1,0 +1,160 @@
+//! The control protocol: one JSON request per line, answered by one JSON response per line.
+//!
+//! The tool (`cargo hotpatch`) and the runtime share these types, so the parser of one side is the
+//! printer of the other.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version; a peer speaking another one is refused with an error response.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request to a running process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Who is there: process id, build, protocol version.
+    Hello,
+    /// The hot functions, applied patches and history.
+    Status,
+    /// Every step of `Apply` before the point of no return; changes nothing.
+    Check {
+        /// The patch file, readable by the process.
+        path: PathBuf,
+    },
+    /// Verify, load and commit a patch.
+    Apply {
+        /// The patch file, readable by the process.
+        path: PathBuf,
+    },
+    /// Undo the last applied patch.
+    Rollback,
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// The request succeeded.
+    Ok(Reply),
+    /// The request failed; nothing changed.
+    Error(ErrorReply),
+}
+
+/// What a failed request says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// The step that failed: `request`, `read`, `integrity`, `base_build`, `load`, `signature`,
+    /// `symbols`, `commit`, `rollback`.
+    pub step: String,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// What a successful request returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to `Hello`.
+    Hello {
+        /// The protocol version spoken.
+        protocol: u32,
+        /// The process id.
+        pid: u32,
+        /// The executable's GNU build id, hex.
+        build_id: String,
+    },
+    /// Answer to `Status`.
+    Status(StatusReport),
+    /// Answer to `Check` and `Apply`.
+    Patch(PatchReport),
+    /// Answer to `Rollback`.
+    RolledBack(PatchReport),
+}
+
+/// A process's hot functions, patches and history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The process id.
+    pub pid: u32,
+    /// The executable's GNU build id, hex.
+    pub build_id: String,
+    /// Every hot function, by key.
+    pub functions: Vec<FunctionStatus>,
+    /// Applied patches, oldest first.
+    pub patches: Vec<AppliedPatch>,
+    /// Every commit and rollback, oldest first.
+    pub history: Vec<HistoryItem>,
+    /// Bytes of patch libraries kept mapped (old code stays mapped: a frame may still run in it).
+    pub mapped_bytes: u64,
+}
+
+/// One hot function's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionStatus {
+    /// The function's key.
+    pub key: String,
+    /// 0 for the binary's own code.
+    pub version: u32,
+    /// The id of the patch whose code runs, if any.
+    pub patch: Option<String>,
+}
+
+/// A patch loaded into the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedPatch {
+    /// The patch id.
+    pub id: String,
+    /// The crates it rebuilt.
+    pub crates: Vec<String>,
+    /// Whether its code is active (not rolled back).
+    pub active: bool,
+    /// When it was applied, seconds since the Unix epoch.
+    pub applied_unix: u64,
+}
+
+/// One commit or rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// The table's update id.
+    pub update_id: u64,
+    /// The update's label (the patch id for patches).
+    pub label: String,
+    /// `committed` or `rolled_back`.
+    pub action: String,
+    /// Seconds since the Unix epoch.
+    pub at_unix: u64,
+    /// Each function changed.
+    pub changes: Vec<FunctionChange>,
+}
+
+/// One function's version change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionChange {
+    /// The function's key.
+    pub key: String,
+    /// Version before.
+    pub from: u32,
+    /// Version after.
+    pub to: u32,
+}
+
+/// What applying (or checking, or rolling back) a patch did or would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchReport {
+    /// The patch id.
+    pub patch_id: String,
+    /// True for `Check`: nothing was changed.
+    pub dry_run: bool,
+    /// True when the patch was already applied and nothing was done.
+    pub already_applied: bool,
+    /// Hot functions whose code changes (or would change).
+    pub changes: Vec<FunctionChange>,
+    /// Microseconds spent verifying the file.
+    pub verify_us: u64,
+    /// Microseconds spent loading the library.
+    pub load_us: u64,
+    /// Microseconds spent committing (waiting for safe points included).
+    pub commit_us: u64,
+}

@@ -1,0 +1,298 @@
+//! The patch file: a manifest and the patch library, checked before anything runs.
+//!
+//! Layout: the magic `HOTPATCH`, the format version (u32 LE), the manifest's length (u32 LE), the
+//! manifest (JSON), then the library (exactly `manifest.library_len` bytes). The patch id is the
+//! sha256 of the manifest bytes, which carry the library's sha256: it names the whole content.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// First bytes of every patch file.
+pub const MAGIC: &[u8; 8] = b"HOTPATCH";
+/// The format this runtime reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Refuse manifests larger than this: a corrupt length must not make us allocate gigabytes.
+const MAX_MANIFEST_LEN: u32 = 16 << 20;
+
+/// What identifies a build: a patch applies only to the build it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildIdentity {
+    /// The GNU build id of the executable, hex.
+    pub build_id: String,
+    /// `rustc -vV`'s `release` and `commit-hash`.
+    pub rustc: String,
+    /// The target triple.
+    pub target: String,
+    /// The cargo profile (`dev`, `release`, ...).
+    pub profile: String,
+    /// sha256 of Cargo.lock, hex.
+    pub cargo_lock_sha256: String,
+}
+
+/// A hot function the patch carries, as found in the patch's symbols.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchedHotFunction {
+    /// Demangled path of the function's original code, without the fingerprint suffix.
+    pub path: String,
+    /// Fingerprint of its slot type.
+    pub fingerprint: u64,
+}
+
+/// What a patch is and what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The build the patch was made against.
+    pub base: BuildIdentity,
+    /// The crates rebuilt into the library.
+    pub crates: Vec<String>,
+    /// The hot functions the library carries.
+    pub hot_functions: Vec<PatchedHotFunction>,
+    /// Demangled names of the functions whose code differs from the base build.
+    pub changed_functions: Vec<String>,
+    /// sha256 of the library, hex.
+    pub library_sha256: String,
+    /// Length of the library in bytes.
+    pub library_len: u64,
+    /// When the patch was built, seconds since the Unix epoch.
+    pub created_unix: u64,
+}
+
+/// A patch file read and checked for integrity: its library matches its manifest.
+#[derive(Clone)]
+pub struct PatchFile {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// sha256 of the manifest bytes, hex: the patch's id.
+    pub id: String,
+    /// The library's bytes.
+    pub library: Vec<u8>,
+}
+
+impl fmt::Debug for PatchFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PatchFile")
+            .field("id", &self.id)
+            .field("manifest", &self.manifest)
+            .field("library_len", &self.library.len())
+            .finish()
+    }
+}
+
+/// Why bytes are not a usable patch file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatchFileError {
+    /// Not a patch file at all.
+    #[error("not a hotreload patch file (it does not start with `HOTPATCH`)")]
+    NotAPatch,
+    /// Written by another version of the format.
+    #[error("patch file format {found} is not supported by this runtime (it reads format {FORMAT_VERSION}); rebuild the patch with the matching cargo-hotpatch")]
+    UnsupportedFormat {
+        /// The format the file says it has.
+        found: u32,
+    },
+    /// Shorter than its headers say.
+    #[error("the patch file is truncated: {what} needs {needed} bytes but only {available} remain; copy the file again")]
+    Truncated {
+        /// Which part is cut.
+        what: &'static str,
+        /// Bytes that part needs.
+        needed: u64,
+        /// Bytes left in the file.
+        available: u64,
+    },
+    /// Longer than its headers say.
+    #[error("the patch file has {0} unexpected bytes after the library; it is corrupt")]
+    TrailingBytes(u64),
+    /// The manifest is not valid JSON of the right shape.
+    #[error("the patch manifest is corrupt: {0}")]
+    Manifest(#[source] serde_json::Error),
+    /// The library's bytes do not match the manifest's hash.
+    #[error(
+        "the patch library is corrupt: its sha256 is {found} but the manifest says {expected}"
+    )]
+    Integrity {
+        /// From the manifest.
+        expected: String,
+        /// Of the bytes found.
+        found: String,
+    },
+}
+
+impl PatchFile {
+    /// Builds a patch file from a manifest (whose hash and length fields are filled here) and a library.
+    pub fn new(mut manifest: Manifest, library: Vec<u8>) -> Self {
+        manifest.library_sha256 = sha256_hex(&library);
+        manifest.library_len = library.len() as u64;
+        let id = sha256_hex(&manifest_bytes(&manifest));
+        PatchFile {
+            manifest,
+            id,
+            library,
+        }
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let manifest = manifest_bytes(&self.manifest);
+        let mut out = Vec::with_capacity(16 + manifest.len() + self.library.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+        out.extend_from_slice(&manifest);
+        out.extend_from_slice(&self.library);
+        out
+    }
+
+    /// Reads and checks a patch file: format, lengths, manifest, and the library's sha256.
+    pub fn parse(bytes: &[u8]) -> Result<Self, PatchFileError> {
+        let rest = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or(PatchFileError::NotAPatch)?;
+        let (version, rest) = take_u32(rest, "the format version")?;
+        if version != FORMAT_VERSION {
+            return Err(PatchFileError::UnsupportedFormat { found: version });
+        }
+        let (manifest_len, rest) = take_u32(rest, "the manifest length")?;
+        if manifest_len > MAX_MANIFEST_LEN {
+            return Err(PatchFileError::Truncated {
+                what: "the manifest",
+                needed: u64::from(manifest_len),
+                available: rest.len() as u64,
+            });
+        }
+        let (manifest_raw, rest) = take(rest, manifest_len as usize, "the manifest")?;
+        let manifest: Manifest =
+            serde_json::from_slice(manifest_raw).map_err(PatchFileError::Manifest)?;
+        let library_len = usize::try_from(manifest.library_len).unwrap_or(usize::MAX);
+        let (library, rest) = take(rest, library_len, "the library")?;
+        if !rest.is_empty() {
+            return Err(PatchFileError::TrailingBytes(rest.len() as u64));
+        }
+        let found = sha256_hex(library);
+        if found != manifest.library_sha256 {
+            return Err(PatchFileError::Integrity {
+                expected: manifest.library_sha256,
+                found,
+            });
+        }
+        Ok(PatchFile {
+            id: sha256_hex(manifest_raw),
+            manifest,
+            library: library.to_vec(),
+        })
+    }
+
+    /// The first 12 hex digits of the id, as shown to people.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
+    serde_json::to_vec(manifest).expect("a manifest always serialises")
+}
+
+fn take<'a>(
+    bytes: &'a [u8],
+    len: usize,
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), PatchFileError> {
+    if bytes.len() < len {
+        return Err(PatchFileError::Truncated {
+            what,
+            needed: len as u64,
+            available: bytes.len() as u64,
+        });
+    }
+    Ok(bytes.split_at(len))
+}
+
+fn take_u32<'a>(bytes: &'a [u8], what: &'static str) -> Result<(u32, &'a [u8]), PatchFileError> {
+    let (head, rest) = take(bytes, 4, what)?;
+    let value = u32::from_le_bytes(head.try_into().expect("four bytes"));
+    Ok((value, rest))
+}
+
+/// sha256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PatchFile {
+        PatchFile::new(
+            Manifest {
+                base: BuildIdentity {
+                    build_id: "abcd".into(),
+                    rustc: "1.95.0".into(),
+                    target: "x86_64-unknown-linux-gnu".into(),
+                    profile: "dev".into(),
+                    cargo_lock_sha256: "00".into(),
+                },
+                crates: vec!["logic".into()],
+                hot_functions: vec![],
+                changed_functions: vec!["logic::step".into()],
+                library_sha256: String::new(),
+                library_len: 0,
+                created_unix: 0,
+            },
+            b"\x7fELF library bytes".to_vec(),
+        )
+    }
+
+    #[test]
+    fn round_trips() {
+        let patch = sample();
+        let parsed = PatchFile::parse(&patch.to_bytes()).unwrap();
+        assert_eq!(parsed.manifest, patch.manifest);
+        assert_eq!(parsed.id, patch.id);
+        assert_eq!(parsed.library, patch.library);
+    }
+
+    #[test]
+    fn refuses_truncated_corrupt_and_foreign_files() {
+        let bytes = sample().to_bytes();
+        for cut in [0, 5, 10, 14, 40, bytes.len() - 1] {
+            let error = PatchFile::parse(&bytes[..cut]).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    PatchFileError::Truncated { .. } | PatchFileError::NotAPatch
+                ) || matches!(error, PatchFileError::Manifest(_)),
+                "cut at {cut}: {error}"
+            );
+        }
+        let mut corrupt = bytes.clone();
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            PatchFile::parse(&corrupt),
+            Err(PatchFileError::Integrity { .. })
+        ));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            PatchFile::parse(&longer),
+            Err(PatchFileError::TrailingBytes(1))
+        ));
+        assert!(matches!(
+            PatchFile::parse(b"GARBAGE!...."),
+            Err(PatchFileError::NotAPatch)
+        ));
+    }
+}
