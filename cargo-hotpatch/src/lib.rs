@@ -9,7 +9,15 @@
 //! | 1 | the command failed (the error and its causes are printed) |
 //! | 2 | the command line could not be parsed |
 
+mod analysis;
+mod base;
+mod capture;
 mod cli;
+mod client;
+mod commands;
+mod host;
+mod patch;
+mod status;
 
 use clap::Parser;
 
@@ -22,6 +30,17 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// Parses the command line, runs the command and returns the process's exit code.
 pub fn main() -> i32 {
+    // Run by cargo as the rustc wrapper while building a patchable host.
+    if let Some(dir) = std::env::var_os(capture::CAPTURE_DIR_ENV) {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        return match capture::run_as_wrapper(std::path::Path::new(&dir), argv) {
+            Ok(code) => code,
+            Err(error) => {
+                report(&error);
+                EXIT_FAILURE
+            }
+        };
+    }
     let Cargo::Hotpatch(args) = match Cargo::try_parse() {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -31,7 +50,7 @@ pub fn main() -> i32 {
         }
     };
     match run(args.command) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(error) => {
             report(&error);
             EXIT_FAILURE
@@ -39,17 +58,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
-    let name = match command {
-        Command::Run(_) => "run",
-        Command::Watch(_) => "watch",
-        Command::Build(_) => "build",
-        Command::Check(_) => "check",
-        Command::Apply(_) => "apply",
-        Command::Status(_) => "status",
-        Command::Rollback(_) => "rollback",
-    };
-    anyhow::bail!("`cargo hotpatch {name}` is not available in this version yet")
+fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Run(args) => return commands::run(args),
+        Command::Watch(_) => anyhow::bail!("`cargo hotpatch watch` is not available in this version yet; use `run`, then `build` and `apply`"),
+        Command::Build(args) => commands::build(args)?,
+        Command::Check(args) => commands::apply(args, true)?,
+        Command::Apply(args) => commands::apply(args, false)?,
+        Command::Status(args) => commands::status_command(args)?,
+        Command::Rollback(args) => commands::rollback(args)?,
+    }
+    Ok(0)
 }
 
 /// Prints an error and its causes the way cargo does.

@@ -1,0 +1,190 @@
+//! What the compiler's output says about a patch: which hot functions it carries (with their
+//! signature fingerprints) and which of the host's private statics its code would reach.
+//!
+//! A patch library gets its own copy of every private (local) static of the rebuilt crate. Code
+//! reached from the patch's hot functions that touches such a static would silently fork the
+//! host's state, so the patch is refused, naming the static.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionKind};
+
+/// Marks the name of a hot function's original code; the fingerprint follows.
+const ORIGINAL_MARK: &str = "__hot_original_";
+/// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
+const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__INVENTORY"];
+
+/// A hot function found in a binary or object: its identity (demangled path of the original,
+/// without the fingerprint) and its signature fingerprint.
+pub type HotFunctions = BTreeMap<String, u64>;
+
+/// The hot functions of a linked binary, from its symbol table.
+pub fn host_hot_functions(executable: &Path) -> anyhow::Result<(HotFunctions, BTreeSet<String>)> {
+    let data =
+        std::fs::read(executable).with_context(|| format!("reading {}", executable.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", executable.display()))?;
+    let mut hot = HotFunctions::new();
+    let mut local_data = BTreeSet::new();
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        if let Some((identity, fingerprint)) = hot_identity(name) {
+            hot.insert(identity, fingerprint);
+        }
+        if symbol.is_local()
+            && matches!(
+                symbol.kind(),
+                object::SymbolKind::Data | object::SymbolKind::Tls
+            )
+        {
+            local_data.insert(name.to_owned());
+        }
+    }
+    Ok((hot, local_data))
+}
+
+/// `(identity, fingerprint)` if `mangled` names a hot function's original code.
+pub fn hot_identity(mangled: &str) -> Option<(String, u64)> {
+    if !mangled.contains(ORIGINAL_MARK) {
+        return None;
+    }
+    let demangled = format!("{:#}", rustc_demangle::demangle(mangled));
+    let (head, tail) = demangled.rsplit_once(ORIGINAL_MARK)?;
+    let (name, fingerprint) = match tail.rsplit_once('_') {
+        Some((name, fp)) => (name, fp),
+        None => ("", tail),
+    };
+    let fingerprint = u64::from_str_radix(fingerprint, 16).ok()?;
+    // Free function: `crate::module::f::__hot_original_FP` is `crate::module::f`.
+    // Method: `<T as Helper>::__hot_original_NAME_FP` is `<T as Helper>::NAME`.
+    let identity = if name.is_empty() {
+        head.trim_end_matches("::").to_owned()
+    } else {
+        format!("{head}{name}")
+    };
+    Some((identity, fingerprint))
+}
+
+/// What the patch objects contain.
+#[derive(Debug, Default)]
+pub struct PatchAnalysis {
+    /// The hot functions the patch carries.
+    pub hot: HotFunctions,
+    /// Private statics of the host that code reachable from the patch's hot functions touches:
+    /// `(demangled name, the hot function that reaches it)`.
+    pub forked_statics: Vec<(String, String)>,
+}
+
+/// Analyses the patch objects against the host's local data symbols.
+pub fn analyse_objects(
+    objects: &[PathBuf],
+    host_local_data: &BTreeSet<String>,
+) -> anyhow::Result<PatchAnalysis> {
+    let mut analysis = PatchAnalysis::default();
+    for path in objects {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        analyse_object(&file, host_local_data, &mut analysis);
+    }
+    analysis.forked_statics.sort();
+    analysis.forked_statics.dedup_by(|a, b| a.0 == b.0);
+    Ok(analysis)
+}
+
+fn analyse_object(
+    file: &object::File,
+    host_local_data: &BTreeSet<String>,
+    analysis: &mut PatchAnalysis,
+) {
+    // The graph: sections, linked by the relocations in them. With one section per function and
+    // per static (rustc's default) this is the call and reference graph of the crate.
+    let mut edges: HashMap<object::SectionIndex, Vec<object::SectionIndex>> = HashMap::new();
+    for section in file.sections() {
+        let targets = edges.entry(section.index()).or_default();
+        for (_, relocation) in section.relocations() {
+            if let RelocationTarget::Symbol(index) = relocation.target() {
+                if let Ok(symbol) = file.symbol_by_index(index) {
+                    if let Some(target) = symbol.section_index() {
+                        targets.push(target);
+                    }
+                }
+            }
+        }
+    }
+    let mut roots = Vec::new();
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        if let (Some((identity, fingerprint)), Some(section)) =
+            (hot_identity(name), symbol.section_index())
+        {
+            if symbol.is_definition() {
+                analysis.hot.insert(identity.clone(), fingerprint);
+                roots.push((section, identity));
+            }
+        }
+    }
+    for (root, identity) in roots {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root];
+        while let Some(index) = stack.pop() {
+            if !seen.insert(index.0) {
+                continue;
+            }
+            let Ok(section) = file.section_by_index(index) else {
+                continue;
+            };
+            if let Some(mangled) = private_static_of(&section) {
+                if host_local_data.contains(mangled)
+                    && !OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
+                {
+                    let name = format!("{:#}", rustc_demangle::demangle(mangled));
+                    analysis.forked_statics.push((name, identity.clone()));
+                }
+                continue;
+            }
+            if let Some(next) = edges.get(&index) {
+                stack.extend(next.iter().copied());
+            }
+        }
+    }
+}
+
+/// The mangled name of the static a writable data section holds (`.bss.NAME`, `.tdata.NAME`).
+fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a str> {
+    let name = section.name().ok()?;
+    if name.starts_with(".data.rel.ro") {
+        return None;
+    }
+    let writable = matches!(
+        section.kind(),
+        SectionKind::Data
+            | SectionKind::UninitializedData
+            | SectionKind::Tls
+            | SectionKind::UninitializedTls
+    );
+    if !writable {
+        return None;
+    }
+    [".bss.", ".data.", ".tbss.", ".tdata."]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_identities_come_from_original_symbols() {
+        // Mangled names as rustc writes them for `logic::step` and a method of `logic::Ticker`.
+        let free = "_ZN5logic4step32__hot_original_00112233445566ff17h0123456789abcdefE";
+        assert_eq!(
+            hot_identity(free),
+            Some(("logic::step".to_owned(), 0x0011_2233_4455_66ff))
+        );
+        assert_eq!(hot_identity("_ZN5logic4step17h0123456789abcdefE"), None);
+    }
+}

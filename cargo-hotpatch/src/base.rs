@@ -1,0 +1,230 @@
+//! The base record: what a patch needs to know about the build it patches.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use hotreload_runtime::patch_file::{hex, sha256_hex, BuildIdentity};
+use object::Object as _;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{self, Invocation};
+
+/// A recorded base build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseRecord {
+    /// What a patch must match.
+    pub identity: BuildIdentity,
+    /// The host executable, copied into the record.
+    pub executable: PathBuf,
+    /// The workspace the host was built from.
+    pub workspace_root: PathBuf,
+    /// Every workspace crate of the build.
+    pub crates: Vec<CrateRecord>,
+}
+
+/// One workspace crate of a base build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrateRecord {
+    /// The crate's name as rustc knows it.
+    pub name: String,
+    /// `lib`, `rlib`, `bin`, `proc-macro`, ...
+    pub crate_types: Vec<String>,
+    /// How cargo compiled it.
+    pub invocation: Invocation,
+    /// Each source file with its sha256 at base time.
+    pub sources: BTreeMap<PathBuf, String>,
+}
+
+impl CrateRecord {
+    /// Whether it is a library that a patch can replace.
+    pub fn is_patchable_library(&self) -> bool {
+        self.crate_types.iter().all(|t| t == "lib" || t == "rlib")
+    }
+
+    /// Source files whose content differs from the base (or that disappeared).
+    pub fn changed_sources(&self) -> Vec<PathBuf> {
+        self.sources
+            .iter()
+            .filter(|(path, hash)| {
+                std::fs::read(path)
+                    .map(|bytes| &sha256_hex(&bytes) != *hash)
+                    .unwrap_or(true)
+            })
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+}
+
+const RECORD_FILE: &str = "base.json";
+
+impl BaseRecord {
+    /// Records a base from a finished host build.
+    pub fn record(
+        dir: &Path,
+        capture_dir: &Path,
+        built_executable: &Path,
+        workspace_root: &Path,
+        profile: &str,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let executable = dir.join(
+            built_executable
+                .file_name()
+                .context("the built executable has no file name")?,
+        );
+        std::fs::copy(built_executable, &executable).with_context(|| {
+            format!(
+                "copying {} to {}",
+                built_executable.display(),
+                executable.display()
+            )
+        })?;
+        let build_id = read_build_id(&executable)?;
+
+        let mut crates = Vec::new();
+        for invocation in capture::read_all(capture_dir)? {
+            let Some(name) = invocation.crate_name().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with("build_script_") {
+                continue;
+            }
+            let sources = match invocation.dep_info_path() {
+                Some(path) => hash_sources(&path, &invocation.cwd)?,
+                None => BTreeMap::new(),
+            };
+            crates.push(CrateRecord {
+                name,
+                crate_types: invocation
+                    .crate_types()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                invocation,
+                sources,
+            });
+        }
+        crates.sort_by(|a, b| a.name.cmp(&b.name));
+        let rustc_path = crates
+            .first()
+            .map(|c| c.invocation.rustc.clone())
+            .unwrap_or_else(|| PathBuf::from("rustc"));
+        let (rustc, host) = rustc_version(&rustc_path)?;
+        let target = crates
+            .first()
+            .and_then(|c| c.invocation.flag_value("--target").map(str::to_owned))
+            .unwrap_or(host);
+        let lock = std::fs::read(workspace_root.join("Cargo.lock")).unwrap_or_default();
+        let record = BaseRecord {
+            identity: BuildIdentity {
+                build_id,
+                rustc,
+                target,
+                profile: profile.to_owned(),
+                cargo_lock_sha256: sha256_hex(&lock),
+            },
+            executable,
+            workspace_root: workspace_root.to_owned(),
+            crates,
+        };
+        let path = dir.join(RECORD_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(record)
+    }
+
+    /// Reads a base record directory.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "no base build recorded at {}; run `cargo hotpatch run` first (or pass --base)",
+                dir.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The GNU build id of an ELF file, hex.
+pub fn read_build_id(path: &Path) -> anyhow::Result<String> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+    let id = file
+        .build_id()
+        .with_context(|| format!("reading the build id of {}", path.display()))?
+        .with_context(|| {
+            format!(
+                "{} has no GNU build id; patchable hosts need one (the default on Linux)",
+                path.display()
+            )
+        })?;
+    Ok(hex(id))
+}
+
+/// `release commit-hash` and the host triple, from `rustc -vV`.
+fn rustc_version(rustc: &Path) -> anyhow::Result<(String, String)> {
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .with_context(|| format!("running {} -vV", rustc.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    Ok((
+        format!("{} {}", field("release:"), field("commit-hash:")),
+        field("host:"),
+    ))
+}
+
+/// Every source file a dep-info file lists, with its sha256.
+fn hash_sources(dep_info: &Path, cwd: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
+    let text = std::fs::read_to_string(dep_info)
+        .with_context(|| format!("reading {}", dep_info.display()))?;
+    let mut sources = BTreeMap::new();
+    for line in text.lines() {
+        // `target: dep dep ...` lines; the per-file `dep:` lines repeat them.
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
+        for dep in split_escaped(deps) {
+            let path = cwd.join(&dep);
+            if let Ok(bytes) = std::fs::read(&path) {
+                sources.insert(path, sha256_hex(&bytes));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// Splits a make-style dependency list, where `\ ` is a space inside a path.
+fn split_escaped(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = list.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                current.push(' ');
+                chars.next();
+            }
+            ' ' => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            other => current.push(other),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}

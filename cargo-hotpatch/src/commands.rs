@@ -1,0 +1,220 @@
+//! The subcommands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, StatusReport};
+
+use crate::base::BaseRecord;
+use crate::cli::{BuildArgs, MessageFormat, RunArgs, TargetArgs, TargetFileArgs};
+use crate::client;
+use crate::host::{self, Layout};
+use crate::patch;
+use crate::status::status;
+
+/// `cargo hotpatch run`: build the host, record the base, run the app; returns its exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let layout = Layout::of(&args.selection)?;
+    let (record, executable) = host::build(&args.selection, &layout)?;
+    status(
+        "Recorded",
+        format!(
+            "base build {} ({} crates) in {}",
+            short(&record.identity.build_id),
+            record.crates.len(),
+            layout.base_dir().display()
+        ),
+    );
+    let socket = layout.control_socket();
+    status(
+        "Running",
+        format!(
+            "`{}` (control socket {})",
+            executable.display(),
+            socket.display()
+        ),
+    );
+    let exit = Command::new(&executable)
+        .args(&args.app_args)
+        .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+        .status()
+        .with_context(|| format!("running {}", executable.display()))?;
+    Ok(exit.code().unwrap_or(101))
+}
+
+/// `cargo hotpatch build`: write a patch of the current sources against a base build.
+pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let layout = Layout::of(&args.selection)?;
+    let base_dir = host::base_dir_or_default(args.base.as_deref(), &layout);
+    let base = BaseRecord::load(&base_dir)?;
+    let output = args
+        .output
+        .unwrap_or_else(|| layout.dir.join("patch.hotpatch"));
+    status(
+        "Patching",
+        format!("against base build {}", short(&base.identity.build_id)),
+    );
+    let built = patch::build(&base, &layout.work_dir(), &output)?;
+    let manifest = &built.file.manifest;
+    status(
+        "Built",
+        format!(
+            "patch {} of {} ({} hot functions, {} bytes) in {}",
+            built.file.short_id(),
+            manifest.crates.join(", "),
+            manifest.hot_functions.len(),
+            built.file.library.len(),
+            built.path.display()
+        ),
+    );
+    status(
+        "Timing",
+        format!(
+            "rustc {:.0?}, checks {:.0?}, link {:.0?}",
+            built.rustc, built.analysis, built.link
+        ),
+    );
+    if args.selection.message_format == MessageFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reason": "patch-built",
+                "path": built.path,
+                "id": built.file.id,
+                "manifest": manifest,
+                "rustc_ms": built.rustc.as_secs_f64() * 1e3,
+                "link_ms": built.link.as_secs_f64() * 1e3,
+                "analysis_ms": built.analysis.as_secs_f64() * 1e3,
+            })
+        );
+    }
+    Ok(())
+}
+
+/// `cargo hotpatch apply` and `check`.
+pub fn apply(args: TargetFileArgs, dry_run: bool) -> anyhow::Result<()> {
+    let path = absolute(&args.file)?;
+    for target in &args.targets.target {
+        let request = if dry_run {
+            Request::Check { path: path.clone() }
+        } else {
+            Request::Apply { path: path.clone() }
+        };
+        let reply = client::request(target, &request)?;
+        let Reply::Patch(report) = reply else {
+            anyhow::bail!("{} answered with an unexpected reply", target.display());
+        };
+        print_patch_report(
+            target,
+            &report,
+            args.targets.message_format,
+            if dry_run { "Checked" } else { "Applied" },
+        );
+    }
+    Ok(())
+}
+
+/// `cargo hotpatch rollback`.
+pub fn rollback(args: TargetArgs) -> anyhow::Result<()> {
+    for target in &args.target {
+        let Reply::RolledBack(report) = client::request(target, &Request::Rollback)? else {
+            anyhow::bail!("{} answered with an unexpected reply", target.display());
+        };
+        print_patch_report(target, &report, args.message_format, "Rolled back");
+    }
+    Ok(())
+}
+
+/// `cargo hotpatch status`.
+pub fn status_command(args: TargetArgs) -> anyhow::Result<()> {
+    for target in &args.target {
+        let Reply::Status(report) = client::request(target, &Request::Status)? else {
+            anyhow::bail!("{} answered with an unexpected reply", target.display());
+        };
+        match args.message_format {
+            MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
+            MessageFormat::Human => print_status(target, &report),
+        }
+    }
+    Ok(())
+}
+
+fn print_patch_report(target: &Path, report: &PatchReport, format: MessageFormat, verb: &str) {
+    if format == MessageFormat::Json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    if report.already_applied {
+        status(
+            "Fresh",
+            format!(
+                "patch {} is already applied to {}",
+                short(&report.patch_id),
+                target.display()
+            ),
+        );
+        return;
+    }
+    status(
+        verb,
+        format!(
+            "patch {} to {}: {} function(s) (verify {} µs, load {} µs, commit {} µs)",
+            short(&report.patch_id),
+            target.display(),
+            report.changes.len(),
+            report.verify_us,
+            report.load_us,
+            report.commit_us
+        ),
+    );
+    for change in &report.changes {
+        println!("  {} v{} -> v{}", change.key, change.from, change.to);
+    }
+}
+
+fn print_status(target: &Path, report: &StatusReport) {
+    println!(
+        "process {} (pid {}, build {})",
+        target.display(),
+        report.pid,
+        short(&report.build_id)
+    );
+    println!("hot functions:");
+    for function in &report.functions {
+        let patch = function.patch.as_deref().map(short).unwrap_or("base");
+        println!("  {:<60} v{:<3} {}", function.key, function.version, patch);
+    }
+    println!("patches:");
+    for patch in &report.patches {
+        println!(
+            "  {} {} [{}]",
+            short(&patch.id),
+            patch.crates.join(", "),
+            if patch.active {
+                "active"
+            } else {
+                "rolled back"
+            }
+        );
+    }
+    println!("history:");
+    for item in &report.history {
+        println!(
+            "  #{} {} {} ({} functions)",
+            item.update_id,
+            item.action,
+            short(&item.label),
+            item.changes.len()
+        );
+    }
+    println!("patch code kept mapped: {} bytes", report.mapped_bytes);
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}

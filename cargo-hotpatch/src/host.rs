@@ -1,0 +1,140 @@
+//! Building the app as a patchable host and recording its base build.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _};
+use cargo_metadata::{Message, MetadataCommand};
+
+use crate::base::BaseRecord;
+use crate::capture::CAPTURE_DIR_ENV;
+use crate::cli::BuildSelection;
+
+/// Where a workspace keeps its hotpatch state for one profile.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The workspace root.
+    pub workspace_root: PathBuf,
+    /// `target/hotpatch/<profile>`.
+    pub dir: PathBuf,
+    /// The cargo profile name.
+    pub profile: &'static str,
+}
+
+impl Layout {
+    /// Finds the workspace of the selection.
+    pub fn of(selection: &BuildSelection) -> anyhow::Result<Self> {
+        let mut command = MetadataCommand::new();
+        command.no_deps();
+        if let Some(path) = &selection.manifest_path {
+            command.manifest_path(path);
+        }
+        let metadata = command
+            .exec()
+            .context("reading the workspace with `cargo metadata`")?;
+        let profile = if selection.release { "release" } else { "dev" };
+        Ok(Layout {
+            workspace_root: metadata.workspace_root.into_std_path_buf(),
+            dir: metadata
+                .target_directory
+                .into_std_path_buf()
+                .join("hotpatch")
+                .join(profile),
+            profile,
+        })
+    }
+
+    /// The captured rustc invocations.
+    pub fn capture_dir(&self) -> PathBuf {
+        self.dir.join("invocations")
+    }
+
+    /// The default base record.
+    pub fn base_dir(&self) -> PathBuf {
+        self.dir.join("base")
+    }
+
+    /// The control socket of an app run by `cargo hotpatch run`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// Scratch space for patch builds.
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+}
+
+/// Builds the host with cargo, capturing every workspace crate's rustc invocation, and records
+/// the base build. Returns the record and the executable to run.
+pub fn build(selection: &BuildSelection, layout: &Layout) -> anyhow::Result<(BaseRecord, PathBuf)> {
+    let wrapper = std::env::current_exe().context("locating the cargo-hotpatch executable")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--message-format=json-render-diagnostics")
+        .env("RUSTC_WORKSPACE_WRAPPER", &wrapper)
+        .env(CAPTURE_DIR_ENV, layout.capture_dir())
+        .stdout(Stdio::piped());
+    if let Some(path) = &selection.manifest_path {
+        command.arg("--manifest-path").arg(path);
+    }
+    if let Some(package) = &selection.package {
+        command.arg("--package").arg(package);
+    }
+    if let Some(bin) = &selection.bin {
+        command.arg("--bin").arg(bin);
+    }
+    if selection.release {
+        command.arg("--release");
+    }
+    let mut child = command.spawn().context("running `cargo build`")?;
+    let stdout = child.stdout.take().context("reading cargo's output")?;
+    let mut executables = Vec::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        if let Message::CompilerArtifact(artifact) = message.context("reading cargo's messages")? {
+            if let Some(executable) = artifact.executable {
+                let is_selected = selection
+                    .bin
+                    .as_ref()
+                    .is_none_or(|bin| &artifact.target.name == bin);
+                if is_selected {
+                    executables.push(executable.into_std_path_buf());
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waiting for `cargo build`")?;
+    if !status.success() {
+        bail!("the host build failed (see cargo's errors above)");
+    }
+    let executable = match executables.as_slice() {
+        [one] => one.clone(),
+        [] => bail!("the build produced no executable; pick a binary package with -p or --bin"),
+        many => bail!(
+            "the build produced {} executables; pick one with --bin ({})",
+            many.len(),
+            many.iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let record = BaseRecord::record(
+        &layout.base_dir(),
+        &layout.capture_dir(),
+        &executable,
+        &layout.workspace_root,
+        layout.profile,
+    )?;
+    Ok((record, executable))
+}
+
+/// The base record in `dir`, or the workspace's default one.
+pub fn base_dir_or_default(base: Option<&Path>, layout: &Layout) -> PathBuf {
+    base.map(Path::to_owned)
+        .unwrap_or_else(|| layout.base_dir())
+}

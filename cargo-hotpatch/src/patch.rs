@@ -1,0 +1,228 @@
+//! Building a patch: replay the changed crates' rustc invocations to object files, check them,
+//! link them into a library that resolves everything else against the running host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction};
+
+use crate::analysis;
+use crate::base::{BaseRecord, CrateRecord};
+use crate::capture::Invocation;
+
+/// Why no patch was built, when that is not a failure of the tool.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPatchable {
+    /// No source differs from the base build.
+    #[error("no source file differs from the base build: nothing to patch")]
+    NothingChanged,
+    /// A change that needs a rebuild and restart.
+    #[error("{0}")]
+    NeedsRestart(String),
+}
+
+/// A patch written to disk, and what building it cost.
+#[derive(Debug)]
+pub struct BuiltPatch {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// The patch file.
+    pub file: PatchFile,
+    /// Time in rustc.
+    pub rustc: Duration,
+    /// Time linking.
+    pub link: Duration,
+    /// Time checking the objects.
+    pub analysis: Duration,
+}
+
+/// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it
+/// brings the process to the current sources whatever was applied before.
+pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Result<BuiltPatch> {
+    let changed: Vec<&CrateRecord> = base
+        .crates
+        .iter()
+        .filter(|record| !record.changed_sources().is_empty())
+        .collect();
+    if changed.is_empty() {
+        return Err(NotPatchable::NothingChanged.into());
+    }
+    for record in &changed {
+        if !record.is_patchable_library() {
+            let files: Vec<String> = record
+                .changed_sources()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(NotPatchable::NeedsRestart(format!(
+                "crate `{}` ({}) changed ({}); only library crates can be patched, so the app must be rebuilt and restarted (move code you want to patch into a library crate)",
+                record.name,
+                record.crate_types.join(", "),
+                files.join(", ")
+            ))
+            .into());
+        }
+    }
+
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let mut objects = Vec::new();
+    let started = Instant::now();
+    for record in &changed {
+        objects.extend(compile_to_objects(record, &work_dir.join(&record.name))?);
+    }
+    let rustc = started.elapsed();
+
+    let started = Instant::now();
+    let (host_hot, host_local_data) = analysis::host_hot_functions(&base.executable)?;
+    let found = analysis::analyse_objects(&objects, &host_local_data)?;
+    for (identity, fingerprint) in &found.hot {
+        if let Some(host_fingerprint) = host_hot.get(identity) {
+            if host_fingerprint != fingerprint {
+                return Err(NotPatchable::NeedsRestart(format!(
+                    "the signature of hot function `{identity}` changed; a running process cannot switch signatures, so the app must be rebuilt and restarted"
+                ))
+                .into());
+            }
+        }
+    }
+    if let Some((name, via)) = found.forked_statics.first() {
+        let others = found.forked_statics.len() - 1;
+        return Err(NotPatchable::NeedsRestart(format!(
+            "the patched code of `{via}` uses the private static `{name}`{}; a patch would get a fresh copy of it instead of the running process's, so it is refused. Make the static `pub` (public statics are shared with patches), then rebuild and restart",
+            if others > 0 { format!(" (and {others} more)") } else { String::new() }
+        ))
+        .into());
+    }
+    let analysis = started.elapsed();
+
+    let started = Instant::now();
+    let library_path = work_dir.join("patch.so");
+    link(&objects, &library_path)?;
+    let link = started.elapsed();
+
+    let library = std::fs::read(&library_path)
+        .with_context(|| format!("reading {}", library_path.display()))?;
+    let manifest = Manifest {
+        base: base.identity.clone(),
+        crates: changed.iter().map(|c| c.name.clone()).collect(),
+        hot_functions: found
+            .hot
+            .iter()
+            .map(|(path, fingerprint)| PatchedHotFunction {
+                path: path.clone(),
+                fingerprint: *fingerprint,
+            })
+            .collect(),
+        changed_functions: Vec::new(),
+        library_sha256: String::new(),
+        library_len: 0,
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let file = PatchFile::new(manifest, library);
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(output, file.to_bytes())
+        .with_context(|| format!("writing {}", output.display()))?;
+    Ok(BuiltPatch {
+        path: output.to_owned(),
+        file,
+        rustc,
+        link,
+        analysis,
+    })
+}
+
+/// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects.
+fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if out_dir.exists() {
+        std::fs::remove_dir_all(out_dir)
+            .with_context(|| format!("clearing {}", out_dir.display()))?;
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let invocation = &record.invocation;
+    let args = replay_args(invocation, out_dir);
+    let status = Command::new(&invocation.rustc)
+        .args(&args)
+        .env_clear()
+        .envs(&invocation.env)
+        .current_dir(&invocation.cwd)
+        .status()
+        .with_context(|| format!("running {}", invocation.rustc.display()))?;
+    if !status.success() {
+        bail!(
+            "could not compile `{}`; the running app keeps its current code",
+            record.name
+        );
+    }
+    let mut objects: Vec<PathBuf> = std::fs::read_dir(out_dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "o"))
+        .collect();
+    objects.sort();
+    anyhow::ensure!(
+        !objects.is_empty(),
+        "rustc wrote no object file for `{}` in {}",
+        record.name,
+        out_dir.display()
+    );
+    Ok(objects)
+}
+
+/// The captured arguments, changed to write object files only, into `out_dir`, with human
+/// diagnostics, no incremental state shared with cargo and no jobserver.
+fn replay_args(invocation: &Invocation, out_dir: &Path) -> Vec<String> {
+    let mut args = Vec::with_capacity(invocation.args.len());
+    let mut iter = invocation.args.iter().peekable();
+    while let Some(arg) = iter.next() {
+        if arg.starts_with("--emit=") {
+            args.push("--emit=obj".to_owned());
+        } else if arg == "--error-format=json" || arg.starts_with("--json=") {
+            continue;
+        } else if arg == "--out-dir" {
+            iter.next();
+            args.push("--out-dir".to_owned());
+            args.push(out_dir.display().to_string());
+        } else if arg == "-C"
+            && iter
+                .peek()
+                .is_some_and(|next| next.starts_with("incremental="))
+        {
+            iter.next();
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        args.push("--color=always".to_owned());
+    }
+    args
+}
+
+/// Links objects into a shared library whose calls bind to its own new functions
+/// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to be
+/// resolved against the running host when it is loaded.
+fn link(objects: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    let linker = std::env::var("HOTPATCH_LINKER").unwrap_or_else(|_| "cc".to_owned());
+    let result = Command::new(&linker)
+        .arg("-shared")
+        .arg("-Wl,-Bsymbolic-functions")
+        .arg("-o")
+        .arg(output)
+        .args(objects)
+        .output()
+        .with_context(|| format!("running the linker `{linker}`"))?;
+    if !result.status.success() {
+        bail!(
+            "linking the patch failed:\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    Ok(())
+}

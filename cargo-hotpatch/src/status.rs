@@ -1,0 +1,13 @@
+//! Status lines on stderr, the way cargo prints them: a right-aligned verb, then the message.
+
+use std::fmt::Display;
+use std::io::IsTerminal;
+
+/// Prints `verb message` in cargo's style (bold green verb on a terminal).
+pub fn status(verb: &str, message: impl Display) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("\x1b[1;32m{verb:>12}\x1b[0m {message}");
+    } else {
+        eprintln!("{verb:>12} {message}");
+    }
+}
