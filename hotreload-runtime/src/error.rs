@@ -1,7 +1,10 @@
 //! The runtime's one error type. Each variant is named after the step that failed; on every error
 //! nothing has changed: the process keeps running the code it ran before.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::patch_file::PatchFileError;
 
 /// Why an update, a rollback or a lookup did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -48,4 +51,104 @@ pub enum Error {
     /// Rollback with nothing applied.
     #[error("nothing to roll back: no update is applied")]
     NothingToRollBack,
+
+    /// A control request that is not one line of JSON of a known request.
+    #[error("malformed control request: {reason}; send one JSON object per line, such as {{\"command\":\"hello\"}}, as `cargo hotpatch` does")]
+    Request {
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The patch file could not be read.
+    #[error("could not read the patch file `{}`: {source}; check the path, and that this process (which reads the file itself) may read it", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+
+    /// The patch file is not a well-formed patch, or its library does not match its manifest.
+    #[error("the patch file `{}` failed its integrity check: {source}", path.display())]
+    Integrity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: PatchFileError,
+    },
+
+    /// The patch was built against another build than the one running.
+    #[error("patch {patch} was built for build {patch_build} but this process runs build {process_build}; rebuild the patch against this build (`cargo hotpatch build --base` with the build this process was started from)")]
+    BaseBuild {
+        /// The patch's short id.
+        patch: String,
+        /// The build id the patch names.
+        patch_build: String,
+        /// The build id of this process's executable.
+        process_build: String,
+    },
+
+    /// This process's own build id could not be read.
+    #[error("could not read the GNU build id of this process's executable: {reason}; link it with `-Wl,--build-id` (the default of most Linux toolchains) so patches can be matched to it")]
+    BuildId {
+        /// Why.
+        reason: String,
+    },
+
+    /// Live patching is not implemented for this platform.
+    #[error("live patching is only supported on Linux for now; this process runs on {os}")]
+    Unsupported {
+        /// The operating system (`std::env::consts::OS`).
+        os: &'static str,
+    },
+
+    /// The patch library could not be loaded.
+    #[error("could not load the library of patch {patch}: {reason}; nothing was changed. The file passed its integrity check, so the library itself does not load here: rebuild the patch with `cargo hotpatch build` against this build")]
+    Load {
+        /// The patch's short id.
+        patch: String,
+        /// What failed (the dynamic loader's message for `dlopen`).
+        reason: String,
+    },
+
+    /// A patch library that registered no hot function the process has: committing it would
+    /// change nothing.
+    #[error("patch {patch} carries no hot function of this process, so applying it would change nothing; nothing was changed. Build the patch from a crate with `#[hot]` functions this program calls")]
+    NoHotFunctions {
+        /// The patch's short id.
+        patch: String,
+    },
+
+    /// A patch carries a hot function whose signature differs from the running one.
+    #[error("patch {patch} changes the signature of hot function `{key}` from `{running}` to `{patched}`; a running process cannot switch a function to another signature, so nothing was changed: restart the process with the new build")]
+    SignatureChanged {
+        /// The patch's short id.
+        patch: String,
+        /// The hot function.
+        key: String,
+        /// The slot type the process runs.
+        running: &'static str,
+        /// The slot type in the patch.
+        patched: String,
+    },
+}
+
+impl Error {
+    /// The step that failed, as the control protocol names it: `request`, `read`, `integrity`,
+    /// `base_build`, `load`, `signature`, `commit`, `rollback` or `platform`.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::UnknownFunction { .. } | Error::Request { .. } => "request",
+            Error::SignatureMismatch { .. } | Error::SignatureChanged { .. } => "signature",
+            Error::DuplicateEntry { .. } | Error::EmptyUpdate | Error::SafePointTimeout { .. } => {
+                "commit"
+            }
+            Error::NothingToRollBack => "rollback",
+            Error::Read { .. } => "read",
+            Error::Integrity { .. } => "integrity",
+            Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
+            Error::Unsupported { .. } => "platform",
+            Error::Load { .. } | Error::NoHotFunctions { .. } => "load",
+        }
+    }
 }

@@ -44,16 +44,25 @@
 //! of its main loop. A thread that calls it takes part in commits: a commit waits until every such
 //! thread is parked there, so between two safe points a thread sees all of a commit or none of it.
 //! Threads that never call it see each slot switch atomically.
+//!
+//! # Patching a running process
+//!
+//! With `HOTRELOAD_CONTROL_SOCKET` set, [`init`] opens a [control socket](control) there on which
+//! `cargo hotpatch` checks, applies and rolls back patch files (see [`patch`]). Linux only for now.
 
 pub mod control;
 mod error;
+mod loader;
+pub mod patch;
 pub mod patch_file;
+mod platform;
 mod safe_point;
 mod slot;
 mod table;
 
 pub use error::Error;
 pub use hotreload_macros::hot;
+pub use patch::build_id;
 pub use safe_point::{participant_count, safe_point};
 pub use slot::{HotFunction, HotKey, HotSlot};
 pub use table::{
@@ -66,6 +75,11 @@ use std::time::Duration;
 /// The one set-up line of an app: reads the configuration from the environment.
 ///
 /// `HOTRELOAD_SAFE_POINT_TIMEOUT_MS` sets how long commits wait for threads to reach a safe point.
+/// `HOTRELOAD_CONTROL_SOCKET` names a path where a Unix socket (mode 0600) is opened for
+/// `cargo hotpatch`, served by a thread named `hotreload-control` (see [`control::serve`]); a
+/// failure to open it is logged through `tracing` and the program carries on. Calling `init` again
+/// does not open a second socket.
+///
 /// Without any configuration it costs nothing on the call path: hot functions and safe points are
 /// ready before it runs.
 pub fn init() {
@@ -74,6 +88,18 @@ pub fn init() {
         .and_then(|value| value.trim().parse::<u64>().ok())
     {
         Table::global().set_safe_point_timeout(Duration::from_millis(millis));
+    }
+    if let Some(socket) = std::env::var_os("HOTRELOAD_CONTROL_SOCKET").filter(|p| !p.is_empty()) {
+        static CONTROL: std::sync::Once = std::sync::Once::new();
+        CONTROL.call_once(|| {
+            if let Err(error) = control::serve(&socket) {
+                tracing::error!(
+                    socket = %std::path::Path::new(&socket).display(),
+                    %error,
+                    "could not open the hotreload control socket; live patching is off"
+                );
+            }
+        });
     }
     let functions = Table::global().functions().len();
     tracing::debug!(functions, "hotreload runtime initialised");

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
 use crate::safe_point;
-use crate::slot::{self, HotFunction, HotKey};
+use crate::slot::{self, HotFunction, HotKey, HotSlot};
 
 /// How long a commit waits for participating threads by default.
 pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +19,12 @@ pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// All changes go through [`Table::commit`] and [`Table::rollback`], which are serialised; lookups
 /// and listings never wait for a commit that is waiting for threads.
+///
+/// A hot function can have several slots: the binary's, and one more in each loaded patch library
+/// that carries the function (the library's wrapper calls through its own copy). The table keeps
+/// every distinct slot of every registration under a key whose signature is the first
+/// registration's, and each commit or rollback writes the new code to all of them in the same
+/// safe-point swap, so code of one patch calling a hot function reaches the newest code too.
 pub struct Table {
     /// Held for a whole commit or rollback, so they happen one at a time.
     commit_lock: Mutex<()>,
@@ -46,15 +52,52 @@ struct TableState {
 }
 
 struct FunctionState {
+    /// The first registration under the key: the binary's own for the binary's hot functions.
     function: &'static HotFunction,
+    /// Every distinct slot registered under the key with the same signature, `function`'s first.
+    slots: Vec<&'static HotSlot>,
     version: u32,
     next_version: u32,
+    /// The applied update whose code the slots hold; `None` for the first registration's code.
+    update_id: Option<u64>,
+}
+
+impl FunctionState {
+    fn new(function: &'static HotFunction) -> Self {
+        Self {
+            function,
+            slots: vec![function.slot()],
+            version: 0,
+            next_version: 0,
+            update_id: None,
+        }
+    }
+
+    /// The code every slot of the function holds.
+    fn code(&self) -> Code {
+        Code(self.function.slot().get())
+    }
+
+    /// Writes `code` to every slot of the function.
+    fn install(&self, code: Code) {
+        for slot in &self.slots {
+            slot.set(code.0);
+        }
+    }
 }
 
 struct AppliedUpdate {
     id: u64,
-    /// Index of the function, the code and version it had before.
-    previous: Vec<(usize, Code, u32)>,
+    /// What each function it changed had before.
+    previous: Vec<Previous>,
+}
+
+#[derive(Clone, Copy)]
+struct Previous {
+    index: usize,
+    code: Code,
+    version: u32,
+    update_id: Option<u64>,
 }
 
 /// A hot function as the table sees it now.
@@ -70,6 +113,8 @@ pub struct FunctionInfo {
     pub replaced: bool,
     /// Whether it is an `async fn`.
     pub is_async: bool,
+    /// The applied update whose code the function runs; `None` for the binary's own code.
+    pub update_id: Option<u64>,
 }
 
 /// What happened to the table, oldest first.
@@ -250,6 +295,7 @@ impl Table {
                     version: f.version,
                     replaced: slot.get() != slot.original(),
                     is_async: f.function.is_async(),
+                    update_id: f.update_id,
                 }
             })
             .collect();
@@ -260,6 +306,27 @@ impl Table {
     /// Everything committed and rolled back so far, oldest first.
     pub fn history(&self) -> Vec<HistoryEntry> {
         self.lock_state().history.clone()
+    }
+
+    /// The ids of the updates applied now (committed and not rolled back), oldest first.
+    pub fn applied_updates(&self) -> Vec<u64> {
+        self.lock_state().applied.iter().map(|u| u.id).collect()
+    }
+
+    /// The first registration under `key`: the binary's own for the binary's hot functions, a
+    /// library's for a function the binary does not have.
+    pub(crate) fn first_registration(&self, key: HotKey) -> Option<&'static HotFunction> {
+        let state = self.lock_state();
+        state.by_key.get(&key).map(|&i| state.functions[i].function)
+    }
+
+    /// The current version of `key` and the one its next commit will give it.
+    pub(crate) fn versions_of(&self, key: HotKey) -> Option<(u32, u32)> {
+        let state = self.lock_state();
+        state.by_key.get(&key).map(|&i| {
+            let f = &state.functions[i];
+            (f.version, f.next_version + 1)
+        })
     }
 
     /// Installs every entry of `update` at once, at a safe point, with the configured timeout.
@@ -293,57 +360,55 @@ impl Table {
             }
             (state.next_update_id, targets)
         };
-        let slots: Vec<_> = targets
-            .iter()
-            .map(|(index, code)| (self.function_at(*index).slot(), *code))
-            .collect();
 
         let started = std::time::Instant::now();
-        let previous = safe_point::with_threads_parked(timeout, || {
-            slots
-                .iter()
-                .map(|(slot, code)| {
-                    let old = Code(slot.get());
-                    slot.set(code.0);
-                    old
-                })
-                .collect::<Vec<_>>()
+        // The slots are gathered inside the swap, under the state lock, so a library loaded
+        // meanwhile has its slots either synchronised before the swap or written by it.
+        let changes = safe_point::with_threads_parked(timeout, || {
+            let mut state = self.lock_state();
+            let mut changes = Vec::with_capacity(targets.len());
+            let mut undo = Vec::with_capacity(targets.len());
+            for &(index, code) in &targets {
+                let f = &mut state.functions[index];
+                undo.push(Previous {
+                    index,
+                    code: f.code(),
+                    version: f.version,
+                    update_id: f.update_id,
+                });
+                f.install(code);
+                let from = f.version;
+                f.next_version += 1;
+                f.version = f.next_version;
+                f.update_id = Some(update_id);
+                changes.push(VersionChange {
+                    key: f.function.key(),
+                    from,
+                    to: f.version,
+                });
+            }
+            state.next_update_id += 1;
+            state.applied.push(AppliedUpdate {
+                id: update_id,
+                previous: undo,
+            });
+            state.history.push(HistoryEntry {
+                update_id,
+                label: update.label.clone(),
+                action: HistoryAction::Committed,
+                at: SystemTime::now(),
+                changes: changes.clone(),
+            });
+            changes
         })
         .map_err(|not_arrived| Error::SafePointTimeout {
             timeout,
             threads: not_arrived.threads,
         })?;
         let waited = started.elapsed();
-
-        let mut state = self.lock_state();
-        state.next_update_id += 1;
-        let mut changes = Vec::with_capacity(targets.len());
-        let mut undo = Vec::with_capacity(targets.len());
-        for ((index, _), old_code) in targets.iter().zip(previous) {
-            let f = &mut state.functions[*index];
-            let from = f.version;
-            f.next_version += 1;
-            f.version = f.next_version;
-            undo.push((*index, old_code, from));
-            changes.push(VersionChange {
-                key: f.function.key(),
-                from,
-                to: f.version,
-            });
-        }
-        state.applied.push(AppliedUpdate {
-            id: update_id,
-            previous: undo,
-        });
-        state.history.push(HistoryEntry {
-            update_id,
-            label: update.label,
-            action: HistoryAction::Committed,
-            at: SystemTime::now(),
-            changes: changes.clone(),
-        });
         tracing::info!(
             update_id,
+            label = %update.label,
             functions = changes.len(),
             ?waited,
             "hot update committed"
@@ -359,7 +424,7 @@ impl Table {
     /// code and version it had before.
     pub fn rollback(&self) -> Result<CommitReport, Error> {
         let _one_at_a_time = lock(&self.commit_lock);
-        let (update_id, previous, label) = {
+        let (update_id, label) = {
             let state = self.lock_state();
             let last = state.applied.last().ok_or(Error::NothingToRollBack)?;
             let label = state
@@ -368,46 +433,45 @@ impl Table {
                 .find(|h| h.update_id == last.id)
                 .map(|h| h.label.clone())
                 .unwrap_or_default();
-            (last.id, last.previous.clone(), label)
+            (last.id, label)
         };
-        let slots: Vec<_> = previous
-            .iter()
-            .map(|(index, code, _)| (self.function_at(*index).slot(), *code))
-            .collect();
         let timeout = self.safe_point_timeout();
         let started = std::time::Instant::now();
-        safe_point::with_threads_parked(timeout, || {
-            for (slot, code) in &slots {
-                slot.set(code.0);
+        let changes = safe_point::with_threads_parked(timeout, || {
+            let mut state = self.lock_state();
+            let last = state
+                .applied
+                .pop()
+                .expect("only rollback pops, and it holds the commit lock");
+            let mut changes = Vec::with_capacity(last.previous.len());
+            for previous in &last.previous {
+                let f = &mut state.functions[previous.index];
+                f.install(previous.code);
+                changes.push(VersionChange {
+                    key: f.function.key(),
+                    from: f.version,
+                    to: previous.version,
+                });
+                f.version = previous.version;
+                f.update_id = previous.update_id;
             }
+            state.history.push(HistoryEntry {
+                update_id,
+                label: label.clone(),
+                action: HistoryAction::RolledBack,
+                at: SystemTime::now(),
+                changes: changes.clone(),
+            });
+            changes
         })
         .map_err(|not_arrived| Error::SafePointTimeout {
             timeout,
             threads: not_arrived.threads,
         })?;
         let waited = started.elapsed();
-
-        let mut state = self.lock_state();
-        state.applied.pop();
-        let mut changes = Vec::with_capacity(previous.len());
-        for (index, _, version) in &previous {
-            let f = &mut state.functions[*index];
-            changes.push(VersionChange {
-                key: f.function.key(),
-                from: f.version,
-                to: *version,
-            });
-            f.version = *version;
-        }
-        state.history.push(HistoryEntry {
-            update_id,
-            label,
-            action: HistoryAction::RolledBack,
-            at: SystemTime::now(),
-            changes: changes.clone(),
-        });
         tracing::info!(
             update_id,
+            %label,
             functions = changes.len(),
             "hot update rolled back"
         );
@@ -416,10 +480,6 @@ impl Table {
             changes,
             waited,
         })
-    }
-
-    fn function_at(&self, index: usize) -> &'static HotFunction {
-        self.lock_state().functions[index].function
     }
 
     /// Locks the state, first taking in functions registered since the last look (a library
@@ -449,18 +509,37 @@ impl TableState {
             self.newest_seen = Some(*first);
         }
         for function in fresh.into_iter().rev() {
-            // A later registration under an existing key (a loaded library's copy) does not hide
-            // the first: the first one's slot is the one the binary calls through.
-            if self.by_key.contains_key(&function.key()) {
-                continue;
-            }
-            self.by_key.insert(function.key(), self.functions.len());
-            self.functions.push(FunctionState {
-                function,
-                version: 0,
-                next_version: 0,
-            });
+            self.take_in(function);
         }
+    }
+
+    /// Adds a registration: a new key becomes a new function; under a known key, a registration
+    /// with the same signature adds its slot (a loaded library's copy, which calls through it) and
+    /// gets the code the function runs now. One with another signature is left out: writing the
+    /// key's code into it would call that code with the wrong arguments.
+    fn take_in(&mut self, function: &'static HotFunction) -> usize {
+        let Some(&index) = self.by_key.get(&function.key()) else {
+            self.by_key.insert(function.key(), self.functions.len());
+            self.functions.push(FunctionState::new(function));
+            return self.functions.len() - 1;
+        };
+        let f = &mut self.functions[index];
+        let slot = function.slot();
+        if f.slots.iter().any(|known| std::ptr::eq(*known, slot)) {
+            return index;
+        }
+        if function.fingerprint() != f.function.fingerprint() {
+            tracing::debug!(
+                key = %function.key(),
+                signature = function.signature(),
+                table_signature = f.function.signature(),
+                "registration with another signature left out of the table"
+            );
+            return index;
+        }
+        slot.set(f.code().0);
+        f.slots.push(slot);
+        index
     }
 
     fn index_of(&mut self, function: &'static HotFunction) -> usize {
@@ -468,13 +547,7 @@ impl TableState {
             return index;
         }
         // Not registered through inventory (built by hand): take it in.
-        self.by_key.insert(function.key(), self.functions.len());
-        self.functions.push(FunctionState {
-            function,
-            version: 0,
-            next_version: 0,
-        });
-        self.functions.len() - 1
+        self.take_in(function)
     }
 }
 

@@ -1,0 +1,12 @@
+//! What live patching needs from the operating system: the executable's build id and a way to
+//! open a library from bytes in memory. Linux only for now; elsewhere every entry point says so.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
+
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use unsupported::{open_library, own_build_id, OpenLibrary};

@@ -1,0 +1,23 @@
+//! Stubs for platforms live patching does not support yet: the workspace compiles, and every
+//! attempt to patch says why it cannot.
+
+use crate::error::Error;
+
+/// Never constructed here.
+pub(crate) struct OpenLibrary {
+    pub(crate) mapped_bytes: u64,
+}
+
+fn unsupported() -> Error {
+    Error::Unsupported {
+        os: std::env::consts::OS,
+    }
+}
+
+pub(crate) fn own_build_id() -> Result<&'static str, Error> {
+    Err(unsupported())
+}
+
+pub(crate) fn open_library(_name: &str, _bytes: &[u8]) -> Result<OpenLibrary, String> {
+    Err(unsupported().to_string())
+}
