@@ -3,9 +3,12 @@
 //!
 //! A patch library gets its own copy of every private (local) static of the rebuilt crate. Code
 //! reached from the patch's hot functions that touches such a static would silently fork the
-//! host's state, so the patch is refused, naming the static.
+//! host's state unless [`crate::redirect`] could redirect every reference to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Local data symbols of the host: mangled name to address (offset from the module base).
+pub type HostLocalData = BTreeMap<String, u64>;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -21,13 +24,13 @@ const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__INVENTORY"];
 pub type HotFunctions = BTreeMap<String, u64>;
 
 /// The hot functions of a linked binary, from its symbol table.
-pub fn host_hot_functions(executable: &Path) -> anyhow::Result<(HotFunctions, BTreeSet<String>)> {
+pub fn host_hot_functions(executable: &Path) -> anyhow::Result<(HotFunctions, HostLocalData)> {
     let data =
         std::fs::read(executable).with_context(|| format!("reading {}", executable.display()))?;
     let file =
         object::File::parse(&*data).with_context(|| format!("parsing {}", executable.display()))?;
     let mut hot = HotFunctions::new();
-    let mut local_data = BTreeSet::new();
+    let mut local_data = HostLocalData::new();
     for symbol in file.symbols() {
         let Ok(name) = symbol.name() else { continue };
         if let Some((identity, fingerprint)) = hot_identity(name) {
@@ -39,7 +42,7 @@ pub fn host_hot_functions(executable: &Path) -> anyhow::Result<(HotFunctions, BT
                 object::SymbolKind::Data | object::SymbolKind::Tls
             )
         {
-            local_data.insert(name.to_owned());
+            local_data.insert(name.to_owned(), symbol.address());
         }
     }
     Ok((hot, local_data))
@@ -73,14 +76,14 @@ pub struct PatchAnalysis {
     /// The hot functions the patch carries.
     pub hot: HotFunctions,
     /// Private statics of the host that code reachable from the patch's hot functions touches:
-    /// `(demangled name, the hot function that reaches it)`.
-    pub forked_statics: Vec<(String, String)>,
+    /// `(mangled name, the hot function that reaches it)`.
+    pub reached_statics: Vec<(String, String)>,
 }
 
 /// Analyses the patch objects against the host's local data symbols.
 pub fn analyse_objects(
     objects: &[PathBuf],
-    host_local_data: &BTreeSet<String>,
+    host_local_data: &HostLocalData,
 ) -> anyhow::Result<PatchAnalysis> {
     let mut analysis = PatchAnalysis::default();
     for path in objects {
@@ -89,14 +92,14 @@ pub fn analyse_objects(
             object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
         analyse_object(&file, host_local_data, &mut analysis);
     }
-    analysis.forked_statics.sort();
-    analysis.forked_statics.dedup_by(|a, b| a.0 == b.0);
+    analysis.reached_statics.sort();
+    analysis.reached_statics.dedup_by(|a, b| a.0 == b.0);
     Ok(analysis)
 }
 
 fn analyse_object(
     file: &object::File,
-    host_local_data: &BTreeSet<String>,
+    host_local_data: &HostLocalData,
     analysis: &mut PatchAnalysis,
 ) {
     // The graph: sections, linked by the relocations in them. With one section per function and
@@ -137,11 +140,10 @@ fn analyse_object(
                 continue;
             };
             if let Some(mangled) = private_static_of(&section) {
-                if host_local_data.contains(mangled)
-                    && !OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
-                {
-                    let name = format!("{:#}", rustc_demangle::demangle(mangled));
-                    analysis.forked_statics.push((name, identity.clone()));
+                if host_local_data.contains_key(mangled) && !is_own_copy(mangled) {
+                    analysis
+                        .reached_statics
+                        .push((mangled.to_owned(), identity.clone()));
                 }
                 continue;
             }
@@ -152,8 +154,14 @@ fn analyse_object(
     }
 }
 
+/// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in
+/// step itself, and registrations must be the patch's own).
+pub fn is_own_copy(mangled: &str) -> bool {
+    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
+}
+
 /// The mangled name of the static a writable data section holds (`.bss.NAME`, `.tdata.NAME`).
-fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a str> {
+pub fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a str> {
     let name = section.name().ok()?;
     if name.starts_with(".data.rel.ro") {
         return None;

@@ -15,8 +15,10 @@ mod capture;
 mod cli;
 mod client;
 mod commands;
+mod elf;
 mod host;
 mod patch;
+mod redirect;
 mod status;
 
 use clap::Parser;

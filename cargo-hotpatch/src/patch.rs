@@ -6,11 +6,12 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction};
+use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction, StaticRedirect};
 
 use crate::analysis;
 use crate::base::{BaseRecord, CrateRecord};
 use crate::capture::Invocation;
+use crate::redirect::{self, Redirections};
 
 /// Why no patch was built, when that is not a failure of the tool.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,10 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
 
     let started = Instant::now();
     let (host_hot, host_local_data) = analysis::host_hot_functions(&base.executable)?;
+    let mut redirections = Redirections::default();
+    for object in &objects {
+        redirect::redirect_object(object, &host_local_data, &mut redirections)?;
+    }
     let found = analysis::analyse_objects(&objects, &host_local_data)?;
     for (identity, fingerprint) in &found.hot {
         if let Some(host_fingerprint) = host_hot.get(identity) {
@@ -88,11 +93,27 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
             }
         }
     }
-    if let Some((name, via)) = found.forked_statics.first() {
-        let others = found.forked_statics.len() - 1;
+    let forked: Vec<(String, &String, &str)> = found
+        .reached_statics
+        .iter()
+        .filter_map(|(mangled, via)| {
+            let why = match redirections.unredirectable.get(mangled) {
+                Some(why) => why.as_str(),
+                None if redirections.redirected.contains(mangled) => return None,
+                None => "it is not reached in a way the tool recognises",
+            };
+            Some((static_name(mangled), via, why))
+        })
+        .collect();
+    if let Some((name, via, why)) = forked.first() {
+        // Name every one: the user must see each item the patch would fork.
+        let others: Vec<String> = forked[1..]
+            .iter()
+            .map(|(name, via, why)| format!("`{name}` (used by `{via}`: {why})"))
+            .collect();
         return Err(NotPatchable::NeedsRestart(format!(
-            "the patched code of `{via}` uses the private static `{name}`{}; a patch would get a fresh copy of it instead of the running process's, so it is refused. Make the static `pub` (public statics are shared with patches), then rebuild and restart",
-            if others > 0 { format!(" (and {others} more)") } else { String::new() }
+            "the patched code of `{via}` uses the private static `{name}`, which cannot be redirected to the running process's copy ({why}){}; a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+            if others.is_empty() { String::new() } else { format!(" (and {})", others.join(", ")) }
         ))
         .into());
     }
@@ -102,6 +123,28 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
     let library_path = work_dir.join("patch.so");
     link(&objects, &library_path)?;
     let link = started.elapsed();
+    let cells = redirect::cell_offsets(
+        &library_path,
+        redirections
+            .address_cells
+            .union(&redirections.thread_local_cells),
+    )?;
+    let redirects = cells
+        .iter()
+        .map(|(mangled, cell_offset)| {
+            let thread_local = redirections.thread_local_cells.contains(mangled);
+            StaticRedirect {
+                name: static_name(mangled),
+                cell_offset: *cell_offset,
+                host_offset: if thread_local {
+                    0
+                } else {
+                    host_local_data[mangled]
+                },
+                thread_local,
+            }
+        })
+        .collect();
 
     let library = std::fs::read(&library_path)
         .with_context(|| format!("reading {}", library_path.display()))?;
@@ -117,6 +160,7 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
             })
             .collect(),
         changed_functions: Vec::new(),
+        redirects,
         library_sha256: String::new(),
         library_len: 0,
         created_unix: SystemTime::now()
@@ -137,6 +181,16 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
         link,
         analysis,
     })
+}
+
+/// A static's name as its user wrote it: a thread-local's hidden inner static is shown as the
+/// `thread_local!` it belongs to.
+fn static_name(mangled: &str) -> String {
+    let name = format!("{:#}", rustc_demangle::demangle(mangled));
+    match name.find("::{{constant}}") {
+        Some(end) => name[..end].to_owned(),
+        None => name,
+    }
 }
 
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects.

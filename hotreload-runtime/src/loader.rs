@@ -1,6 +1,7 @@
 //! Opening a patch library and finding the hot functions it registered.
 
 use crate::error::Error;
+use crate::patch_file::StaticRedirect;
 use crate::platform::{self, OpenLibrary};
 use crate::slot::{self, HotFunction};
 
@@ -17,12 +18,17 @@ pub(crate) struct Loaded {
 ///
 /// Callers serialise loads, so the registrations between the newest one before and the head of
 /// the registry after are exactly this library's.
-pub(crate) fn load(short_id: &str, bytes: &[u8]) -> Result<Loaded, Error> {
+pub(crate) fn load(
+    short_id: &str,
+    bytes: &[u8],
+    redirects: &[StaticRedirect],
+) -> Result<Loaded, Error> {
     let newest_before = slot::registered().next();
-    let library = platform::open_library(short_id, bytes).map_err(|reason| Error::Load {
-        patch: short_id.to_owned(),
-        reason,
-    })?;
+    let library =
+        platform::open_library(short_id, bytes, redirects).map_err(|reason| Error::Load {
+            patch: short_id.to_owned(),
+            reason,
+        })?;
     // inventory prepends: everything before the former head is new.
     let mut registrations: Vec<&'static HotFunction> = slot::registered()
         .take_while(|f| !newest_before.is_some_and(|before| std::ptr::eq(before, *f)))

@@ -115,7 +115,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let registrations = match known {
         Some(registrations) => registrations,
         None => {
-            let loaded = loader::load(&short, &patch.library)?;
+            let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects)?;
             let registrations = loaded.registrations.clone();
             lock(&PATCHES).push(PatchRecord {
                 id: patch.id.clone(),

@@ -40,6 +40,22 @@ pub struct PatchedHotFunction {
     pub fingerprint: u64,
 }
 
+/// A private static of the host that the patch reaches through a cell: after loading the library,
+/// the runtime writes the host's address of the static into the cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticRedirect {
+    /// The static's demangled name, for messages.
+    pub name: String,
+    /// Offset of the cell from the library's load base.
+    pub cell_offset: u64,
+    /// Offset of the static from the executable's load base; for a thread-local, the offset in
+    /// the executable's thread-local block that the cell's `tls_index` names.
+    pub host_offset: u64,
+    /// A thread-local's cell: a `tls_index` of the executable's TLS module and `host_offset`.
+    #[serde(default)]
+    pub thread_local: bool,
+}
+
 /// What a patch is and what it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -51,6 +67,9 @@ pub struct Manifest {
     pub hot_functions: Vec<PatchedHotFunction>,
     /// Demangled names of the functions whose code differs from the base build.
     pub changed_functions: Vec<String>,
+    /// Private statics of the host reached through cells the runtime fills.
+    #[serde(default)]
+    pub redirects: Vec<StaticRedirect>,
     /// sha256 of the library, hex.
     pub library_sha256: String,
     /// Length of the library in bytes.
@@ -248,6 +267,7 @@ mod tests {
                 crates: vec!["logic".into()],
                 hot_functions: vec![],
                 changed_functions: vec!["logic::step".into()],
+                redirects: vec![],
                 library_sha256: String::new(),
                 library_len: 0,
                 created_unix: 0,

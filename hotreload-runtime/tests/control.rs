@@ -138,6 +138,7 @@ fn manifest(build_id: &str) -> Manifest {
         crates: vec!["control".into()],
         hot_functions: vec![],
         changed_functions: vec![],
+        redirects: vec![],
         library_sha256: String::new(),
         library_len: 0,
         created_unix: 0,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
 use crate::error::Error;
-use crate::patch_file::hex;
+use crate::patch_file::{hex, StaticRedirect};
 
 /// `NT_GNU_BUILD_ID`: the note type of a GNU build id.
 const NT_GNU_BUILD_ID: u32 = 3;
@@ -122,7 +122,11 @@ pub(crate) struct OpenLibrary {
 /// Writes `bytes` to a new memfd named after `name` and opens it with `RTLD_NOW | RTLD_GLOBAL`
 /// (so later patches resolve the state this one introduces, and every symbol resolves now rather
 /// than at some later call). Opening runs the library's constructors.
-pub(crate) fn open_library(name: &str, bytes: &[u8]) -> Result<OpenLibrary, String> {
+pub(crate) fn open_library(
+    name: &str,
+    bytes: &[u8],
+    redirects: &[StaticRedirect],
+) -> Result<OpenLibrary, String> {
     let c_name = CString::new(format!("hotpatch-{name}"))
         .map_err(|_| "the patch name contains a NUL byte".to_string())?;
     // SAFETY: `c_name` is a NUL-terminated string that outlives the call.
@@ -144,6 +148,15 @@ pub(crate) fn open_library(name: &str, bytes: &[u8]) -> Result<OpenLibrary, Stri
     // what loading a patch means. The library is never closed (see `OpenLibrary`).
     let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }
         .map_err(|error| format!("dlopen failed: {error}"))?;
+    // Before any of its hot functions is committed, point its cells at the host's statics.
+    let c_path =
+        CString::new(path).map_err(|_| "the library path contains a NUL byte".to_string())?;
+    if let Err(reason) = super::cells::fill(&c_path, redirects) {
+        // Its constructors have run and registered its functions: it must stay mapped.
+        std::mem::forget(library);
+        std::mem::forget(file);
+        return Err(reason);
+    }
     Ok(OpenLibrary {
         _library: library,
         _file: file,

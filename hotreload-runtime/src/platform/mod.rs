@@ -2,6 +2,8 @@
 //! open a library from bytes in memory. Linux only for now; elsewhere every entry point says so.
 
 #[cfg(target_os = "linux")]
+mod cells;
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{open_library, own_build_id, OpenLibrary};

@@ -18,6 +18,10 @@ pub(crate) fn own_build_id() -> Result<&'static str, Error> {
     Err(unsupported())
 }
 
-pub(crate) fn open_library(_name: &str, _bytes: &[u8]) -> Result<OpenLibrary, String> {
+pub(crate) fn open_library(
+    _name: &str,
+    _bytes: &[u8],
+    _redirects: &[crate::patch_file::StaticRedirect],
+) -> Result<OpenLibrary, String> {
     Err(unsupported().to_string())
 }

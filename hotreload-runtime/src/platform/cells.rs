@@ -1,0 +1,168 @@
+//! Filling a patch's cells: each holds the address of one of the executable's private statics.
+
+use std::ffi::{c_int, c_void, CStr};
+
+use crate::patch_file::StaticRedirect;
+
+/// A loaded object's base address and the address ranges of its segments.
+#[derive(Debug, Default, Clone)]
+struct Module {
+    base: usize,
+    /// `(start, end, writable)` of each `PT_LOAD` segment, absolute.
+    segments: Vec<(usize, usize, bool)>,
+}
+
+struct Search<'a> {
+    library_path: &'a CStr,
+    executable: Option<Module>,
+    library: Option<Module>,
+}
+
+/// Writes, for every redirect, the executable's address of the static into the library's cell.
+///
+/// Both addresses are checked against the modules' loaded segments first (the cell must lie in a
+/// writable segment of the library, the static in a segment of the executable), so a wrong manifest
+/// cannot make this write anywhere else.
+pub(crate) fn fill(library_path: &CStr, redirects: &[StaticRedirect]) -> Result<(), String> {
+    if redirects.is_empty() {
+        return Ok(());
+    }
+    let mut search = Search {
+        library_path,
+        executable: None,
+        library: None,
+    };
+    // SAFETY: `visit` matches the callback type and `data` points to `search`, which outlives the
+    // call and is only used through that pointer while it runs.
+    unsafe {
+        libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast::<c_void>());
+    }
+    let executable = search
+        .executable
+        .ok_or("the dynamic loader did not report the executable")?;
+    let library = search
+        .library
+        .ok_or("the dynamic loader did not report the patch library")?;
+    let tls_module = if redirects.iter().any(|r| r.thread_local) {
+        executable_tls_module()?
+    } else {
+        0
+    };
+    let mut writes = Vec::with_capacity(redirects.len());
+    for redirect in redirects {
+        let cell = offset(library.base, redirect.cell_offset)?;
+        // An address cell holds one address; a thread-local's holds a `tls_index`.
+        let (words, target_ok) = if redirect.thread_local {
+            let offset = usize::try_from(redirect.host_offset).map_err(|e| e.to_string())?;
+            ([tls_module, offset], true)
+        } else {
+            let target = offset(executable.base, redirect.host_offset)?;
+            let inside = executable
+                .segments
+                .iter()
+                .any(|&(start, end, _)| target >= start && target < end);
+            ([target, 0], inside)
+        };
+        let len = if redirect.thread_local { 16 } else { 8 };
+        let cell_ok = library
+            .segments
+            .iter()
+            .any(|&(start, end, writable)| writable && cell >= start && cell + len <= end);
+        if !cell_ok || !target_ok {
+            return Err(format!(
+                "the redirect of `{}` points outside the loaded modules; the patch is corrupt or not for this build",
+                redirect.name
+            ));
+        }
+        writes.push((cell, words, redirect.thread_local));
+    }
+    for (cell, words, thread_local) in writes {
+        // SAFETY: `cell` (8 or 16 bytes) lies in a writable loaded segment of the patch library
+        // (checked above); it is the patch's own copy of the static, which no code uses until the
+        // patch's hot functions are committed, after this.
+        unsafe {
+            (cell as *mut usize).write_unaligned(words[0]);
+            if thread_local {
+                (cell as *mut usize).add(1).write_unaligned(words[1]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The module id of the executable's thread-local block (what `__tls_get_addr` takes).
+fn executable_tls_module() -> Result<usize, String> {
+    // SAFETY: `dlopen(NULL)` returns a handle to the main program without loading anything.
+    let handle = unsafe { libc::dlopen(std::ptr::null(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return Err("dlopen of the main program failed".into());
+    }
+    let mut module: usize = 0;
+    // SAFETY: `handle` is a valid handle and RTLD_DI_TLS_MODID writes one `size_t` to `module`.
+    let result = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_TLS_MODID,
+            (&mut module as *mut usize).cast::<c_void>(),
+        )
+    };
+    // SAFETY: `handle` came from `dlopen` above and is not used after this.
+    unsafe { libc::dlclose(handle) };
+    if result != 0 || module == 0 {
+        return Err("the executable has no thread-local block to redirect to".into());
+    }
+    Ok(module)
+}
+
+fn offset(base: usize, offset: u64) -> Result<usize, String> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|offset| base.checked_add(offset))
+        .ok_or_else(|| format!("offset {offset:#x} is out of the address space"))
+}
+
+/// `dl_iterate_phdr` callback: records the executable (the first object) and the library.
+///
+/// # Safety
+/// `info` must point to a valid `dl_phdr_info` whose program headers are mapped, as the loader
+/// guarantees during the call; `data` must point to a `Search` not otherwise borrowed meanwhile.
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the caller (`fill`) passes a pointer to its `search`.
+    let search = unsafe { &mut *data.cast::<Search>() };
+    // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the call.
+    let info = unsafe { &*info };
+    let module = || {
+        let mut module = Module {
+            base: info.dlpi_addr as usize,
+            segments: Vec::new(),
+        };
+        for index in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+            let header = unsafe { &*info.dlpi_phdr.add(index) };
+            if header.p_type == libc::PT_LOAD {
+                let start = module.base + header.p_vaddr as usize;
+                module.segments.push((
+                    start,
+                    start + header.p_memsz as usize,
+                    header.p_flags & libc::PF_W != 0,
+                ));
+            }
+        }
+        module
+    };
+    if search.executable.is_none() {
+        search.executable = Some(module());
+    } else if !info.dlpi_name.is_null() {
+        // SAFETY: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
+        let name = unsafe { CStr::from_ptr(info.dlpi_name) };
+        if name == search.library_path {
+            search.library = Some(module());
+            return 1;
+        }
+    }
+    0
+}
