@@ -55,10 +55,17 @@ pub fn hot_identity(mangled: &str) -> Option<(String, u64)> {
     }
     let demangled = format!("{:#}", rustc_demangle::demangle(mangled));
     let (head, tail) = demangled.rsplit_once(ORIGINAL_MARK)?;
+    // Only the original itself, not code instantiated for it (its closures, drop glue).
+    if !tail.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
     let (name, fingerprint) = match tail.rsplit_once('_') {
         Some((name, fp)) => (name, fp),
         None => ("", tail),
     };
+    if fingerprint.len() != 16 {
+        return None;
+    }
     let fingerprint = u64::from_str_radix(fingerprint, 16).ok()?;
     // Free function: `crate::module::f::__hot_original_FP` is `crate::module::f`.
     // Method: `<T as Helper>::__hot_original_NAME_FP` is `<T as Helper>::NAME`.
@@ -187,12 +194,14 @@ mod tests {
 
     #[test]
     fn hot_identities_come_from_original_symbols() {
-        // Mangled names as rustc writes them for `logic::step` and a method of `logic::Ticker`.
-        let free = "_ZN5logic4step32__hot_original_00112233445566ff17h0123456789abcdefE";
+        // As rustc mangles `logic::step`'s original, and code instantiated for it.
+        let free = "_ZN5logic4step31__hot_original_06846a351b91991a17h0eda699935675c33E";
         assert_eq!(
             hot_identity(free),
-            Some(("logic::step".to_owned(), 0x0011_2233_4455_66ff))
+            Some(("logic::step".to_owned(), 0x0684_6a35_1b91_991a))
         );
+        let drop_glue = "_ZN4core3ptr135drop_in_place$LT$tokio..runtime..task..core..Stage$LT$logic..step..__hot_original_06846a351b91991a..$u7b$$u7b$closure$u7d$$u7d$$GT$$GT$17h9b85045aea926a9fE";
+        assert_eq!(hot_identity(drop_glue), None);
         assert_eq!(hot_identity("_ZN5logic4step17h0123456789abcdefE"), None);
     }
 }

@@ -686,6 +686,17 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         Some(ids[2].as_str()),
         "logic::step runs the last patch's code: {step:?}"
     );
+    // The version string lives in a hot trait method: methods are patched like functions.
+    let display = status
+        .functions
+        .iter()
+        .find(|f| f.key == "<logic::Report as fmt::Display>::fmt")
+        .unwrap_or_else(|| panic!("status lists the Display method of Report: {status:?}"));
+    assert_eq!(
+        display.patch.as_deref(),
+        Some(ids[2].as_str()),
+        "the method runs the last patch's code: {display:?}"
+    );
     let listed: Vec<&str> = status.patches.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
         listed, ids,
