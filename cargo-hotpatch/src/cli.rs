@@ -24,7 +24,7 @@ pub enum Command {
     /// Build the app as a patchable host, record the build, and run it.
     Run(RunArgs),
     /// `run`, then patch the running app on every save.
-    Watch(RunArgs),
+    Watch(WatchArgs),
     /// Build a patch of the current sources against a recorded base build.
     Build(BuildArgs),
     /// Verify a patch against a running process without changing anything.
@@ -70,6 +70,15 @@ pub struct RunArgs {
     /// Arguments passed to the app.
     #[arg(last = true, value_name = "ARGS")]
     pub app_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Do not rebuild and restart the app when a change cannot be patched.
+    #[arg(long)]
+    pub no_restart: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ mod host;
 mod patch;
 mod redirect;
 mod status;
+mod watch;
 
 use clap::Parser;
 
@@ -63,7 +64,7 @@ pub fn main() -> i32 {
 fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => return commands::run(args),
-        Command::Watch(_) => anyhow::bail!("`cargo hotpatch watch` is not available in this version yet; use `run`, then `build` and `apply`"),
+        Command::Watch(args) => return watch::watch(args),
         Command::Build(args) => commands::build(args)?,
         Command::Check(args) => commands::apply(args, true)?,
         Command::Apply(args) => commands::apply(args, false)?,

@@ -1,6 +1,7 @@
 //! Building a patch: replay the changed crates' rustc invocations to object files, check them,
 //! link them into a library that resolves everything else against the running host.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,10 +43,24 @@ pub struct BuiltPatch {
 /// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it
 /// brings the process to the current sources whatever was applied before.
 pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Result<BuiltPatch> {
+    build_including(base, work_dir, output, &BTreeSet::new())
+}
+
+/// [`build`], also rebuilding the library crates named in `also` even if they now equal the base
+/// (so an edit reverted to the base's text is patched back like any other edit).
+pub fn build_including(
+    base: &BaseRecord,
+    work_dir: &Path,
+    output: &Path,
+    also: &BTreeSet<String>,
+) -> anyhow::Result<BuiltPatch> {
     let changed: Vec<&CrateRecord> = base
         .crates
         .iter()
-        .filter(|record| !record.changed_sources().is_empty())
+        .filter(|record| {
+            !record.changed_sources().is_empty()
+                || (also.contains(&record.name) && record.is_patchable_library())
+        })
         .collect();
     if changed.is_empty() {
         return Err(NotPatchable::NothingChanged.into());
@@ -210,10 +225,7 @@ fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Ve
         .status()
         .with_context(|| format!("running {}", invocation.rustc.display()))?;
     if !status.success() {
-        bail!(
-            "could not compile `{}`; the running app keeps its current code",
-            record.name
-        );
+        bail!("could not compile `{}`", record.name);
     }
     let mut objects: Vec<PathBuf> = std::fs::read_dir(out_dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

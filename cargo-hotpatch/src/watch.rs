@@ -1,0 +1,405 @@
+//! `cargo hotpatch watch`: run the app, and on every save patch what changed into it.
+//!
+//! The watcher drops metadata and access events, ignores `target/`, hidden files and editors'
+//! temporary files, and coalesces a burst of events into one rebuild. A save that changes no file's
+//! content does nothing. What cannot be patched (a manifest, a build script, a binary crate, a hot
+//! signature) is explained in one line, then the app is rebuilt and restarted, unless
+//! `--no-restart` is given.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cargo_metadata::MetadataCommand;
+use hotreload_runtime::control::protocol::{Reply, Request};
+use hotreload_runtime::patch_file::sha256_hex;
+use notify::{EventKind, RecursiveMode, Watcher as _};
+
+use crate::base::BaseRecord;
+use crate::cli::WatchArgs;
+use crate::client;
+use crate::host::{self, Layout};
+use crate::patch::{self, NotPatchable};
+use crate::status::{error_line, status, warning};
+
+/// How long the tree must stay quiet before a burst of events is handled.
+const QUIET: Duration = Duration::from_millis(30);
+/// The longest a burst is allowed to postpone handling.
+const MAX_BURST: Duration = Duration::from_millis(500);
+
+/// Runs `watch`; returns when the watcher fails.
+pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    let layout = Layout::of(&args.run.selection)?;
+    let (events_tx, events) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events_tx.send(event);
+    })
+    .context("starting the file watcher")?;
+    let roots = watch_roots(&args, &layout)?;
+    for (path, mode) in &roots {
+        watcher
+            .watch(path, *mode)
+            .with_context(|| format!("watching {}", path.display()))?;
+    }
+    let mut session = Session::start(args, layout);
+    status(
+        "Watching",
+        format!(
+            "{} director{} for changes; save a file to patch the running app",
+            roots.len(),
+            if roots.len() == 1 { "y" } else { "ies" }
+        ),
+    );
+    loop {
+        let Some((paths, first_event)) = next_burst(&events, &mut session)? else {
+            continue;
+        };
+        session.handle(paths, first_event);
+    }
+}
+
+/// The directories to watch: every workspace member, recursively, except the target directory,
+/// plus the workspace root itself for its manifest and lock file.
+fn watch_roots(args: &WatchArgs, layout: &Layout) -> anyhow::Result<Vec<(PathBuf, RecursiveMode)>> {
+    let mut command = MetadataCommand::new();
+    command.no_deps();
+    if let Some(path) = &args.run.selection.manifest_path {
+        command.manifest_path(path);
+    }
+    let metadata = command
+        .exec()
+        .context("reading the workspace with `cargo metadata`")?;
+    let target = metadata.target_directory.into_std_path_buf();
+    let mut roots = vec![(layout.workspace_root.clone(), RecursiveMode::NonRecursive)];
+    for package in metadata.packages {
+        let Some(dir) = package
+            .manifest_path
+            .parent()
+            .map(|p| p.to_path_buf().into_std_path_buf())
+        else {
+            continue;
+        };
+        if target.starts_with(&dir) {
+            // The package holds the target directory: watch its other children one by one.
+            roots.push((dir.clone(), RecursiveMode::NonRecursive));
+            for entry in std::fs::read_dir(&dir)?.flatten() {
+                let path = entry.path();
+                if path.is_dir() && path != target && !is_hidden(&path) {
+                    roots.push((path, RecursiveMode::Recursive));
+                }
+            }
+        } else {
+            roots.push((dir, RecursiveMode::Recursive));
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    Ok(roots)
+}
+
+/// Waits for the next burst of relevant events; between bursts, notices the app exiting.
+fn next_burst(
+    events: &Receiver<notify::Result<notify::Event>>,
+    session: &mut Session,
+) -> anyhow::Result<Option<(BTreeSet<PathBuf>, Instant)>> {
+    let layout = session.layout.clone();
+    let layout = &layout;
+    let mut paths = BTreeSet::new();
+    let first = loop {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(event) => {
+                collect(event, layout, &mut paths);
+                if !paths.is_empty() {
+                    break Instant::now();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                session.notice_exit();
+                return Ok(None);
+            }
+            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
+        }
+    };
+    while first.elapsed() < MAX_BURST {
+        match events.recv_timeout(QUIET) {
+            Ok(event) => collect(event, layout, &mut paths),
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
+        }
+    }
+    Ok(Some((paths, first)))
+}
+
+fn collect(event: notify::Result<notify::Event>, layout: &Layout, paths: &mut BTreeSet<PathBuf>) {
+    let Ok(event) = event else { return };
+    if !matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+    ) || matches!(
+        event.kind,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+    ) {
+        return;
+    }
+    for path in event.paths {
+        if is_relevant(&path, layout) {
+            paths.insert(path);
+        }
+    }
+}
+
+/// Whether a changed path can matter to the build: not under `target/`, not hidden, not an
+/// editor's temporary file.
+pub fn is_relevant(path: &Path, layout: &Layout) -> bool {
+    if path.components().any(|c| c.as_os_str() == "target") || path.starts_with(&layout.dir) {
+        return false;
+    }
+    if path
+        .strip_prefix(&layout.workspace_root)
+        .unwrap_or(path)
+        .components()
+        .any(|c| is_hidden(Path::new(c.as_os_str())))
+    {
+        return false;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let temporary = name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".tmp")
+        || (name.starts_with('#') && name.ends_with('#'))
+        || name == "4913";
+    !temporary
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+}
+
+/// Files whose change needs a rebuild and restart whatever the patcher could do.
+fn needs_restart(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name == "Cargo.toml" || name == "Cargo.lock" || name == "build.rs"
+}
+
+/// The app under watch and what has been patched into it.
+struct Session {
+    args: WatchArgs,
+    layout: Layout,
+    /// The build the running app was made from; none while the app could not be built.
+    base: Option<BaseRecord>,
+    app: Option<Child>,
+    /// Library crates some applied patch rebuilt: patched again even when they return to the base.
+    patched_crates: BTreeSet<String>,
+    /// Content hash of every source file as last handled.
+    seen: HashMap<PathBuf, String>,
+    patches_built: u64,
+}
+
+impl Session {
+    /// Builds and starts the app; if the build fails, the first save tries again.
+    fn start(args: WatchArgs, layout: Layout) -> Self {
+        let mut session = Session {
+            args,
+            layout,
+            seen: HashMap::new(),
+            base: None,
+            app: None,
+            patched_crates: BTreeSet::new(),
+            patches_built: 0,
+        };
+        session.restart("");
+        session
+    }
+
+    fn spawn(&mut self, executable: &Path) -> anyhow::Result<()> {
+        let socket = self.layout.control_socket();
+        status("Running", format!("`{}`", executable.display()));
+        let child = Command::new(executable)
+            .args(&self.args.run.app_args)
+            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+            .spawn()
+            .with_context(|| format!("running {}", executable.display()))?;
+        self.app = Some(child);
+        Ok(())
+    }
+
+    /// Reports an app that exited; the next save starts it again.
+    fn notice_exit(&mut self) {
+        let Some(app) = &mut self.app else { return };
+        if let Ok(Some(exit)) = app.try_wait() {
+            warning(format!(
+                "the app exited ({exit}); save a file to build and start it again"
+            ));
+            self.app = None;
+        }
+    }
+
+    fn handle(&mut self, paths: BTreeSet<PathBuf>, first_event: Instant) {
+        let changed: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|path| {
+                let hash = std::fs::read(path)
+                    .map(|b| sha256_hex(&b))
+                    .unwrap_or_default();
+                self.seen.insert(path.clone(), hash.clone()).as_deref() != Some(hash.as_str())
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.notice_exit();
+        let Some(base) = self.base.as_ref().filter(|_| self.app.is_some()) else {
+            self.restart("the app is not running");
+            return;
+        };
+        if let Some(path) = changed.iter().find(|p| needs_restart(p)) {
+            self.unpatchable(&format!(
+                "{} changed; a patch cannot change a manifest, the lock file or a build script",
+                self.relative(path)
+            ));
+            return;
+        }
+        let debounce = first_event.elapsed();
+        self.patches_built += 1;
+        let output = self
+            .layout
+            .dir
+            .join("watch")
+            .join(format!("patch-{}.hotpatch", self.patches_built));
+        let built = match patch::build_including(
+            base,
+            &self.layout.work_dir(),
+            &output,
+            &self.patched_crates,
+        ) {
+            Ok(built) => built,
+            Err(error) => {
+                match error.downcast_ref::<NotPatchable>() {
+                    Some(NotPatchable::NothingChanged) => {}
+                    Some(NotPatchable::NeedsRestart(reason)) => {
+                        let reason = reason.clone();
+                        self.unpatchable(&reason);
+                    }
+                    None => error_line(format!(
+                        "{error:#}; the app keeps running its last good code"
+                    )),
+                }
+                return;
+            }
+        };
+        let manifest = &built.file.manifest;
+        let crates = manifest.crates.join(", ");
+        let path = built.path.clone();
+        let applied = Instant::now();
+        match client::request(&self.layout.control_socket(), &Request::Apply { path }) {
+            Ok(Reply::Patch(report)) => {
+                self.patched_crates.extend(manifest.crates.iter().cloned());
+                let apply_time = applied.elapsed();
+                let functions: Vec<String> = report
+                    .changes
+                    .iter()
+                    .map(|change| format!("{} v{}", change.key, change.to))
+                    .collect();
+                status(
+                    "Patched",
+                    format!(
+                        "{crates} in {:.0?} (debounce {:.0?}, rustc {:.0?}, checks {:.0?}, link {:.0?}, apply {:.0?})",
+                        first_event.elapsed(),
+                        debounce,
+                        built.rustc,
+                        built.analysis,
+                        built.link,
+                        apply_time
+                    ),
+                );
+                if !functions.is_empty() {
+                    status("Running", format!("new code of {}", functions.join(", ")));
+                }
+            }
+            Ok(_) => error_line("the app answered the patch with an unexpected reply"),
+            Err(error) => error_line(format!(
+                "{error:#}; the app keeps running its last good code"
+            )),
+        }
+    }
+
+    /// Explains a change that cannot be patched, then rebuilds and restarts unless told not to.
+    fn unpatchable(&mut self, reason: &str) {
+        if self.args.no_restart {
+            warning(format!("{reason}; not restarting (--no-restart)"));
+        } else {
+            warning(format!("{reason}; rebuilding and restarting the app"));
+            self.restart("");
+        }
+    }
+
+    fn restart(&mut self, why: &str) {
+        if !why.is_empty() {
+            status("Restarting", why);
+        }
+        self.stop_app();
+        match host::build(&self.args.run.selection, &self.layout) {
+            Ok((base, executable)) => {
+                self.seen = seen_from(&base);
+                self.base = Some(base);
+                self.patched_crates.clear();
+                if let Err(error) = self.spawn(&executable) {
+                    error_line(format!("{error:#}"));
+                }
+            }
+            Err(error) => {
+                self.base = None;
+                error_line(format!("{error:#}; fix it and save again to start the app"));
+            }
+        }
+    }
+
+    fn stop_app(&mut self) {
+        if let Some(mut app) = self.app.take() {
+            // SAFETY: `kill` with a pid we own and SIGTERM has no memory effects.
+            unsafe { libc::kill(app.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = app.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = app.kill();
+            let _ = app.wait();
+        }
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.layout.workspace_root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop_app();
+    }
+}
+
+/// The content hash of every source file of the base build.
+fn seen_from(base: &BaseRecord) -> HashMap<PathBuf, String> {
+    base.crates
+        .iter()
+        .flat_map(|c| c.sources.iter())
+        .map(|(path, hash)| (path.clone(), hash.clone()))
+        .collect()
+}
