@@ -1,7 +1,6 @@
 //! The subcommands.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context as _;
 use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, StatusReport};
@@ -35,9 +34,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             socket.display()
         ),
     );
-    let exit = Command::new(&executable)
-        .args(&args.app_args)
-        .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+    let exit = host::app_command(&executable, &args.app_args, &socket)
         .status()
         .with_context(|| format!("running {}", executable.display()))?;
     Ok(exit.code().unwrap_or(101))

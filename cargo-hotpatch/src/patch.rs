@@ -12,6 +12,7 @@ use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction, Sta
 use crate::analysis;
 use crate::base::{BaseRecord, CrateRecord};
 use crate::capture::Invocation;
+use crate::diff;
 use crate::redirect::{self, Redirections};
 
 /// Why no patch was built, when that is not a failure of the tool.
@@ -86,8 +87,16 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let mut objects = Vec::new();
     let started = Instant::now();
+    let mut changed_functions = Vec::new();
     for record in &changed {
-        objects.extend(compile_to_objects(record, &work_dir.join(&record.name))?);
+        let crate_objects = compile_to_objects(record, &work_dir.join(&record.name))?;
+        changed_functions.extend(changed_since_last_build(
+            base,
+            record,
+            work_dir,
+            &crate_objects,
+        )?);
+        objects.extend(crate_objects);
     }
     let rustc = started.elapsed();
 
@@ -174,7 +183,7 @@ pub fn build_including(
                 fingerprint: *fingerprint,
             })
             .collect(),
-        changed_functions: Vec::new(),
+        changed_functions,
         redirects,
         library_sha256: String::new(),
         library_len: 0,
@@ -198,6 +207,62 @@ pub fn build_including(
     })
 }
 
+/// Where the fingerprints of a crate's functions as last built against `base` are kept.
+fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
+    let id = &base.identity.build_id;
+    work_dir.join(format!(
+        "{}.{}.functions.json",
+        record.name,
+        &id[..12.min(id.len())]
+    ))
+}
+
+/// Compiles every patchable library of the base as it is now (the base's sources, at the start of
+/// `watch`) the way patches are compiled, and remembers its functions, so the first patch's list of
+/// changed functions compares like with like.
+pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+    for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
+        let remembered = remembered_functions(base, record, work_dir);
+        if remembered.exists() || !record.changed_sources().is_empty() {
+            continue;
+        }
+        let objects = compile_quietly(record, &work_dir.join("baseline").join(&record.name))?;
+        let functions = diff::function_fingerprints(&objects)?;
+        std::fs::create_dir_all(work_dir)?;
+        std::fs::write(&remembered, serde_json::to_vec(&functions)?)
+            .with_context(|| format!("writing {}", remembered.display()))?;
+    }
+    Ok(())
+}
+
+/// The functions of a crate whose code differs from its last patch build against this base (or
+/// from the base build itself, for the first); remembers the new code for the next comparison.
+fn changed_since_last_build(
+    base: &BaseRecord,
+    record: &CrateRecord,
+    work_dir: &Path,
+    objects: &[PathBuf],
+) -> anyhow::Result<Vec<String>> {
+    let remembered = remembered_functions(base, record, work_dir);
+    let before = match std::fs::read(&remembered) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => {
+            let invocation = &record.invocation;
+            let rlib = diff::base_rlib(
+                Path::new(invocation.flag_value("--out-dir").unwrap_or(".")),
+                &record.name,
+                invocation.codegen_option("extra-filename").unwrap_or(""),
+            );
+            diff::function_fingerprints(&[rlib]).unwrap_or_default()
+        }
+    };
+    let now = diff::function_fingerprints(objects)?;
+    let changed = diff::changed_functions(&before, &now, &record.name);
+    std::fs::write(&remembered, serde_json::to_vec(&now)?)
+        .with_context(|| format!("writing {}", remembered.display()))?;
+    Ok(changed)
+}
+
 /// A static's name as its user wrote it: a thread-local's hidden inner static is shown as the
 /// `thread_local!` it belongs to.
 fn static_name(mangled: &str) -> String {
@@ -210,6 +275,15 @@ fn static_name(mangled: &str) -> String {
 
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects.
 fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    compile(record, out_dir, false)
+}
+
+/// [`compile_to_objects`] without diagnostics on the terminal.
+fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    compile(record, out_dir, true)
+}
+
+fn compile(record: &CrateRecord, out_dir: &Path, quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
     if out_dir.exists() {
         std::fs::remove_dir_all(out_dir)
             .with_context(|| format!("clearing {}", out_dir.display()))?;
@@ -217,11 +291,16 @@ fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Ve
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let invocation = &record.invocation;
     let args = replay_args(invocation, out_dir);
-    let status = Command::new(&invocation.rustc)
+    let mut command = Command::new(&invocation.rustc);
+    command
         .args(&args)
         .env_clear()
         .envs(&invocation.env)
-        .current_dir(&invocation.cwd)
+        .current_dir(&invocation.cwd);
+    if quiet {
+        command.stderr(std::process::Stdio::null());
+    }
+    let status = command
         .status()
         .with_context(|| format!("running {}", invocation.rustc.display()))?;
     if !status.success() {

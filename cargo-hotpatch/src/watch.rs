@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::base::BaseRecord;
 use crate::cli::WatchArgs;
 use crate::client;
+use crate::diff;
 use crate::host::{self, Layout};
 use crate::patch::{self, NotPatchable};
 use crate::status::{error_line, status, warning};
@@ -225,9 +226,7 @@ impl Session {
     fn spawn(&mut self, executable: &Path) -> anyhow::Result<()> {
         let socket = self.layout.control_socket();
         status("Running", format!("`{}`", executable.display()));
-        let child = Command::new(executable)
-            .args(&self.args.run.app_args)
-            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+        let child = host::app_command(executable, &self.args.run.app_args, &socket)
             .spawn()
             .with_context(|| format!("running {}", executable.display()))?;
         self.app = Some(child);
@@ -323,9 +322,23 @@ impl Session {
                         apply_time
                     ),
                 );
-                if !functions.is_empty() {
-                    status("Running", format!("new code of {}", functions.join(", ")));
+                let (hot, other) = diff::classify_changes(&manifest.changed_functions);
+                if hot.is_empty() && other.is_empty() {
+                    status("Unchanged", "no function's code changed");
                 }
+                if !hot.is_empty() {
+                    status("Changed", format!("{} (hot: running now)", hot.join(", ")));
+                }
+                if !other.is_empty() {
+                    status(
+                        "Changed",
+                        format!(
+                            "{} (not hot: runs where patched code calls it)",
+                            other.join(", ")
+                        ),
+                    );
+                }
+                tracing_versions(&functions);
             }
             Ok(_) => error_line("the app answered the patch with an unexpected reply"),
             Err(error) => error_line(format!(
@@ -352,6 +365,7 @@ impl Session {
         match host::build(&self.args.run.selection, &self.layout) {
             Ok((base, executable)) => {
                 self.seen = seen_from(&base);
+                remember_in_background(&base, &self.layout);
                 self.base = Some(base);
                 self.patched_crates.clear();
                 if let Err(error) = self.spawn(&executable) {
@@ -393,6 +407,27 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.stop_app();
     }
+}
+
+/// The table versions now running, for `--verbose`-style inspection in logs.
+fn tracing_versions(functions: &[String]) {
+    if std::env::var_os("HOTPATCH_VERBOSE").is_some() {
+        status("Versions", functions.join(", "));
+    }
+}
+
+/// Compiles the base's libraries the way patches are, off the main thread, so the first save's
+/// list of changed functions is exact.
+fn remember_in_background(base: &BaseRecord, layout: &Layout) {
+    let base = base.clone();
+    let work_dir = layout.work_dir();
+    std::thread::spawn(move || {
+        if let Err(error) = patch::remember_base_functions(&base, &work_dir) {
+            warning(format!(
+                "could not record the base build's functions: {error:#}"
+            ));
+        }
+    });
 }
 
 /// The content hash of every source file of the base build.

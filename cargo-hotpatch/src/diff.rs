@@ -1,0 +1,212 @@
+//! Which functions a patch changes, decided from the compiler's output: each function's machine
+//! code and what its relocations point at (the names of other functions and statics, the bytes of
+//! the constants it uses), compared with the same crate's previous object code.
+//!
+//! Names that differ between builds without meaning anything (`anon.<hash>.N` constants,
+//! `.llvm.N` suffixes) are not compared; the constants' contents are.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hotreload_runtime::patch_file::sha256_hex;
+use object::read::archive::ArchiveFile;
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionKind};
+
+/// A function's code and references, as comparable text: equal fingerprints, equal behaviour.
+type Fingerprints = BTreeMap<String, String>;
+
+/// The fingerprint of every function defined in the objects (`.o` files, or `.rlib` archives).
+pub fn function_fingerprints(paths: &[PathBuf]) -> anyhow::Result<Fingerprints> {
+    let mut out = Fingerprints::new();
+    for path in paths {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if path.extension().is_some_and(|ext| ext == "rlib") {
+            let archive = ArchiveFile::parse(&*data)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            for member in archive.members() {
+                let member = member?;
+                if member.name().ends_with(b".o") {
+                    add_object(member.data(&*data)?, &mut out);
+                }
+            }
+        } else {
+            add_object(&data, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn add_object(data: &[u8], out: &mut Fingerprints) {
+    let Ok(file) = object::File::parse(data) else {
+        return;
+    };
+    for symbol in file.symbols() {
+        if symbol.kind() != object::SymbolKind::Text || !symbol.is_definition() {
+            continue;
+        }
+        let (Ok(name), Some(index)) = (symbol.name(), symbol.section_index()) else {
+            continue;
+        };
+        let Ok(section) = file.section_by_index(index) else {
+            continue;
+        };
+        // rustc puts every function in its own section.
+        let Ok(code) = section.data() else { continue };
+        let mut text = sha256_hex(code);
+        for (offset, relocation) in section.relocations() {
+            let target = match relocation.target() {
+                RelocationTarget::Symbol(index) => file
+                    .symbol_by_index(index)
+                    .ok()
+                    .map(|s| target_key(&file, &s))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            text.push_str(&format!(
+                "|{offset}:{:?}:{}:{target}",
+                relocation.flags(),
+                relocation.addend()
+            ));
+        }
+        out.insert(normalise(name), sha256_hex(text.as_bytes()));
+    }
+}
+
+/// What a relocation points at, stable across builds: a global's name, or a local constant's bytes.
+fn target_key(file: &object::File, symbol: &object::Symbol) -> String {
+    let local_data = symbol.is_local()
+        && matches!(
+            symbol.kind(),
+            object::SymbolKind::Data | object::SymbolKind::Section | object::SymbolKind::Unknown
+        );
+    if local_data {
+        if let Some(section) = symbol
+            .section_index()
+            .and_then(|index| file.section_by_index(index).ok())
+        {
+            let constant = matches!(
+                section.kind(),
+                SectionKind::ReadOnlyData
+                    | SectionKind::ReadOnlyString
+                    | SectionKind::ReadOnlyDataWithRel
+            );
+            if constant {
+                let start = if symbol.kind() == object::SymbolKind::Section {
+                    0
+                } else {
+                    symbol.address()
+                };
+                if let Ok(data) = section.data() {
+                    let start = (start as usize).min(data.len());
+                    let end = if symbol.size() > 0 {
+                        (start + symbol.size() as usize).min(data.len())
+                    } else {
+                        data.len()
+                    };
+                    return format!("const:{}", sha256_hex(&data[start..end]));
+                }
+            }
+            return normalise(section.name().unwrap_or_default());
+        }
+    }
+    normalise(symbol.name().unwrap_or_default())
+}
+
+/// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.
+fn normalise(name: &str) -> String {
+    let mut name = match name.find(".llvm.") {
+        Some(at) => name[..at].to_owned(),
+        None => name.to_owned(),
+    };
+    if let Some(at) = name.find("anon.") {
+        let rest = &name[at + 5..];
+        let skip = rest.find('.').map(|dot| dot + 1).unwrap_or(0);
+        name = format!("{}anon.{}", &name[..at], &rest[skip..]);
+    }
+    name
+}
+
+/// Demangled names of the crate's own functions in `now` that are new or differ from `before`.
+/// Instantiations of other crates' generic code are left out: which of them a crate's object
+/// holds depends on how it was split into codegen units, not on what changed.
+pub fn changed_functions(
+    before: &Fingerprints,
+    now: &Fingerprints,
+    crate_name: &str,
+) -> Vec<String> {
+    let own = format!("{crate_name}::");
+    let own_impl = format!("<{crate_name}::");
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    for (name, fingerprint) in now {
+        if before.get(name) != Some(fingerprint) {
+            let demangled = format!("{:#}", rustc_demangle::demangle(name));
+            if demangled.starts_with(&own) || demangled.starts_with(&own_impl) {
+                changed.insert(demangled);
+            }
+        }
+    }
+    changed.into_iter().collect()
+}
+
+/// The base build's library of a crate (`lib<name><extra>.rlib` in cargo's output directory).
+pub fn base_rlib(out_dir: &Path, crate_name: &str, extra: &str) -> PathBuf {
+    out_dir.join(format!("lib{crate_name}{extra}.rlib"))
+}
+
+/// Splits changed functions into hot ones (shown by their path; their closures count as them),
+/// which take effect at once, and other functions, which run where patched code calls them.
+/// Code the macros and the compiler generate (registrations, drop glue) is left out.
+pub fn classify_changes(changed: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut hot = BTreeSet::new();
+    let mut other = BTreeSet::new();
+    for name in changed {
+        if let Some((head, tail)) = name.split_once("__hot_original_") {
+            let method = tail.split("::").next().unwrap_or("");
+            // `<T as Helper>::__hot_original_NAME_FP` is the method `T::NAME`.
+            let path = match head.strip_prefix('<').and_then(|h| h.split_once(" as ")) {
+                Some((ty, _)) => {
+                    let name = method.rsplit_once('_').map_or(method, |(name, _)| name);
+                    format!("{ty}::{name}")
+                }
+                None => head.trim_end_matches("::").to_owned(),
+            };
+            hot.insert(path);
+        } else if !name.contains("__INVENTORY")
+            && !name.contains("__ctor")
+            && !name.starts_with("core::ptr::drop_in_place")
+        {
+            other.insert(name.clone());
+        }
+    }
+    (hot.into_iter().collect(), other.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_classified_by_what_runs_them() {
+        let changed = [
+            "logic::step::__hot_original_06846a351b91991a".to_owned(),
+            "logic::step::__hot_original_06846a351b91991a::{{closure}}".to_owned(),
+            "<logic::Report as logic::__HotOriginals_00aa>::__hot_original_fmt_1234567890abcdef"
+                .to_owned(),
+            "logic::helper".to_owned(),
+            "logic::step::_::__ctor".to_owned(),
+        ];
+        let (hot, other) = classify_changes(&changed);
+        assert_eq!(hot, ["logic::Report::fmt", "logic::step"]);
+        assert_eq!(other, ["logic::helper"]);
+    }
+
+    #[test]
+    fn build_specific_names_are_normalised() {
+        assert_eq!(normalise("anon.0123abcd.7"), "anon.7");
+        assert_eq!(
+            normalise("_ZN5logic4step17h0123E.llvm.42"),
+            "_ZN5logic4step17h0123E"
+        );
+    }
+}
