@@ -1,0 +1,678 @@
+//! Helpers shared by the end-to-end tests: a copy of the fixture workspace
+//! `tests/fixtures/patchable`, the tool run on it, and the fixture app run by `cargo hotpatch run`
+//! with every line it prints checked against the one before.
+//!
+//! The fixture app prints one line per 50 ms tick:
+//! `tick=N version=vX steps=N spawned=N count=N here=N caught=[failure from vX]`.
+//! Every line read is checked against the one before: the host's tick counter and the shared
+//! `STEPS` static advance by exactly one, and `count`/`here` (a private static and a private
+//! thread-local) by one of the steps the test allows, so a restarted app, a forked or reset static
+//! or a missed tick fails the test at once.
+//!
+//! Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hotreload_runtime::control::protocol::{Reply, Request, Response, StatusReport};
+use hotreload_runtime::patch_file::PatchFile;
+
+/// How long a committed patch or rollback may take to show in the app's output.
+pub const NEW_VERSION: Duration = Duration::from_secs(30);
+/// How long the app may take to print a few more ticks.
+pub const MORE_TICKS: Duration = Duration::from_secs(30);
+
+/// Held by each test of a binary: its tests share one fixture target directory and its control
+/// socket. (Test binaries run one after another unless asked otherwise, and the dev and release
+/// tests use different target directories, so a lock within one process is enough.)
+static FIXTURE_TARGET: Mutex<()> = Mutex::new(());
+
+pub fn lock_fixture_target() -> MutexGuard<'static, ()> {
+    FIXTURE_TARGET
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The cargo profile the fixture is built with, by `run` and by `build` alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Dev,
+    Release,
+}
+
+impl Profile {
+    /// The directory `cargo hotpatch` keeps its state in: `target/hotpatch/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Release => "release",
+        }
+    }
+
+    /// What selects the profile on `run` and `build`.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Profile::Dev => &[],
+            Profile::Release => &["--release"],
+        }
+    }
+
+    /// The fixture builds of each profile have a target directory of their own, so the test
+    /// binaries of the two can run at once without sharing cargo's lock or the hotpatch state.
+    fn target_dir(self) -> &'static str {
+        match self {
+            Profile::Dev => "fixture-target",
+            Profile::Release => "fixture-target-release",
+        }
+    }
+
+    /// How long the first `run` may take: it may build tokio and the runtime from scratch.
+    pub fn first_build(self) -> Duration {
+        match self {
+            Profile::Dev => Duration::from_secs(300),
+            // Optimised, on two cores, while other builds may be running.
+            Profile::Release => Duration::from_secs(600),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture workspace and the tool.
+
+/// A copy of the fixture workspace in a temporary directory.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    target: PathBuf,
+    profile: Profile,
+}
+
+impl Fixture {
+    pub fn new(profile: Profile) -> Self {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::Builder::new()
+            .prefix("hotpatch-e2e-")
+            .tempdir()
+            .expect("a temporary directory");
+        copy_dir(&manifest_dir.join("tests/fixtures/patchable"), dir.path());
+        let runtime = std::path::absolute(manifest_dir.join("../hotreload-runtime"))
+            .expect("the runtime's absolute path");
+        let runtime = runtime.to_str().expect("a UTF-8 path to the runtime");
+        let manifest = dir.path().join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).expect("the fixture's Cargo.toml");
+        let relative = "../../../../hotreload-runtime";
+        assert!(
+            text.contains(relative),
+            "the fixture's Cargo.toml no longer names the runtime as `{relative}`:\n{text}"
+        );
+        std::fs::write(&manifest, text.replace(relative, runtime)).expect("writing Cargo.toml");
+
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(profile.target_dir());
+        let fixture = Fixture {
+            dir,
+            target,
+            profile,
+        };
+        let socket = fixture.socket();
+        assert!(
+            socket.as_os_str().len() < 100,
+            "the control socket path {} is {} bytes long; Unix socket paths must stay under 108",
+            socket.display(),
+            socket.as_os_str().len()
+        );
+        fixture
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.root().join("Cargo.toml")
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The target directory of the fixture's builds.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The control socket `cargo hotpatch run` gives the app.
+    pub fn socket(&self) -> PathBuf {
+        self.target
+            .join("hotpatch")
+            .join(self.profile.name())
+            .join("control.sock")
+    }
+
+    /// Replaces `from` (which must occur) by `to` in a fixture source file.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.root().join(file);
+        let text = std::fs::read_to_string(&path).expect("a fixture source file");
+        assert!(
+            text.contains(from),
+            "{file} does not contain `{from}`:\n{text}"
+        );
+        std::fs::write(&path, text.replace(from, to)).expect("writing a fixture source file");
+    }
+
+    /// `cargo-hotpatch hotpatch ARGS`, run to completion.
+    pub fn tool(&self, args: &[&str]) -> ToolOutput {
+        let output = self
+            .tool_command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running cargo-hotpatch");
+        ToolOutput::new(args, output)
+    }
+
+    pub fn tool_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cargo-hotpatch"));
+        command
+            .arg("hotpatch")
+            .args(args)
+            .current_dir(self.root())
+            .env("CARGO_TARGET_DIR", &self.target);
+        command
+    }
+
+    /// `build` of the current sources against the running base (of the fixture's profile) into
+    /// `file`, whatever its outcome: the patch's path and what the tool printed.
+    pub fn build(&self, file: &str) -> (PathBuf, ToolOutput) {
+        let path = self.root().join(file);
+        let manifest = self.manifest();
+        let mut args = vec![
+            "build",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "-p",
+            "app",
+            "-o",
+            path.to_str().unwrap(),
+        ];
+        args.extend(self.profile.args());
+        let output = self.tool(&args);
+        (path, output)
+    }
+
+    /// `build` that must succeed; returns the patch.
+    pub fn build_patch(&self, file: &str) -> PathBuf {
+        let (path, output) = self.build(file);
+        output.success();
+        assert!(path.is_file(), "`build` wrote no {}", path.display());
+        path
+    }
+
+    /// `build` that must fail; returns its output.
+    pub fn build_refused(&self, file: &str) -> ToolOutput {
+        let (path, output) = self.build(file);
+        let output = output.failure();
+        assert!(
+            !path.exists(),
+            "a refused `build` still wrote {}",
+            path.display()
+        );
+        output
+    }
+
+    pub fn apply(&self, patch: &Path) -> ToolOutput {
+        self.tool(&[
+            "apply",
+            patch.to_str().unwrap(),
+            "--target",
+            self.socket().to_str().unwrap(),
+        ])
+    }
+
+    pub fn rollback(&self) -> ToolOutput {
+        self.tool(&["rollback", "--target", self.socket().to_str().unwrap()])
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let output = self
+            .tool(&[
+                "status",
+                "--message-format",
+                "json",
+                "--target",
+                self.socket().to_str().unwrap(),
+            ])
+            .success();
+        serde_json::from_str(output.stdout.trim()).unwrap_or_else(|error| {
+            panic!(
+                "`status --message-format json` printed no StatusReport ({error}):\n{}",
+                output.stdout
+            )
+        })
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a directory");
+    for entry in std::fs::read_dir(from).expect("reading the fixture") {
+        let entry = entry.expect("a directory entry");
+        let path = entry.path();
+        if path.file_name().is_some_and(|name| name == "target") {
+            continue;
+        }
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).expect("copying a fixture file");
+        }
+    }
+}
+
+/// What a finished `cargo-hotpatch` printed.
+pub struct ToolOutput {
+    command: String,
+    code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ToolOutput {
+    pub fn new(args: &[&str], output: Output) -> Self {
+        ToolOutput {
+            command: format!("cargo hotpatch {}", args.join(" ")),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "`{}` exited with {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Whether it exited with 0.
+    pub fn succeeded(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "expected success: {}", self.describe());
+        self
+    }
+
+    pub fn failure(self) -> Self {
+        assert!(
+            self.code.is_some_and(|code| code != 0),
+            "expected a non-zero exit: {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Asserts that stderr mentions each of `needles`.
+    pub fn stderr_names(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "expected stderr to mention `{needle}`: {}",
+                self.describe()
+            );
+        }
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The running app.
+
+/// One line of the app's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tick {
+    pub tick: u64,
+    pub version: String,
+    pub steps: u64,
+    pub spawned: u64,
+    pub count: u64,
+    pub here: u64,
+    pub caught: String,
+}
+
+impl Tick {
+    pub fn parse(line: &str) -> Option<Tick> {
+        let (fields, caught) = line.split_once(" caught=[")?;
+        let caught = caught.strip_suffix(']')?.to_owned();
+        let mut tick = None;
+        let mut version = None;
+        let mut steps = None;
+        let mut spawned = None;
+        let mut count = None;
+        let mut here = None;
+        for field in fields.split_whitespace() {
+            let (key, value) = field.split_once('=')?;
+            match key {
+                "tick" => tick = value.parse().ok(),
+                "version" => version = Some(value.to_owned()),
+                "steps" => steps = value.parse().ok(),
+                "spawned" => spawned = value.parse().ok(),
+                "count" => count = value.parse().ok(),
+                "here" => here = value.parse().ok(),
+                // Fields this test does not check.
+                _ => {}
+            }
+        }
+        Some(Tick {
+            tick: tick?,
+            version: version?,
+            steps: steps?,
+            spawned: spawned?,
+            count: count?,
+            here: here?,
+            caught,
+        })
+    }
+}
+
+/// `cargo hotpatch run -p app` with its app; both are killed when this is dropped.
+pub struct RunningApp {
+    tool: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    socket: PathBuf,
+    /// The app's pid, from `hello`.
+    pub pid: Option<u32>,
+    /// The last line read.
+    pub last: Option<Tick>,
+    /// What `counter::count` may add per tick (its private static), and `perthread::count_here`
+    /// (its private thread-local): 1 until a test patches them.
+    pub count_steps: Vec<u64>,
+    pub here_steps: Vec<u64>,
+}
+
+impl RunningApp {
+    /// Starts `run` and waits for the first tick.
+    pub fn start(fixture: &Fixture) -> Self {
+        let manifest = fixture.manifest();
+        let mut args = vec![
+            "run",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "-p",
+            "app",
+        ];
+        args.extend(fixture.profile.args());
+        let mut tool = fixture
+            .tool_command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: the guard can end cargo and rustc too if a build hangs.
+            .process_group(0)
+            .spawn()
+            .expect("starting `cargo hotpatch run`");
+        let (sender, lines) = mpsc::channel();
+        let stdout = tool.stdout.take().expect("the tool's stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut tool_stderr = tool.stderr.take().expect("the tool's stderr");
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = tool_stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let mut app = RunningApp {
+            tool,
+            lines,
+            stderr,
+            socket: fixture.socket(),
+            pid: None,
+            last: None,
+            count_steps: vec![1],
+            here_steps: vec![1],
+        };
+        let first = app.next_tick(
+            Instant::now() + fixture.profile.first_build(),
+            "the app's first tick",
+        );
+        let Reply::Hello { pid, .. } = request(&app.socket, &Request::Hello)
+            .unwrap_or_else(|error| panic!("`hello` on the control socket failed: {error}"))
+        else {
+            panic!("`hello` was answered with another reply");
+        };
+        assert_eq!(
+            parent_of(pid),
+            Some(app.tool.id()),
+            "the process answering on {} (pid {pid}) is not the app started by this test",
+            app.socket.display()
+        );
+        app.pid = Some(pid);
+        assert_eq!(first.version, "v1", "the app starts at v1: {first:?}");
+        app
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let start = stderr.len().saturating_sub(4000);
+        let start = (start..stderr.len())
+            .find(|&i| stderr.is_char_boundary(i))
+            .unwrap_or(stderr.len());
+        stderr[start..].to_owned()
+    }
+
+    /// The next line, checked against the one before.
+    pub fn next_tick(&mut self, deadline: Instant, waiting_for: &str) -> Tick {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let line = match self.lines.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "timed out waiting for {waiting_for}; last line {:?}\n--- run's stderr (tail)\n{}",
+                self.last,
+                self.stderr_tail()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.tool.wait();
+                panic!(
+                    "the app's output ended while waiting for {waiting_for}: the app died ({status:?}); last line {:?}\n--- run's stderr (tail)\n{}",
+                    self.last,
+                    self.stderr_tail()
+                )
+            }
+        };
+        self.check(&line)
+    }
+
+    /// Every line already received, checked.
+    pub fn drain(&mut self) {
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => {
+                    self.check(&line);
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => panic!(
+                    "the app's output ended: the app died; last line {:?}\n--- run's stderr (tail)\n{}",
+                    self.last,
+                    self.stderr_tail()
+                ),
+            }
+        }
+    }
+
+    fn check(&mut self, line: &str) -> Tick {
+        let tick = Tick::parse(line)
+            .unwrap_or_else(|| panic!("the app printed an unexpected line: {line:?}"));
+        assert_eq!(
+            tick.caught,
+            format!("failure from {}", tick.version),
+            "the panic of `fail` was not caught as the same version's: {line}"
+        );
+        if let Some(last) = &self.last {
+            assert_eq!(
+                tick.tick,
+                last.tick + 1,
+                "the host's tick counter jumped (did the app restart?): {last:?} then {line}"
+            );
+            assert_eq!(
+                tick.steps,
+                last.steps + 1,
+                "logic::STEPS did not continue (a patch forked or reset it): {last:?} then {line}"
+            );
+            assert!(
+                tick.spawned >= last.spawned,
+                "logic::SPAWNED went down: {last:?} then {line}"
+            );
+            assert!(
+                self.count_steps
+                    .contains(&(tick.count - last.count.min(tick.count))),
+                "counter's private static did not continue by {:?}: {last:?} then {line}",
+                self.count_steps
+            );
+            assert!(
+                self.here_steps
+                    .contains(&(tick.here - last.here.min(tick.here))),
+                "perthread's private thread-local did not continue by {:?}: {last:?} then {line}",
+                self.here_steps
+            );
+        }
+        self.last = Some(tick.clone());
+        tick
+    }
+
+    /// Reads lines until one and the line before it satisfy `condition`.
+    pub fn wait_until(&mut self, what: &str, condition: impl Fn(&Tick, &Tick) -> bool) -> Tick {
+        let deadline = Instant::now() + NEW_VERSION;
+        loop {
+            let before = self.last.clone();
+            let tick = self.next_tick(deadline, what);
+            if before.is_some_and(|before| condition(&before, &tick)) {
+                return tick;
+            }
+        }
+    }
+
+    /// Reads lines until one shows `version`.
+    pub fn wait_for_version(&mut self, version: &str) -> Tick {
+        let deadline = Instant::now() + NEW_VERSION;
+        loop {
+            let tick = self.next_tick(deadline, &format!("version={version}"));
+            if tick.version == version {
+                return tick;
+            }
+        }
+    }
+
+    /// Reads a few lines printed from now on; each must show `version`.
+    pub fn expect_serving(&mut self, version: &str, context: &str) -> Tick {
+        self.drain();
+        let deadline = Instant::now() + MORE_TICKS;
+        let mut tick = None;
+        for _ in 0..3 {
+            let next = self.next_tick(deadline, &format!("more ticks at {version} ({context})"));
+            assert_eq!(
+                next.version, version,
+                "{context}: the app should still serve {version}: {next:?}"
+            );
+            tick = Some(next);
+        }
+        self.assert_alive(context);
+        tick.unwrap()
+    }
+
+    /// The same app process still answers.
+    pub fn assert_alive(&mut self, context: &str) {
+        assert!(
+            matches!(self.tool.try_wait(), Ok(None)),
+            "{context}: `cargo hotpatch run` exited\n--- run's stderr (tail)\n{}",
+            self.stderr_tail()
+        );
+        match request(&self.socket, &Request::Hello) {
+            Ok(Reply::Hello { pid, .. }) => assert_eq!(
+                Some(pid),
+                self.pid,
+                "{context}: another process answers on the control socket"
+            ),
+            other => panic!("{context}: `hello` failed: {other:?}"),
+        }
+    }
+}
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        // The app: its pid from `hello` (or the one noted at start), killed only if it is the
+        // tool's child.
+        let pid = match request(&self.socket, &Request::Hello) {
+            Ok(Reply::Hello { pid, .. }) => Some(pid),
+            _ => self.pid,
+        };
+        if let Some(pid) = pid.filter(|&pid| parent_of(pid) == Some(self.tool.id())) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Then the tool, with whatever it started (cargo and rustc while it builds).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.tool.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.tool.kill();
+        let _ = self.tool.wait();
+    }
+}
+
+/// The parent pid of `pid`, from `/proc`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One request on the control socket, as the tool sends it.
+pub fn request(socket: &Path, request: &Request) -> Result<Reply, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| format!("connecting: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
+    line.push('\n');
+    (&stream)
+        .write_all(line.as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| format!("reading: {e}"))?;
+    match serde_json::from_str::<Response>(&answer).map_err(|e| format!("{e}: {answer:?}"))? {
+        Response::Ok(reply) => Ok(reply),
+        Response::Error(error) => Err(format!("refused at `{}`: {}", error.step, error.message)),
+    }
+}
+
+/// The patch id of a patch file.
+pub fn patch_id(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("reading a patch file");
+    PatchFile::parse(&bytes).expect("a valid patch file").id
+}
