@@ -430,11 +430,27 @@ fn remember_in_background(base: &BaseRecord, layout: &Layout) {
     });
 }
 
-/// The content hash of every source file of the base build.
+/// The content hash of every file the base build read: sources, manifests, the lock file.
 fn seen_from(base: &BaseRecord) -> HashMap<PathBuf, String> {
-    base.crates
+    let mut seen: HashMap<PathBuf, String> = base
+        .crates
         .iter()
         .flat_map(|c| c.sources.iter())
         .map(|(path, hash)| (path.clone(), hash.clone()))
-        .collect()
+        .collect();
+    let manifests = base
+        .crates
+        .iter()
+        .filter_map(|c| c.invocation.env.get("CARGO_MANIFEST_DIR"))
+        .map(|dir| Path::new(dir).join("Cargo.toml"));
+    let root = [
+        base.workspace_root.join("Cargo.toml"),
+        base.workspace_root.join("Cargo.lock"),
+    ];
+    for path in manifests.chain(root) {
+        if let Ok(bytes) = std::fs::read(&path) {
+            seen.insert(path, sha256_hex(&bytes));
+        }
+    }
+    seen
 }

@@ -394,14 +394,21 @@ pub struct RunningApp {
     /// (its private thread-local): 1 until a test patches them.
     pub count_steps: Vec<u64>,
     pub here_steps: Vec<u64>,
+    /// Set by [`RunningApp::expect_restart`]: the next first tick starts a new sequence.
+    restart_expected: bool,
 }
 
 impl RunningApp {
     /// Starts `run` and waits for the first tick.
     pub fn start(fixture: &Fixture) -> Self {
+        Self::start_with(fixture, "run")
+    }
+
+    /// Starts `cargo hotpatch COMMAND` (`run` or `watch`) and waits for the first tick.
+    pub fn start_with(fixture: &Fixture, command: &str) -> Self {
         let manifest = fixture.manifest();
         let mut args = vec![
-            "run",
+            command,
             "--manifest-path",
             manifest.to_str().unwrap(),
             "-p",
@@ -416,7 +423,7 @@ impl RunningApp {
             // Its own process group: the guard can end cargo and rustc too if a build hangs.
             .process_group(0)
             .spawn()
-            .expect("starting `cargo hotpatch run`");
+            .unwrap_or_else(|error| panic!("starting `cargo hotpatch {command}`: {error}"));
         let (sender, lines) = mpsc::channel();
         let stdout = tool.stdout.take().expect("the tool's stdout");
         std::thread::spawn(move || {
@@ -451,6 +458,7 @@ impl RunningApp {
             last: None,
             count_steps: vec![1],
             here_steps: vec![1],
+            restart_expected: false,
         };
         let first = app.next_tick(
             Instant::now() + fixture.profile.first_build(),
@@ -523,6 +531,12 @@ impl RunningApp {
     fn check(&mut self, line: &str) -> Tick {
         let tick = Tick::parse(line)
             .unwrap_or_else(|| panic!("the app printed an unexpected line: {line:?}"));
+        if self.restart_expected && tick.tick == 0 {
+            // A new process: its counts start again.
+            self.restart_expected = false;
+            self.last = None;
+            self.pid = None;
+        }
         assert_eq!(
             tick.caught,
             format!("failure from {}", tick.version),
@@ -572,6 +586,24 @@ impl RunningApp {
         }
     }
 
+    /// The next ticks may come from a restarted app (watch rebuilt it): a tick 0 starts anew.
+    pub fn expect_restart(&mut self) {
+        self.restart_expected = true;
+    }
+
+    /// Whether the app restarted since [`RunningApp::expect_restart`].
+    pub fn restarted(&self) -> bool {
+        !self.restart_expected
+    }
+
+    /// Everything the tool printed on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Reads lines until one shows `version`.
     pub fn wait_for_version(&mut self, version: &str) -> Tick {
         let deadline = Instant::now() + NEW_VERSION;
@@ -608,11 +640,22 @@ impl RunningApp {
             self.stderr_tail()
         );
         match request(&self.socket, &Request::Hello) {
-            Ok(Reply::Hello { pid, .. }) => assert_eq!(
-                Some(pid),
-                self.pid,
-                "{context}: another process answers on the control socket"
-            ),
+            Ok(Reply::Hello { pid, .. }) => {
+                if self.pid.is_none() {
+                    // Restarted by `watch`: the new app must be the tool's child.
+                    assert_eq!(
+                        parent_of(pid),
+                        Some(self.tool.id()),
+                        "{context}: the restarted app (pid {pid}) is not the tool's child"
+                    );
+                    self.pid = Some(pid);
+                }
+                assert_eq!(
+                    Some(pid),
+                    self.pid,
+                    "{context}: another process answers on the control socket"
+                )
+            }
             other => panic!("{context}: `hello` failed: {other:?}"),
         }
     }

@@ -1,0 +1,120 @@
+//! End to end: `cargo hotpatch watch` on a copy of the fixture workspace. Save an edit and the
+//! running app runs it; a broken build leaves the app on its last good code; a reverted edit is
+//! patched back; an unchanged save does nothing; an unpatchable change rebuilds and restarts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{lock_fixture_target, Fixture, Profile, RunningApp, NEW_VERSION};
+
+/// Waits until the tool's stderr, after `from` bytes, contains `needle`.
+fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
+    let deadline = Instant::now() + NEW_VERSION;
+    loop {
+        let text = app.stderr_text();
+        let new = text.get(from..).unwrap_or_default().to_owned();
+        if new.contains(needle) {
+            return new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for `{needle}` from watch; it printed:\n{new}"
+        );
+        // Keep reading the app's lines meanwhile: each is checked as it comes.
+        app.drain();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::new(Profile::Dev);
+    let mut app = RunningApp::start_with(&fixture, "watch");
+    wait_for_stderr(&mut app, 0, "Watching");
+    app.expect_serving("v1", "before any edit");
+
+    // An edit is patched into the running app: same process, counts continue.
+    let mark = app.stderr_text().len();
+    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
+    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+    app.wait_for_version("v2");
+    let said = wait_for_stderr(&mut app, mark, "Patched");
+    assert!(
+        said.contains("logic"),
+        "watch names the crate it patched: {said}"
+    );
+    let said = wait_for_stderr(&mut app, mark, "(hot: running now)");
+    assert!(
+        said.contains("logic::Report::fmt") && said.contains("logic::fail"),
+        "watch names the hot functions whose code changed: {said}"
+    );
+    assert!(
+        !said.contains("logic::step"),
+        "logic::step did not change and is not listed: {said}"
+    );
+
+    // Saving a file without changing it does nothing.
+    let mark = app.stderr_text().len();
+    let lib = fixture.root().join("logic/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, &text).unwrap();
+    app.expect_serving("v2", "after an unchanged save");
+    std::thread::sleep(Duration::from_millis(500));
+    app.expect_serving("v2", "after an unchanged save");
+    let said = app.stderr_text()[mark..].to_owned();
+    assert!(
+        !said.contains("Patched"),
+        "an unchanged save must not patch anything: {said}"
+    );
+
+    // A compile error is shown; the app keeps running its last good code.
+    let mark = app.stderr_text().len();
+    fixture.edit(
+        "logic/src/lib.rs",
+        "\"v2\", self.steps",
+        "\"v2\" self.steps",
+    );
+    let said = wait_for_stderr(&mut app, mark, "keeps running its last good code");
+    assert!(
+        said.contains("expected one of"),
+        "rustc's diagnostic is shown: {said}"
+    );
+    app.expect_serving("v2", "after a broken build");
+
+    // Fixing it and editing on patches again.
+    fixture.edit(
+        "logic/src/lib.rs",
+        "\"v2\" self.steps",
+        "\"v3\", self.steps",
+    );
+    fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
+    app.wait_for_version("v3");
+
+    // Reverting to the original text is patched like any other edit, without a restart.
+    fixture.edit("logic/src/lib.rs", "\"v3\"", "\"v1\"");
+    fixture.edit("logic/src/lib.rs", "failure from v3", "failure from v1");
+    app.wait_for_version("v1");
+    app.expect_serving("v1", "after reverting to the base's text");
+
+    // A hot function's signature cannot change in a running process: watch says so, rebuilds
+    // and restarts the app, which then runs the new code from a fresh start.
+    let mark = app.stderr_text().len();
+    app.expect_restart();
+    fixture.edit(
+        "logic/src/lib.rs",
+        "pub fn fail() -> u32",
+        "pub fn fail() -> u64",
+    );
+    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v4\"");
+    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v4");
+    let said = wait_for_stderr(&mut app, mark, "rebuilding and restarting");
+    assert!(
+        said.contains("logic::fail") && said.contains("signature"),
+        "watch explains in one line why it restarts: {said}"
+    );
+    app.wait_for_version("v4");
+    assert!(app.restarted(), "the app was restarted");
+    app.expect_serving("v4", "after the restart");
+}
