@@ -63,7 +63,7 @@ mod table;
 pub use error::Error;
 pub use hotreload_macros::hot;
 pub use patch::build_id;
-pub use safe_point::{participant_count, safe_point};
+pub use safe_point::{blocking_at_safe_point, participant_count, safe_point};
 pub use slot::{HotFunction, HotKey, HotSlot};
 pub use table::{
     CommitReport, FunctionInfo, HistoryAction, HistoryEntry, Table, Update, VersionChange,

@@ -34,6 +34,49 @@ pub fn safe_point() {
     }
 }
 
+/// Runs `blocking` (a sleep, a blocking read, waiting on a channel) as if the thread were parked in
+/// [`safe_point`] all along: commits go ahead without waiting for it. If a commit is under way
+/// when `blocking` returns, the thread waits for it to finish before going on, so it still never
+/// sees half of one.
+///
+/// `blocking` must not call `#[hot]` functions: a commit may swap them while it runs.
+///
+/// ```
+/// # use std::time::Duration;
+/// loop {
+///     // serve_one_batch();
+///     hotreload_runtime::safe_point();
+///     hotreload_runtime::blocking_at_safe_point(|| std::thread::sleep(Duration::from_millis(1)));
+/// #   break;
+/// }
+/// ```
+pub fn blocking_at_safe_point<R>(blocking: impl FnOnce() -> R) -> R {
+    let id = enrol();
+    {
+        let shared = coordinator();
+        let mut state = shared.lock();
+        state.blocked.insert(id);
+        shared.changed.notify_all();
+    }
+    // Leaves the blocked set on every path, a panic included.
+    struct Unblock(u64);
+    impl Drop for Unblock {
+        fn drop(&mut self) {
+            let shared = coordinator();
+            let mut state = shared.lock();
+            state.blocked.remove(&self.0);
+            while state.stopping && state.committer != Some(self.0) {
+                state = shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+    }
+    let _unblock = Unblock(id);
+    blocking()
+}
+
 #[cold]
 #[inline(never)]
 fn safe_point_slow() {
@@ -87,6 +130,7 @@ impl Drop for LeaveOnExit {
             let mut state = coordinator.lock();
             state.participants.remove(&participant.id);
             state.parked.remove(&participant.id);
+            state.blocked.remove(&participant.id);
             coordinator.changed.notify_all();
         }
     }
@@ -123,7 +167,9 @@ pub(crate) fn with_threads_parked<R>(
         let missing: Vec<u64> = state
             .participants
             .keys()
-            .filter(|id| Some(**id) != me && !state.parked.contains(id))
+            .filter(|id| {
+                Some(**id) != me && !state.parked.contains(id) && !state.blocked.contains(id)
+            })
             .copied()
             .collect();
         if missing.is_empty() {
@@ -188,6 +234,8 @@ struct CoordState {
     /// Participant id to a label naming the thread in errors.
     participants: BTreeMap<u64, String>,
     parked: BTreeSet<u64>,
+    /// Threads inside [`blocking_at_safe_point`]: at a safe point for as long as they block.
+    blocked: BTreeSet<u64>,
     stopping: bool,
     committer: Option<u64>,
     /// Bumped at every release; parked threads wait for it to change.
@@ -209,6 +257,7 @@ fn coordinator() -> &'static Coordinator {
         state: Mutex::new(CoordState {
             participants: BTreeMap::new(),
             parked: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             stopping: false,
             committer: None,
             generation: 0,

@@ -10,6 +10,9 @@ fn main() {
         println!("{}", ticker.line());
         ticker.tick += 1;
         hotreload_runtime::safe_point();
-        std::thread::sleep(Duration::from_millis(500));
+        // Sleeping holds no hot code: patches commit at once instead of waiting for the next line.
+        hotreload_runtime::blocking_at_safe_point(|| {
+            std::thread::sleep(Duration::from_millis(500))
+        });
     }
 }
