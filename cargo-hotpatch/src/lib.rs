@@ -18,6 +18,7 @@ mod commands;
 mod diff;
 mod elf;
 mod host;
+mod layout;
 mod patch;
 mod redirect;
 mod status;

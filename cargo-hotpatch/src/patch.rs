@@ -13,6 +13,7 @@ use crate::analysis;
 use crate::base::{BaseRecord, CrateRecord};
 use crate::capture::Invocation;
 use crate::diff;
+use crate::layout;
 use crate::redirect::{self, Redirections};
 
 /// Why no patch was built, when that is not a failure of the tool.
@@ -147,6 +148,7 @@ pub fn build_including(
     let library_path = work_dir.join("patch.so");
     link(&objects, &library_path)?;
     let link = started.elapsed();
+    check_layouts(base, &changed, &library_path)?;
     let cells = redirect::cell_offsets(
         &library_path,
         redirections
@@ -205,6 +207,51 @@ pub fn build_including(
         link,
         analysis,
     })
+}
+
+/// Refuses a patch that changes the layout of a type of the crates it rebuilds: values of the
+/// type already live in the process with the old layout. Compares the DWARF of the base build
+/// (read once, then kept in the base record's directory) with the patch library's.
+fn check_layouts(
+    base: &BaseRecord,
+    changed: &[&CrateRecord],
+    library: &Path,
+) -> anyhow::Result<()> {
+    let Some(host) = host_layouts(base)? else {
+        crate::status::warning(
+            "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
+        );
+        return Ok(());
+    };
+    let crates: BTreeSet<String> = changed.iter().map(|c| c.name.clone()).collect();
+    let Some(now) = layout::read(library, &crates)? else {
+        return Ok(());
+    };
+    let types = layout::changed(&host, &now);
+    if let Some(first) = types.first() {
+        let others = types.len() - 1;
+        return Err(NotPatchable::NeedsRestart(format!(
+            "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted",
+            if others > 0 { format!(" (and {others} more)") } else { String::new() }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The layouts of the workspace crates' types in the base build, cached next to its record.
+pub fn host_layouts(base: &BaseRecord) -> anyhow::Result<Option<layout::Layouts>> {
+    let cache = base.executable.with_extension("layouts.json");
+    if let Ok(bytes) = std::fs::read(&cache) {
+        if let Ok(layouts) = serde_json::from_slice(&bytes) {
+            return Ok(layouts);
+        }
+    }
+    let crates: BTreeSet<String> = base.crates.iter().map(|c| c.name.clone()).collect();
+    let layouts = layout::read(&base.executable, &crates)?;
+    std::fs::write(&cache, serde_json::to_vec(&layouts)?)
+        .with_context(|| format!("writing {}", cache.display()))?;
+    Ok(layouts)
 }
 
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
@@ -349,16 +396,6 @@ fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Pat
                 args.push("-C".to_owned());
                 args.push(format!("incremental={}", dir.display()));
             }
-        } else if arg == "-C"
-            && iter.peek().is_some_and(|next| {
-                next.starts_with("debuginfo=") && !next.ends_with("=0") && !next.ends_with("=none")
-            })
-        {
-            // Full debug information is a quarter of the compile time of a small crate; patched
-            // code keeps line tables, so its backtraces still show files and lines.
-            iter.next();
-            args.push("-C".to_owned());
-            args.push("debuginfo=line-tables-only".to_owned());
         } else {
             args.push(arg.clone());
         }

@@ -188,6 +188,25 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     );
     app.expect_serving("v1", "after the refused signature change");
 
+    // 6a'. A type's layout changed (a field added to `Report`): values of the old layout may be
+    // live in the process, so the patch is refused, naming the type.
+    fixture.edit(
+        "logic/src/lib.rs",
+        "    pub spawned: u64,\n}",
+        "    pub spawned: u64,\n    pub extra: u8,\n}",
+    );
+    fixture.edit(
+        "logic/src/lib.rs",
+        "        spawned: SPAWNED.load(Ordering::SeqCst),\n",
+        "        spawned: SPAWNED.load(Ordering::SeqCst),\n        extra: 0,\n",
+    );
+    fixture
+        .build_refused("layout.hotpatch")
+        .stderr_names(&["logic::Report", "layout", "restart"]);
+    fixture.edit("logic/src/lib.rs", "    pub extra: u8,\n", "");
+    fixture.edit("logic/src/lib.rs", "        extra: 0,\n", "");
+    app.expect_serving("v1", "after the refused layout change");
+
     let status_before = fixture.status();
     let p2_bytes = std::fs::read(&p2).expect("reading p2");
     let library_offset = p2_bytes.len() - PatchFile::parse(&p2_bytes).unwrap().library.len();
