@@ -45,6 +45,21 @@ impl Pricing {
     }
 }
 
+fn pricing_fee(pricing: &Pricing, qty: u64, price: u64) -> u64 {
+    qty * price / 1000 + pricing.base
+}
+
+/// Set at run time like `POINTER`: the baseline for a method call.
+static METHOD_POINTER: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+#[inline(always)]
+fn method_through_atomic_pointer(pricing: &Pricing, qty: u64, price: u64) -> u64 {
+    // SAFETY: METHOD_POINTER only ever holds `pricing_fee`.
+    let code: fn(&Pricing, u64, u64) -> u64 =
+        unsafe { std::mem::transmute(METHOD_POINTER.load(Ordering::Acquire)) };
+    code(pricing, qty, price)
+}
+
 async fn plain_async(qty: u64, price: u64) -> u64 {
     qty * price / 1000
 }
@@ -80,6 +95,15 @@ fn calls(c: &mut Criterion) {
         b.iter(|| hot_fee(black_box(12), black_box(3456)))
     });
     let pricing = Pricing { base: 0 };
+    METHOD_POINTER.store(
+        black_box(pricing_fee as fn(&Pricing, u64, u64) -> u64 as *mut ()),
+        Ordering::Release,
+    );
+    group.bench_function("atomic_fn_pointer_method", |b| {
+        b.iter(|| {
+            method_through_atomic_pointer(black_box(&pricing), black_box(12), black_box(3456))
+        })
+    });
     group.bench_function("hot_method", |b| {
         b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
     });
