@@ -361,10 +361,9 @@ impl Table {
             (state.next_update_id, targets)
         };
 
-        let started = std::time::Instant::now();
         // The slots are gathered inside the swap, under the state lock, so a library loaded
         // meanwhile has its slots either synchronised before the swap or written by it.
-        let changes = safe_point::with_threads_parked(timeout, || {
+        let (changes, waited) = at_safe_point(timeout, || {
             let mut state = self.lock_state();
             let mut changes = Vec::with_capacity(targets.len());
             let mut undo = Vec::with_capacity(targets.len());
@@ -400,12 +399,7 @@ impl Table {
                 changes: changes.clone(),
             });
             changes
-        })
-        .map_err(|not_arrived| Error::SafePointTimeout {
-            timeout,
-            threads: not_arrived.threads,
         })?;
-        let waited = started.elapsed();
         tracing::info!(
             update_id,
             label = %update.label,
@@ -436,8 +430,7 @@ impl Table {
             (last.id, label)
         };
         let timeout = self.safe_point_timeout();
-        let started = std::time::Instant::now();
-        let changes = safe_point::with_threads_parked(timeout, || {
+        let (changes, waited) = at_safe_point(timeout, || {
             let mut state = self.lock_state();
             let last = state
                 .applied
@@ -463,12 +456,7 @@ impl Table {
                 changes: changes.clone(),
             });
             changes
-        })
-        .map_err(|not_arrived| Error::SafePointTimeout {
-            timeout,
-            threads: not_arrived.threads,
         })?;
-        let waited = started.elapsed();
         tracing::info!(
             update_id,
             %label,
@@ -549,6 +537,19 @@ impl TableState {
         // Not registered through inventory (built by hand): take it in.
         self.take_in(function)
     }
+}
+
+/// Runs `swap` with every other participating thread parked; returns its result and the time
+/// spent, waiting included.
+fn at_safe_point<R>(timeout: Duration, swap: impl FnOnce() -> R) -> Result<(R, Duration), Error> {
+    let started = std::time::Instant::now();
+    let result = safe_point::with_threads_parked(timeout, swap).map_err(|not_arrived| {
+        Error::SafePointTimeout {
+            timeout,
+            threads: not_arrived.threads,
+        }
+    })?;
+    Ok((result, started.elapsed()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
