@@ -117,4 +117,17 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     app.wait_for_version("v4");
     assert!(app.restarted(), "the app was restarted");
     app.expect_serving("v4", "after the restart");
+
+    // When the app dies, watch says so; the next save builds and starts it again.
+    let mark = app.stderr_text().len();
+    let pid = app.pid().expect("the restarted app's pid");
+    app.expect_restart();
+    // SAFETY: signalling a process this test started (through watch) has no memory effects.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    wait_for_stderr(&mut app, mark, "the app exited");
+    fixture.edit("logic/src/lib.rs", "\"v4\"", "\"v5\"");
+    fixture.edit("logic/src/lib.rs", "failure from v4", "failure from v5");
+    app.wait_for_version("v5");
+    assert!(app.restarted(), "the app was started again");
+    app.expect_serving("v5", "after starting the app again");
 }

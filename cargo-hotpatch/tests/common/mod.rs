@@ -591,6 +591,14 @@ impl RunningApp {
         self.restart_expected = true;
     }
 
+    /// The app's pid, as it said on the control socket.
+    pub fn pid(&mut self) -> Option<u32> {
+        if self.pid.is_none() {
+            self.assert_alive("asking the app's pid");
+        }
+        self.pid
+    }
+
     /// Whether the app restarted since [`RunningApp::expect_restart`].
     pub fn restarted(&self) -> bool {
         !self.restart_expected
