@@ -33,6 +33,8 @@ pub struct CrateRecord {
     pub crate_types: Vec<String>,
     /// How cargo compiled it.
     pub invocation: Invocation,
+    /// The cargo features it was compiled with.
+    pub features: Vec<String>,
     /// Each source file with its sha256 at base time.
     pub sources: BTreeMap<PathBuf, String>,
 }
@@ -88,7 +90,7 @@ impl BaseRecord {
             let Some(name) = invocation.crate_name().map(str::to_owned) else {
                 continue;
             };
-            if name.starts_with("build_script_") {
+            if name.starts_with("build_script_") || name == "___" {
                 continue;
             }
             let sources = match invocation.dep_info_path() {
@@ -102,6 +104,7 @@ impl BaseRecord {
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
+                features: invocation.features(),
                 invocation,
                 sources,
             });

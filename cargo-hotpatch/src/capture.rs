@@ -52,6 +52,17 @@ impl Invocation {
             .collect()
     }
 
+    /// The cargo features enabled: every `--cfg feature="NAME"`.
+    pub fn features(&self) -> Vec<String> {
+        self.args
+            .windows(2)
+            .filter(|pair| pair[0] == "--cfg")
+            .filter_map(|pair| pair[1].strip_prefix("feature=\""))
+            .filter_map(|rest| rest.strip_suffix('"'))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The value following `flag`.
     pub fn flag_value(&self, flag: &str) -> Option<&str> {
         self.args
@@ -106,8 +117,8 @@ pub fn run_as_wrapper(capture_dir: &Path, mut argv: Vec<String>) -> anyhow::Resu
             .args
             .extend(["-C".into(), "link-arg=-Wl,--export-dynamic".into()]);
     }
-    // Queries (`-vV`, `--print`) have no crate name and are not recorded.
-    if let Some(crate_name) = invocation.crate_name() {
+    // Queries (`-vV`, `--print`, cargo's `___` probe) are not recorded.
+    if let Some(crate_name) = invocation.crate_name().filter(|name| *name != "___") {
         std::fs::create_dir_all(capture_dir)
             .with_context(|| format!("creating {}", capture_dir.display()))?;
         let path = capture_dir.join(Invocation::file_name(crate_name, &invocation.crate_types()));
