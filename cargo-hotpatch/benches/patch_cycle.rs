@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{iterations, median, ms, print_header, print_row, verdict, versions};
+use common::{at_most, iterations, measure, median, ms, print_figure, print_rows};
 use common::{Fixture, ToolProcess, TICK_MS};
 use hotreload_runtime::control::protocol::PatchReport;
 
@@ -48,24 +48,19 @@ fn main() {
         .expect("the base record's copy of the host")
         .len();
 
-    let mut samples = Vec::new();
-    let mut recompiled = Vec::new();
-    for i in 0..=iterations {
-        let (from, to) = versions(i);
-        let sample = cycle(&fixture, &mut app, &from, &to, i);
-        if i == 0 {
-            eprintln!("patch_cycle: warm-up {from} -> {to} done");
-            recompiled = sample.recompiled.clone();
-            continue;
-        }
-        eprintln!(
-            "patch_cycle: {i}/{iterations} {from} -> {to}: build {:.1} ms, apply {:.1} ms, save->new {:.1} ms, cargo build {:.1} ms",
-            sample.build, sample.apply, sample.save_to_new, sample.cargo_build
-        );
-        samples.push(sample);
-    }
+    let (warm_up, samples) = measure(
+        "patch_cycle:",
+        iterations,
+        |i, from, to| cycle(&fixture, &mut app, from, to, i),
+        |sample| {
+            format!(
+                "build {:.1} ms, apply {:.1} ms, save->new {:.1} ms, cargo build {:.1} ms",
+                sample.build, sample.apply, sample.save_to_new, sample.cargo_build
+            )
+        },
+    );
     drop(app);
-    print_table(&samples, &recompiled, host_size);
+    print_table(&samples, &warm_up.recompiled, host_size);
 }
 
 /// One edit, patched then rebuilt with cargo; times in milliseconds.
@@ -167,63 +162,51 @@ fn print_table(samples: &[Sample], recompiled: &[String], host_size: u64) {
     let build_apply = column(|s| s.build + s.apply);
     let cargo_build = column(|s| s.cargo_build);
     let ratio = median(&build_apply) / median(&cargo_build);
-    let patch_size = median(
-        &samples
-            .iter()
-            .map(|s| s.patch_size as f64)
-            .collect::<Vec<_>>(),
-    );
+    let patch_size = median(&column(|s| s.patch_size as f64));
     let percent = patch_size / host_size as f64 * 100.0;
-
-    println!();
-    println!(
+    let build_apply_goal = at_most(median(&build_apply), GOAL_BUILD_APPLY_MS, " ms");
+    let title = format!(
         "patch cycle: {} iterations after 1 warm-up, app ticking every {TICK_MS} ms; `cargo build` recompiled: {}",
         samples.len(),
         recompiled.join(", ")
     );
-    print_header();
-    let row = |name: &str, values: &[f64], goal: &str| print_row(name, values, goal, 2);
-    row("(a) cargo hotpatch build (wall)", &column(|s| s.build), "");
-    row("      rustc (tool's rustc_ms)", &column(|s| s.rustc), "");
-    row(
-        "      checks (tool's analysis_ms)",
-        &column(|s| s.analysis),
-        "",
+    print_rows(
+        &title,
+        2,
+        &[
+            ("(a) cargo hotpatch build (wall)", column(|s| s.build), ""),
+            ("      rustc (tool's rustc_ms)", column(|s| s.rustc), ""),
+            (
+                "      checks (tool's analysis_ms)",
+                column(|s| s.analysis),
+                "",
+            ),
+            ("      link (tool's link_ms)", column(|s| s.link), ""),
+            ("(a) cargo hotpatch apply (wall)", column(|s| s.apply), ""),
+            (
+                "      verify (runtime's verify_us)",
+                column(|s| s.verify),
+                "",
+            ),
+            ("      load (runtime's load_us)", column(|s| s.load), ""),
+            (
+                "      commit (runtime's commit_us)",
+                column(|s| s.commit),
+                "",
+            ),
+            ("(a) build + apply", build_apply, &build_apply_goal),
+            ("(a) save -> new behaviour", column(|s| s.save_to_new), ""),
+            ("(b) cargo build -p app (incremental)", cargo_build, ""),
+        ],
     );
-    row("      link (tool's link_ms)", &column(|s| s.link), "");
-    row("(a) cargo hotpatch apply (wall)", &column(|s| s.apply), "");
-    row(
-        "      verify (runtime's verify_us)",
-        &column(|s| s.verify),
-        "",
-    );
-    row("      load (runtime's load_us)", &column(|s| s.load), "");
-    row(
-        "      commit (runtime's commit_us)",
-        &column(|s| s.commit),
-        "",
-    );
-    let goal = format!(
-        "<= {GOAL_BUILD_APPLY_MS} ms: {}",
-        verdict(median(&build_apply) <= GOAL_BUILD_APPLY_MS)
-    );
-    row("(a) build + apply", &build_apply, &goal);
-    row("(a) save -> new behaviour", &column(|s| s.save_to_new), "");
-    row("(b) cargo build -p app (incremental)", &cargo_build, "");
-    println!(
-        "{:<44} {:>8.2}x {:>9} {:>9}   <= {GOAL_RATIO}x: {}",
+    print_figure(
         "ratio (a) build+apply / (b) cargo build",
-        ratio,
-        "",
-        "",
-        verdict(ratio <= GOAL_RATIO)
+        &format!("{ratio:.2}x"),
+        &at_most(ratio, GOAL_RATIO, "x"),
     );
-    println!(
-        "{:<44} {:>8.2}% {:>9} {:>9}   <= {GOAL_SIZE_PERCENT}%: {}",
-        format!("patch size {patch_size:.0} B / host {host_size} B"),
-        percent,
-        "",
-        "",
-        verdict(percent <= GOAL_SIZE_PERCENT)
+    print_figure(
+        &format!("patch size {patch_size:.0} B / host {host_size} B"),
+        &format!("{percent:.2}%"),
+        &at_most(percent, GOAL_SIZE_PERCENT, "%"),
     );
 }

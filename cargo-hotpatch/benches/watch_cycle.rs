@@ -23,11 +23,13 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{iterations, median, ms, parent_of, print_header, print_row, verdict, versions};
+use common::{at_least, at_most, iterations, measure, median, ms, parent_of};
+use common::{print_figure, print_rows};
 use common::{read_lines, Fixture, Lines, ToolProcess, TICK_MS};
 
 /// Measured iterations of each phase unless `WATCH_CYCLE_ITERATIONS` says more.
@@ -62,26 +64,23 @@ fn main() {
     eprintln!("watch_cycle: (a) `cargo hotpatch watch -p app` (the first run builds tokio and the runtime)");
     let mut watch = Watch::start(&fixture);
     watch.settle();
-    let mut patched = Vec::new();
-    for i in 0..=iterations {
-        let (from, to) = versions(i);
-        let sample = watch.cycle(&fixture, &from, &to);
-        if i == 0 {
-            eprintln!("watch_cycle: (a) warm-up {from} -> {to} done");
-            continue;
-        }
-        eprintln!(
-            "watch_cycle: (a) {i}/{iterations} {from} -> {to}: save->new {:.1} ms (watch: {:.0} ms; debounce {:.1}, rustc {:.1}, checks {:.1}, link {:.1}, apply {:.1})",
-            sample.save_to_new,
-            sample.watch_total,
-            sample.debounce,
-            sample.rustc,
-            sample.checks,
-            sample.link,
-            sample.apply
-        );
-        patched.push(sample);
-    }
+    let (_, patched) = measure(
+        "watch_cycle: (a)",
+        iterations,
+        |_, from, to| watch.cycle(&fixture, from, to),
+        |sample| {
+            format!(
+                "save->new {:.1} ms (watch: {:.0} ms; debounce {:.1}, rustc {:.1}, checks {:.1}, link {:.1}, apply {:.1})",
+                sample.save_to_new,
+                sample.watch_total,
+                sample.debounce,
+                sample.rustc,
+                sample.checks,
+                sample.link,
+                sample.apply
+            )
+        },
+    );
     drop(watch);
 
     // (b) the same edits from the same text, rebuilt and restarted.
@@ -90,25 +89,20 @@ fn main() {
     let executable = fixture.cargo_build().executable();
     let mut app = App::start(&fixture, &executable);
     app.wait_for_version("v1");
-    let mut restarted = Vec::new();
-    let mut recompiled = Vec::new();
-    for i in 0..=iterations {
-        let (from, to) = versions(i);
-        let sample = restart_cycle(&fixture, &mut app, &executable, &from, &to);
-        if i == 0 {
-            eprintln!("watch_cycle: (b) warm-up {from} -> {to} done");
-            recompiled = sample.recompiled;
-            continue;
-        }
-        eprintln!(
-            "watch_cycle: (b) {i}/{iterations} {from} -> {to}: save->new {:.1} ms (kill {:.1}, cargo build {:.1}, start {:.1})",
-            sample.save_to_new, sample.kill, sample.cargo_build, sample.start
-        );
-        restarted.push(sample);
-    }
+    let (warm_up, restarted) = measure(
+        "watch_cycle: (b)",
+        iterations,
+        |_, from, to| restart_cycle(&fixture, &mut app, &executable, from, to),
+        |sample| {
+            format!(
+                "save->new {:.1} ms (kill {:.1}, cargo build {:.1}, start {:.1})",
+                sample.save_to_new, sample.kill, sample.cargo_build, sample.start
+            )
+        },
+    );
     drop(app);
     fixture.write(EDITED, &original);
-    print_table(&patched, &restarted, &recompiled);
+    print_table(&patched, &restarted, &warm_up.recompiled);
 }
 
 /// One save patched by watch; times in milliseconds.
@@ -175,46 +169,46 @@ fn print_table(patched: &[Patched], restarted: &[Restarted], recompiled: &[Strin
     let save_to_new = a(|s| s.save_to_new);
     let rebuild = b(|s| s.save_to_new);
     let speedup = median(&rebuild) / median(&save_to_new);
-
-    println!();
-    println!(
+    let save_to_new_goal = at_most(median(&save_to_new), GOAL_SAVE_TO_NEW_MS, " ms");
+    let title = format!(
         "watch cycle: {} + {} iterations after 1 warm-up each, app ticking every {TICK_MS} ms; (b)'s `cargo build` recompiled: {}",
         patched.len(),
         restarted.len(),
         recompiled.join(", ")
     );
-    print_header();
-    let row = |name: &str, values: &[f64], goal: &str| print_row(name, values, goal, 1);
-    let goal = format!(
-        "<= {GOAL_SAVE_TO_NEW_MS} ms: {}",
-        verdict(median(&save_to_new) <= GOAL_SAVE_TO_NEW_MS)
+    print_rows(
+        &title,
+        1,
+        &[
+            (
+                "(a) watch: save -> new behaviour",
+                save_to_new,
+                &save_to_new_goal,
+            ),
+            (
+                "      watch's total (first event -> applied)",
+                a(|s| s.watch_total),
+                "",
+            ),
+            ("      debounce", a(|s| s.debounce), ""),
+            ("      rustc", a(|s| s.rustc), ""),
+            ("      checks", a(|s| s.checks), ""),
+            ("      link", a(|s| s.link), ""),
+            ("      apply", a(|s| s.apply), ""),
+            ("(b) rebuild + restart: save -> new behaviour", rebuild, ""),
+            ("      kill the app", b(|s| s.kill), ""),
+            (
+                "      cargo build -p app (incremental)",
+                b(|s| s.cargo_build),
+                "",
+            ),
+            ("      start -> first line", b(|s| s.start), ""),
+        ],
     );
-    row("(a) watch: save -> new behaviour", &save_to_new, &goal);
-    row(
-        "      watch's total (first event -> applied)",
-        &a(|s| s.watch_total),
-        "",
-    );
-    row("      debounce", &a(|s| s.debounce), "");
-    row("      rustc", &a(|s| s.rustc), "");
-    row("      checks", &a(|s| s.checks), "");
-    row("      link", &a(|s| s.link), "");
-    row("      apply", &a(|s| s.apply), "");
-    row("(b) rebuild + restart: save -> new behaviour", &rebuild, "");
-    row("      kill the app", &b(|s| s.kill), "");
-    row(
-        "      cargo build -p app (incremental)",
-        &b(|s| s.cargo_build),
-        "",
-    );
-    row("      start -> first line", &b(|s| s.start), "");
-    println!(
-        "{:<44} {:>8.1}x {:>9} {:>9}   >= {GOAL_SPEEDUP}x: {}",
+    print_figure(
         "speed-up (b) / (a), medians",
-        speedup,
-        "",
-        "",
-        verdict(speedup >= GOAL_SPEEDUP)
+        &format!("{speedup:.1}x"),
+        &at_least(speedup, GOAL_SPEEDUP, "x"),
     );
 }
 
@@ -428,14 +422,6 @@ impl Drop for App {
     }
 }
 
-/// The parent pid of `pid`, from `/proc`.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// The processes whose parent is `pid`, from `/proc`.
 fn children_of(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -446,25 +432,4 @@ fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&child| parent_of(child) == Some(pid))
         .collect()
-}
-
-/// One request on the control socket, as the tool sends it.
-fn request(socket: &Path, request: &Request) -> Result<Reply, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| format!("connecting: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
-    line.push('\n');
-    (&stream)
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("sending: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("reading: {e}"))?;
-    match serde_json::from_str::<Response>(&answer).map_err(|e| format!("{e}: {answer:?}"))? {
-        Response::Ok(reply) => Ok(reply),
-        Response::Error(error) => Err(format!("refused at `{}`: {}", error.step, error.message)),
-    }
 }

@@ -44,6 +44,31 @@ pub fn versions(i: usize) -> (String, String) {
     (format!("\"v{}\"", i + 1), format!("\"v{}\"", i + 2))
 }
 
+/// Runs `cycle(i, from, to)` for the warm-up edit (`i` 0) and `iterations` measured ones,
+/// printing each as `LABEL ...` with `summary` of a measured sample: the warm-up's sample and the
+/// measured ones.
+pub fn measure<S>(
+    label: &str,
+    iterations: usize,
+    mut cycle: impl FnMut(usize, &str, &str) -> S,
+    summary: impl Fn(&S) -> String,
+) -> (S, Vec<S>) {
+    let (from, to) = versions(0);
+    let warm_up = cycle(0, &from, &to);
+    eprintln!("{label} warm-up {from} -> {to} done");
+    let mut samples = Vec::new();
+    for i in 1..=iterations {
+        let (from, to) = versions(i);
+        let sample = cycle(i, &from, &to);
+        eprintln!(
+            "{label} {i}/{iterations} {from} -> {to}: {}",
+            summary(&sample)
+        );
+        samples.push(sample);
+    }
+    (warm_up, samples)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The table.
 
@@ -62,7 +87,7 @@ pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-pub fn verdict(ok: bool) -> &'static str {
+fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -70,23 +95,39 @@ pub fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// The table's header line.
-pub fn print_header() {
+/// The goal column of a figure that should be at most `goal` (`<= 300 ms: met`).
+pub fn at_most(value: f64, goal: f64, unit: &str) -> String {
+    format!("<= {goal}{unit}: {}", verdict(value <= goal))
+}
+
+/// The goal column of a figure that should be at least `goal` (`>= 3x: MISSED`).
+pub fn at_least(value: f64, goal: f64, unit: &str) -> String {
+    format!(">= {goal}{unit}: {}", verdict(value >= goal))
+}
+
+/// After a blank line, the table's title, its header line and a row per `(name, values, goal)`:
+/// the median, min and max of `values` with `decimals` decimals.
+pub fn print_rows(title: &str, decimals: usize, rows: &[(&str, Vec<f64>, &str)]) {
+    println!();
+    println!("{title}");
     println!(
         "{:<44} {:>9} {:>9} {:>9}   goal",
         "(ms)", "median", "min", "max"
     );
+    for (name, values, goal) in rows {
+        let (min, max) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        println!(
+            "{name:<44} {:>9.decimals$} {min:>9.decimals$} {max:>9.decimals$}   {goal}",
+            median(values)
+        );
+    }
 }
 
-/// A row of the table: the median, min and max of `values` with `decimals` decimals.
-pub fn print_row(name: &str, values: &[f64], goal: &str, decimals: usize) {
-    let (min, max) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    println!(
-        "{name:<44} {:>9.decimals$} {min:>9.decimals$} {max:>9.decimals$}   {goal}",
-        median(values)
-    );
+/// A line of the table with one figure (`0.73x`, `2.09%`) in the median column.
+pub fn print_figure(name: &str, figure: &str, goal: &str) {
+    println!("{name:<44} {figure:>9} {:>9} {:>9}   {goal}", "", "");
 }
 
 // ---------------------------------------------------------------------------------------------
