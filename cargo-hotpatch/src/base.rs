@@ -45,6 +45,21 @@ impl CrateRecord {
         self.crate_types.iter().all(|t| t == "lib" || t == "rlib")
     }
 
+    /// The base's text of a source file, from the copy kept in the base record's directory.
+    pub fn base_text(&self, base_dir: &Path, path: &Path) -> Option<String> {
+        let hash = self.sources.get(path)?;
+        std::fs::read_to_string(base_dir.join(SOURCES_DIR).join(hash)).ok()
+    }
+
+    /// Whether this crate was compiled against `crate_name` (`--extern crate_name=...`).
+    pub fn depends_on(&self, crate_name: &str) -> bool {
+        let prefix = format!("{crate_name}=");
+        self.invocation
+            .args
+            .windows(2)
+            .any(|pair| pair[0] == "--extern" && pair[1].starts_with(&prefix))
+    }
+
     /// Source files whose content differs from the base (or that disappeared).
     pub fn changed_sources(&self) -> Vec<PathBuf> {
         self.sources
@@ -60,6 +75,8 @@ impl CrateRecord {
 }
 
 const RECORD_FILE: &str = "base.json";
+/// Where copies of the base's source files are kept, by content hash.
+const SOURCES_DIR: &str = "sources";
 
 impl BaseRecord {
     /// Records a base from a finished host build.
@@ -94,7 +111,7 @@ impl BaseRecord {
                 continue;
             }
             let sources = match invocation.dep_info_path() {
-                Some(path) => hash_sources(&path, &invocation.cwd)?,
+                Some(path) => hash_sources(&path, &invocation.cwd, &dir.join(SOURCES_DIR))?,
                 None => BTreeMap::new(),
             };
             crates.push(CrateRecord {
@@ -188,7 +205,13 @@ fn rustc_version(rustc: &Path) -> anyhow::Result<(String, String)> {
 }
 
 /// Every source file a dep-info file lists, with its sha256.
-fn hash_sources(dep_info: &Path, cwd: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
+/// Every source file a dep-info file lists, with its sha256; a copy of each is kept in `store`
+/// under its hash, so later patches can tell which items of a file changed.
+fn hash_sources(
+    dep_info: &Path,
+    cwd: &Path,
+    store: &Path,
+) -> anyhow::Result<BTreeMap<PathBuf, String>> {
     let text = std::fs::read_to_string(dep_info)
         .with_context(|| format!("reading {}", dep_info.display()))?;
     let mut sources = BTreeMap::new();
@@ -200,7 +223,11 @@ fn hash_sources(dep_info: &Path, cwd: &Path) -> anyhow::Result<BTreeMap<PathBuf,
         for dep in split_escaped(deps) {
             let path = cwd.join(&dep);
             if let Ok(bytes) = std::fs::read(&path) {
-                sources.insert(path, sha256_hex(&bytes));
+                let hash = sha256_hex(&bytes);
+                std::fs::create_dir_all(store)?;
+                std::fs::write(store.join(&hash), &bytes)
+                    .with_context(|| format!("keeping a copy of {}", path.display()))?;
+                sources.insert(path, hash);
             }
         }
     }

@@ -15,6 +15,7 @@ mod capture;
 mod cli;
 mod client;
 mod commands;
+mod copied_items;
 mod diff;
 mod elf;
 mod host;

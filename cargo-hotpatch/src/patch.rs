@@ -12,6 +12,7 @@ use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction, Sta
 use crate::analysis;
 use crate::base::{BaseRecord, CrateRecord};
 use crate::capture::Invocation;
+use crate::copied_items;
 use crate::diff;
 use crate::layout;
 use crate::redirect::{self, Redirections};
@@ -79,6 +80,26 @@ pub fn build_including(
                 record.name,
                 record.crate_types.join(", "),
                 files.join(", ")
+            ))
+            .into());
+        }
+    }
+
+    for record in &changed {
+        let dependents: Vec<&str> = base
+            .crates
+            .iter()
+            .filter(|other| other.name != record.name && other.depends_on(&record.name))
+            .map(|other| other.name.as_str())
+            .collect();
+        if dependents.is_empty() {
+            continue;
+        }
+        if let Some(item) = copied_items::changed(base, record).first() {
+            return Err(NotPatchable::NeedsRestart(format!(
+                "`{item}` changed, and it is generic or #[inline], so `{}` compiled copies of it that a patch of `{}` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
+                dependents.join("`, `"),
+                record.name
             ))
             .into());
         }

@@ -207,6 +207,25 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     fixture.edit("logic/src/lib.rs", "        extra: 0,\n", "");
     app.expect_serving("v1", "after the refused layout change");
 
+    // 6a''. A generic function changed: the app holds its own compiled copy, which a patch of
+    // `logic` cannot replace, so the patch is refused, naming it and the crate holding the copy.
+    fixture.edit(
+        "logic/src/lib.rs",
+        "format!(\"<{value}>\")",
+        "format!(\"[{value}]\")",
+    );
+    fixture.build_refused("generic.hotpatch").stderr_names(&[
+        "logic::describe",
+        "`app`",
+        "restart",
+    ]);
+    fixture.edit(
+        "logic/src/lib.rs",
+        "format!(\"[{value}]\")",
+        "format!(\"<{value}>\")",
+    );
+    app.expect_serving("v1", "after the refused change of a generic function");
+
     let status_before = fixture.status();
     let p2_bytes = std::fs::read(&p2).expect("reading p2");
     let library_offset = p2_bytes.len() - PatchFile::parse(&p2_bytes).unwrap().library.len();
