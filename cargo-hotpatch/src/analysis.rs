@@ -85,6 +85,8 @@ pub struct PatchAnalysis {
     /// Private statics of the host that code reachable from the patch's hot functions touches:
     /// `(mangled name, the hot function that reaches it)`.
     pub reached_statics: Vec<(String, String)>,
+    /// Private statics the patch defines that the host does not have: new state.
+    pub new_statics: Vec<(String, String)>,
 }
 
 /// Analyses the patch objects against the host's local data symbols.
@@ -101,6 +103,8 @@ pub fn analyse_objects(
     }
     analysis.reached_statics.sort();
     analysis.reached_statics.dedup_by(|a, b| a.0 == b.0);
+    analysis.new_statics.sort();
+    analysis.new_statics.dedup_by(|a, b| a.0 == b.0);
     Ok(analysis)
 }
 
@@ -124,6 +128,18 @@ fn analyse_object(
             }
         }
     }
+    // Private (local) data of this object: a public static resolves to the host's at load time.
+    let local_data: BTreeSet<&str> = file
+        .symbols()
+        .filter(|symbol| {
+            symbol.is_local()
+                && matches!(
+                    symbol.kind(),
+                    object::SymbolKind::Data | object::SymbolKind::Tls
+                )
+        })
+        .filter_map(|symbol| symbol.name().ok())
+        .collect();
     let mut roots = Vec::new();
     for symbol in file.symbols() {
         let Ok(name) = symbol.name() else { continue };
@@ -147,10 +163,13 @@ fn analyse_object(
                 continue;
             };
             if let Some(mangled) = private_static_of(&section) {
-                if host_local_data.contains_key(mangled) && !is_own_copy(mangled) {
-                    analysis
-                        .reached_statics
-                        .push((mangled.to_owned(), identity.clone()));
+                if !is_own_copy(mangled) {
+                    let reached = (mangled.to_owned(), identity.clone());
+                    if host_local_data.contains_key(mangled) {
+                        analysis.reached_statics.push(reached);
+                    } else if local_data.contains(mangled) {
+                        analysis.new_statics.push(reached);
+                    }
                 }
                 continue;
             }

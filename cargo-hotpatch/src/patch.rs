@@ -163,6 +163,7 @@ pub fn build_including(
         ))
         .into());
     }
+    check_new_statics(base, work_dir, &found.new_statics)?;
     let analysis = started.elapsed();
 
     let started = Instant::now();
@@ -228,6 +229,42 @@ pub fn build_including(
         link,
         analysis,
     })
+}
+
+/// Private statics introduced by an earlier patch of this base are not in the host, so a later
+/// (cumulative) patch would get a fresh copy of each: refused, naming it, until a restart makes it
+/// part of the base. Statics a patch introduces are remembered for the patches after it.
+fn check_new_statics(
+    base: &BaseRecord,
+    work_dir: &Path,
+    new_statics: &[(String, String)],
+) -> anyhow::Result<()> {
+    let id = &base.identity.build_id;
+    let record = work_dir.join(format!(
+        "introduced-statics.{}.json",
+        &id[..12.min(id.len())]
+    ));
+    let mut introduced: BTreeSet<String> = std::fs::read(&record)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    // A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
+    let new_statics: Vec<&(String, String)> = new_statics
+        .iter()
+        .filter(|(mangled, _)| !mangled.contains("__CALLSITE"))
+        .collect();
+    if let Some((mangled, via)) = new_statics.iter().find(|(m, _)| introduced.contains(m)) {
+        return Err(NotPatchable::NeedsRestart(format!(
+            "the patched code of `{via}` uses the private static `{}`, which an earlier patch introduced; a new patch would get a fresh copy of it instead of the running one, so the app must be rebuilt and restarted (or make the static `pub`: public statics are shared)",
+            static_name(mangled)
+        ))
+        .into());
+    }
+    introduced.extend(new_statics.iter().map(|(mangled, _)| mangled.clone()));
+    std::fs::create_dir_all(work_dir)?;
+    std::fs::write(&record, serde_json::to_vec(&introduced)?)
+        .with_context(|| format!("writing {}", record.display()))?;
+    Ok(())
 }
 
 /// Refuses a patch that changes the layout of a type of the crates it rebuilds: values of the

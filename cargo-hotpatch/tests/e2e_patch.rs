@@ -338,4 +338,43 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1];
     app.expect_serving("v1", "after rolling both back");
+
+    // A private static that a patch introduces is not in the host: the next (cumulative) patch
+    // would get a fresh copy of it, so that patch is refused, naming it. (The sources go back to
+    // the base first: patches are built from the sources, and the two above were rolled back.)
+    fixture.edit(
+        "counter/src/lib.rs",
+        "fetch_add(1000, Ordering::SeqCst)",
+        "fetch_add(1, Ordering::SeqCst)",
+    );
+    fixture.edit(
+        "perthread/src/lib.rs",
+        "PER_THREAD.get() + 1000)",
+        "PER_THREAD.get() + 1)",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "static PRIVATE_COUNT: AtomicU64 = AtomicU64::new(0);",
+        "static PRIVATE_COUNT: AtomicU64 = AtomicU64::new(0);\nstatic ADDED: AtomicU64 = AtomicU64::new(0);",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "pub fn count() -> u64 {",
+        "pub fn count() -> u64 {\n    ADDED.fetch_add(1, Ordering::SeqCst);",
+    );
+    let introducing = fixture.build_patch("introduces.hotpatch");
+    fixture.apply(&introducing).success();
+    app.expect_serving("v1", "after a patch that introduces a static");
+    fixture.edit(
+        "counter/src/lib.rs",
+        "ADDED.fetch_add(1, Ordering::SeqCst);",
+        "ADDED.fetch_add(2, Ordering::SeqCst);",
+    );
+    fixture
+        .build_refused("forks-added.hotpatch")
+        .stderr_names(&["counter::ADDED", "earlier patch", "restart"]);
+    app.expect_serving(
+        "v1",
+        "after refusing to fork a static an earlier patch introduced",
+    );
 }
