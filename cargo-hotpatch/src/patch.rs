@@ -1,7 +1,7 @@
 //! Building a patch: replay the changed crates' rustc invocations to object files, check them,
 //! link them into a library that resolves everything else against the running host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -124,11 +124,20 @@ pub fn build_including(
 
     let started = Instant::now();
     let (host_hot, host_local_data) = analysis::host_hot_functions(&base.executable)?;
+    // Private statics earlier patches introduced are redirected to those patches' copies, like
+    // the host's own.
+    let mut introduced = Introduced::load(base, work_dir);
+    let mut targets = host_local_data.clone();
+    for (mangled, origin) in &introduced.statics {
+        if let Some(offset) = origin.offset {
+            targets.insert(mangled.clone(), offset);
+        }
+    }
     let mut redirections = Redirections::default();
     for object in &objects {
-        redirect::redirect_object(object, &host_local_data, &mut redirections)?;
+        redirect::redirect_object(object, &targets, &host_local_data, &mut redirections)?;
     }
-    let found = analysis::analyse_objects(&objects, &host_local_data)?;
+    let found = analysis::analyse_objects(&objects, &targets)?;
     for (identity, fingerprint) in &found.hot {
         if let Some(host_fingerprint) = host_hot.get(identity) {
             if host_fingerprint != fingerprint {
@@ -163,7 +172,7 @@ pub fn build_including(
         ))
         .into());
     }
-    check_new_statics(base, work_dir, &found.new_statics)?;
+    introduced.refuse_forks(&found.new_statics)?;
     let analysis = started.elapsed();
 
     let started = Instant::now();
@@ -181,15 +190,17 @@ pub fn build_including(
         .iter()
         .map(|(mangled, cell_offset)| {
             let thread_local = redirections.thread_local_cells.contains(mangled);
+            let module = introduced
+                .statics
+                .get(mangled)
+                .filter(|_| !host_local_data.contains_key(mangled))
+                .map(|origin| origin.patch.clone());
             StaticRedirect {
                 name: static_name(mangled),
                 cell_offset: *cell_offset,
-                host_offset: if thread_local {
-                    0
-                } else {
-                    host_local_data[mangled]
-                },
+                host_offset: if thread_local { 0 } else { targets[mangled] },
                 thread_local,
+                module,
             }
         })
         .collect();
@@ -217,6 +228,7 @@ pub fn build_including(
             .unwrap_or(0),
     };
     let file = PatchFile::new(manifest, library);
+    introduced.record(&file.id, &library_path, &found.new_statics)?;
     if let Some(parent) = output.parent() {
         std::fs::create_dir_all(parent).ok();
     }
@@ -231,40 +243,88 @@ pub fn build_including(
     })
 }
 
-/// Private statics introduced by an earlier patch of this base are not in the host, so a later
-/// (cumulative) patch would get a fresh copy of each: refused, naming it, until a restart makes it
-/// part of the base. Statics a patch introduces are remembered for the patches after it.
-fn check_new_statics(
-    base: &BaseRecord,
-    work_dir: &Path,
-    new_statics: &[(String, String)],
-) -> anyhow::Result<()> {
-    let id = &base.identity.build_id;
-    let record = work_dir.join(format!(
-        "introduced-statics.{}.json",
-        &id[..12.min(id.len())]
-    ));
-    let mut introduced: BTreeSet<String> = std::fs::read(&record)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    // A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
-    let new_statics: Vec<&(String, String)> = new_statics
-        .iter()
-        .filter(|(mangled, _)| !mangled.contains("__CALLSITE"))
-        .collect();
-    if let Some((mangled, via)) = new_statics.iter().find(|(m, _)| introduced.contains(m)) {
-        return Err(NotPatchable::NeedsRestart(format!(
-            "the patched code of `{via}` uses the private static `{}`, which an earlier patch introduced; a new patch would get a fresh copy of it instead of the running one, so the app must be rebuilt and restarted (or make the static `pub`: public statics are shared)",
-            static_name(mangled)
-        ))
-        .into());
+/// Private statics that patches built against a base introduced: where each lives, so later
+/// (cumulative) patches reach the running copy instead of getting a fresh one.
+#[derive(Default)]
+struct Introduced {
+    file: PathBuf,
+    statics: BTreeMap<String, Origin>,
+}
+
+/// The patch that introduced a static and its offset in that patch's library (none for a
+/// thread-local, which cannot be redirected into a patch).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Origin {
+    patch: String,
+    offset: Option<u64>,
+}
+
+impl Introduced {
+    fn load(base: &BaseRecord, work_dir: &Path) -> Self {
+        let id = &base.identity.build_id;
+        let file = work_dir.join(format!(
+            "introduced-statics.{}.json",
+            &id[..12.min(id.len())]
+        ));
+        let statics = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Introduced { file, statics }
     }
-    introduced.extend(new_statics.iter().map(|(mangled, _)| mangled.clone()));
-    std::fs::create_dir_all(work_dir)?;
-    std::fs::write(&record, serde_json::to_vec(&introduced)?)
-        .with_context(|| format!("writing {}", record.display()))?;
-    Ok(())
+
+    /// Refuses a patch whose live code would get a fresh copy of a static an earlier patch
+    /// introduced (one that could not be redirected).
+    fn refuse_forks(&self, new_statics: &[(String, String)]) -> anyhow::Result<()> {
+        if let Some((mangled, via)) = new_statics
+            .iter()
+            .find(|(mangled, _)| self.statics.contains_key(mangled) && !is_callsite(mangled))
+        {
+            return Err(NotPatchable::NeedsRestart(format!(
+                "the patched code of `{via}` uses the private static `{}`, which an earlier patch introduced and which cannot be redirected to it; a new patch would get a fresh copy of it instead of the running one, so the app must be rebuilt and restarted (or make the static `pub`: public statics are shared)",
+                static_name(mangled)
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Remembers the statics this patch introduces, with their place in its library.
+    fn record(
+        &mut self,
+        patch: &str,
+        library: &Path,
+        new_statics: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let fresh: Vec<&String> = new_statics
+            .iter()
+            .map(|(mangled, _)| mangled)
+            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_callsite(mangled))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let offsets = redirect::data_offsets(library, fresh.iter().copied())?;
+        for mangled in fresh {
+            self.statics.insert(
+                mangled.clone(),
+                Origin {
+                    patch: patch.to_owned(),
+                    offset: offsets.get(mangled).copied(),
+                },
+            );
+        }
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&self.file, serde_json::to_vec(&self.statics)?)
+            .with_context(|| format!("writing {}", self.file.display()))
+    }
+}
+
+/// A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
+fn is_callsite(mangled: &str) -> bool {
+    mangled.contains("__CALLSITE")
 }
 
 /// Refuses a patch that changes the layout of a type of the crates it rebuilds: values of the

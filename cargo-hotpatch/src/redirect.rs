@@ -41,8 +41,11 @@ pub struct Redirections {
 }
 
 /// Rewrites an object file in place so its code reaches the host's private statics through cells.
+/// `targets` are the statics address cells may point at (the host's private statics and those
+/// earlier patches introduced); thread-locals are redirected to the host's only.
 pub fn redirect_object(
     path: &Path,
+    targets: &HostLocalData,
     host_local_data: &HostLocalData,
     out: &mut Redirections,
 ) -> anyhow::Result<()> {
@@ -83,7 +86,7 @@ pub fn redirect_object(
                 let Some(mangled) = private_static_of(&target) else {
                     continue;
                 };
-                if !host_local_data.contains_key(mangled) || is_own_copy(mangled) {
+                if !targets.contains_key(mangled) || is_own_copy(mangled) {
                     continue;
                 }
                 // Thread-locals are handled by `redirect_thread_locals`.
@@ -170,6 +173,26 @@ fn grow_nobits_section(bytes: &mut [u8], index: usize, size: u64) -> anyhow::Res
     let align = read_u64(bytes, header + 0x30).max(CELL_SIZE);
     bytes[header + 0x30..header + 0x38].copy_from_slice(&align.to_le_bytes());
     Ok(())
+}
+
+/// Where each of `statics` lies in a linked library, for the ones that are ordinary data (not
+/// thread-locals): `(mangled name, offset from the library's base)`.
+pub fn data_offsets<'a>(
+    library: &Path,
+    statics: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let statics: BTreeSet<&String> = statics.collect();
+    let data = std::fs::read(library).with_context(|| format!("reading {}", library.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", library.display()))?;
+    Ok(file
+        .symbols()
+        .filter(|symbol| symbol.is_definition() && symbol.kind() == object::SymbolKind::Data)
+        .filter_map(|symbol| {
+            let name = symbol.name().ok()?.to_owned();
+            statics.contains(&name).then(|| (name, symbol.address()))
+        })
+        .collect())
 }
 
 /// Where each cell lies in the linked library: `(mangled name, offset in the library)`.

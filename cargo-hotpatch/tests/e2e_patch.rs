@@ -340,8 +340,8 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     app.expect_serving("v1", "after rolling both back");
 
     // A private static that a patch introduces is not in the host: the next (cumulative) patch
-    // would get a fresh copy of it, so that patch is refused, naming it. (The sources go back to
-    // the base first: patches are built from the sources, and the two above were rolled back.)
+    // reaches the running copy in the earlier patch's library instead of a fresh one. (The
+    // sources go back to the base first: the two patches above were rolled back.)
     fixture.edit(
         "counter/src/lib.rs",
         "fetch_add(1000, Ordering::SeqCst)",
@@ -359,22 +359,35 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     );
     fixture.edit(
         "counter/src/lib.rs",
-        "pub fn count() -> u64 {",
-        "pub fn count() -> u64 {\n    ADDED.fetch_add(1, Ordering::SeqCst);",
+        "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1",
+        "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 + ADDED.fetch_add(1000, Ordering::SeqCst)",
     );
+    // Each tick now adds 1 to the private count and 1000 to the new static.
+    app.count_steps = vec![1, 1001];
     let introducing = fixture.build_patch("introduces.hotpatch");
     fixture.apply(&introducing).success();
+    app.wait_until("count to step by 1001", |last, tick| {
+        tick.count == last.count + 1001
+    });
+    app.count_steps = vec![1001];
     app.expect_serving("v1", "after a patch that introduces a static");
+
+    // The next patch steps the new static by 2000: a fresh copy would restart it at 0 and make
+    // the count drop, which the line checks would catch.
+    app.count_steps = vec![1001, 2001];
     fixture.edit(
         "counter/src/lib.rs",
-        "ADDED.fetch_add(1, Ordering::SeqCst);",
-        "ADDED.fetch_add(2, Ordering::SeqCst);",
+        "ADDED.fetch_add(1000, Ordering::SeqCst)",
+        "ADDED.fetch_add(2000, Ordering::SeqCst)",
     );
-    fixture
-        .build_refused("forks-added.hotpatch")
-        .stderr_names(&["counter::ADDED", "earlier patch", "restart"]);
+    let continuing = fixture.build_patch("continues.hotpatch");
+    fixture.apply(&continuing).success();
+    app.wait_until("count to step by 2001", |last, tick| {
+        tick.count == last.count + 2001
+    });
+    app.count_steps = vec![2001];
     app.expect_serving(
         "v1",
-        "after refusing to fork a static an earlier patch introduced",
+        "after a patch that uses the static an earlier patch introduced",
     );
 }

@@ -1,5 +1,8 @@
 //! Opening a patch library and finding the hot functions it registered.
 
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
 use crate::error::Error;
 use crate::patch_file::StaticRedirect;
 use crate::platform::{self, OpenLibrary};
@@ -22,12 +25,15 @@ pub(crate) fn load(
     short_id: &str,
     bytes: &[u8],
     redirects: &[StaticRedirect],
+    earlier: &BTreeMap<String, CString>,
 ) -> Result<Loaded, Error> {
     let newest_before = slot::registered().next();
     let library =
-        platform::open_library(short_id, bytes, redirects).map_err(|reason| Error::Load {
-            patch: short_id.to_owned(),
-            reason,
+        platform::open_library(short_id, bytes, redirects, earlier).map_err(|reason| {
+            Error::Load {
+                patch: short_id.to_owned(),
+                reason,
+            }
         })?;
     // inventory prepends: everything before the former head is new.
     let mut registrations: Vec<&'static HotFunction> = slot::registered()

@@ -115,7 +115,11 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let registrations = match known {
         Some(registrations) => registrations,
         None => {
-            let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects)?;
+            let earlier = lock(&PATCHES)
+                .iter()
+                .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+                .collect();
+            let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects, &earlier)?;
             let registrations = loaded.registrations.clone();
             lock(&PATCHES).push(PatchRecord {
                 id: patch.id.clone(),

@@ -54,6 +54,10 @@ pub struct StaticRedirect {
     /// A thread-local's cell: a `tls_index` of the executable's TLS module and `host_offset`.
     #[serde(default)]
     pub thread_local: bool,
+    /// The earlier patch (by id) whose library holds the static, when an earlier patch introduced
+    /// it; `host_offset` is then from that library's load base. `None`: the executable.
+    #[serde(default)]
+    pub module: Option<String>,
 }
 
 /// What a patch is and what it changes.

@@ -1,6 +1,8 @@
-//! Filling a patch's cells: each holds the address of one of the executable's private statics.
+//! Filling a patch's cells: each holds the address of one of the executable's private statics
+//! (or of a static an earlier patch introduced, in that patch's library).
 
-use std::ffi::{c_int, c_void, CStr};
+use std::collections::BTreeMap;
+use std::ffi::{c_int, c_void, CStr, CString};
 
 use crate::patch_file::StaticRedirect;
 
@@ -13,9 +15,10 @@ struct Module {
 }
 
 struct Search<'a> {
-    library_path: &'a CStr,
+    /// The libraries to find, by the path they were opened from.
+    wanted: Vec<&'a CStr>,
     executable: Option<Module>,
-    library: Option<Module>,
+    found: BTreeMap<CString, Module>,
 }
 
 /// Writes, for every redirect, the executable's address of the static into the library's cell.
@@ -23,14 +26,32 @@ struct Search<'a> {
 /// Both addresses are checked against the modules' loaded segments first (the cell must lie in a
 /// writable segment of the library, the static in a segment of the executable), so a wrong manifest
 /// cannot make this write anywhere else.
-pub(crate) fn fill(library_path: &CStr, redirects: &[StaticRedirect]) -> Result<(), String> {
+///
+/// `earlier` maps the id of each patch loaded before to the path its library was opened from.
+pub(crate) fn fill(
+    library_path: &CStr,
+    redirects: &[StaticRedirect],
+    earlier: &BTreeMap<String, CString>,
+) -> Result<(), String> {
     if redirects.is_empty() {
         return Ok(());
     }
+    let mut wanted = vec![library_path];
+    for redirect in redirects {
+        if let Some(id) = &redirect.module {
+            let path = earlier.get(id).ok_or_else(|| {
+                format!(
+                    "`{}` lives in patch {id}, which is not loaded in this process; apply that patch first, or rebuild this one against a fresh base",
+                    redirect.name
+                )
+            })?;
+            wanted.push(path);
+        }
+    }
     let mut search = Search {
-        library_path,
+        wanted,
         executable: None,
-        library: None,
+        found: BTreeMap::new(),
     };
     // SAFETY: `visit` matches the callback type and `data` points to `search`, which outlives the
     // call and is only used through that pointer while it runs.
@@ -41,7 +62,9 @@ pub(crate) fn fill(library_path: &CStr, redirects: &[StaticRedirect]) -> Result<
         .executable
         .ok_or("the dynamic loader did not report the executable")?;
     let library = search
-        .library
+        .found
+        .get(library_path)
+        .cloned()
         .ok_or("the dynamic loader did not report the patch library")?;
     let tls_module = if redirects.iter().any(|r| r.thread_local) {
         executable_tls_module()?
@@ -56,8 +79,15 @@ pub(crate) fn fill(library_path: &CStr, redirects: &[StaticRedirect]) -> Result<
             let offset = usize::try_from(redirect.host_offset).map_err(|e| e.to_string())?;
             ([tls_module, offset], true)
         } else {
-            let target = offset(executable.base, redirect.host_offset)?;
-            let inside = executable
+            let holder = match &redirect.module {
+                None => &executable,
+                Some(id) => search
+                    .found
+                    .get(earlier[id].as_c_str())
+                    .ok_or_else(|| format!("the dynamic loader did not report patch {id}"))?,
+            };
+            let target = offset(holder.base, redirect.host_offset)?;
+            let inside = holder
                 .segments
                 .iter()
                 .any(|&(start, end, _)| target >= start && target < end);
@@ -159,9 +189,8 @@ unsafe extern "C" fn visit(
     } else if !info.dlpi_name.is_null() {
         // SAFETY: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
         let name = unsafe { CStr::from_ptr(info.dlpi_name) };
-        if name == search.library_path {
-            search.library = Some(module());
-            return 1;
+        if search.wanted.contains(&name) {
+            search.found.insert(name.to_owned(), module());
         }
     }
     0

@@ -1,6 +1,7 @@
 //! Linux: the executable's GNU build id, read from its program headers in memory, and patch
 //! libraries opened from a `memfd` so the verified bytes are exactly what the loader maps.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void, CString};
 use std::fs::File;
 use std::io::Write;
@@ -115,6 +116,8 @@ pub(crate) struct OpenLibrary {
     /// The memfd the library was opened from. Kept open so that no later library gets the same
     /// `/proc/self/fd/N` name: the loader would take that name for the library already loaded.
     pub(crate) _file: File,
+    /// The path it was opened from, which names it among the loaded objects.
+    pub(crate) path: CString,
     /// Size of the library's file.
     pub(crate) mapped_bytes: u64,
 }
@@ -126,6 +129,7 @@ pub(crate) fn open_library(
     name: &str,
     bytes: &[u8],
     redirects: &[StaticRedirect],
+    earlier: &BTreeMap<String, CString>,
 ) -> Result<OpenLibrary, String> {
     let c_name = CString::new(format!("hotpatch-{name}"))
         .map_err(|_| "the patch name contains a NUL byte".to_string())?;
@@ -151,7 +155,7 @@ pub(crate) fn open_library(
     // Before any of its hot functions is committed, point its cells at the host's statics.
     let c_path =
         CString::new(path).map_err(|_| "the library path contains a NUL byte".to_string())?;
-    if let Err(reason) = super::cells::fill(&c_path, redirects) {
+    if let Err(reason) = super::cells::fill(&c_path, redirects, earlier) {
         // Its constructors have run and registered its functions: it must stay mapped.
         std::mem::forget(library);
         std::mem::forget(file);
@@ -160,6 +164,7 @@ pub(crate) fn open_library(
     Ok(OpenLibrary {
         _library: library,
         _file: file,
+        path: c_path,
         mapped_bytes: bytes.len() as u64,
     })
 }

@@ -5,6 +5,7 @@ use crate::error::Error;
 
 /// Never constructed here.
 pub(crate) struct OpenLibrary {
+    pub(crate) path: std::ffi::CString,
     pub(crate) mapped_bytes: u64,
 }
 
@@ -22,6 +23,7 @@ pub(crate) fn open_library(
     _name: &str,
     _bytes: &[u8],
     _redirects: &[crate::patch_file::StaticRedirect],
+    _earlier: &std::collections::BTreeMap<String, std::ffi::CString>,
 ) -> Result<OpenLibrary, String> {
     Err(unsupported().to_string())
 }
