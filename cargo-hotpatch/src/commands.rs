@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, StatusReport};
 
+use crate::app_link::AppLink;
 use crate::base::BaseRecord;
 use crate::cli::{BuildArgs, MessageFormat, RunArgs, TargetArgs, TargetFileArgs};
 use crate::client;
@@ -34,7 +35,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             socket.display()
         ),
     );
-    let exit = host::app_command(&executable, &args.app_args, &socket)
+    let link = AppLink::listen(&layout.dir)?;
+    link.expect_build(&record.identity.build_id);
+    let exit = host::app_command(&executable, &args.app_args, &socket, &link)
         .status()
         .with_context(|| format!("running {}", executable.display()))?;
     Ok(exit.code().unwrap_or(101))

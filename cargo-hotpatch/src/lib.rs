@@ -10,6 +10,7 @@
 //! | 2 | the command line could not be parsed |
 
 mod analysis;
+mod app_link;
 mod base;
 mod capture;
 mod cli;

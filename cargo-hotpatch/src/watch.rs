@@ -18,6 +18,7 @@ use hotreload_runtime::control::protocol::{Reply, Request};
 use hotreload_runtime::patch_file::sha256_hex;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
+use crate::app_link::AppLink;
 use crate::base::BaseRecord;
 use crate::cli::WatchArgs;
 use crate::client;
@@ -45,7 +46,7 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             .watch(path, *mode)
             .with_context(|| format!("watching {}", path.display()))?;
     }
-    let mut session = Session::start(args, layout);
+    let mut session = Session::start(args, layout)?;
     status(
         "Watching",
         format!(
@@ -200,6 +201,8 @@ struct Session {
     /// The build the running app was made from; none while the app could not be built.
     base: Option<BaseRecord>,
     app: Option<Child>,
+    /// The app's connection to this tool.
+    link: AppLink,
     /// Library crates some applied patch rebuilt: patched again even when they return to the base.
     patched_crates: BTreeSet<String>,
     /// Content hash of every source file as last handled.
@@ -209,8 +212,10 @@ struct Session {
 
 impl Session {
     /// Builds and starts the app; if the build fails, the first save tries again.
-    fn start(args: WatchArgs, layout: Layout) -> Self {
+    fn start(args: WatchArgs, layout: Layout) -> anyhow::Result<Self> {
+        let link = AppLink::listen(&layout.dir)?;
         let mut session = Session {
+            link,
             args,
             layout,
             seen: HashMap::new(),
@@ -220,13 +225,16 @@ impl Session {
             patches_built: 0,
         };
         session.restart("");
-        session
+        Ok(session)
     }
 
     fn spawn(&mut self, executable: &Path) -> anyhow::Result<()> {
         let socket = self.layout.control_socket();
         status("Running", format!("`{}`", executable.display()));
-        let child = host::app_command(executable, &self.args.run.app_args, &socket)
+        if let Some(base) = &self.base {
+            self.link.expect_build(&base.identity.build_id);
+        }
+        let child = host::app_command(executable, &self.args.run.app_args, &socket, &self.link)
             .spawn()
             .with_context(|| format!("running {}", executable.display()))?;
         self.app = Some(child);
@@ -301,7 +309,12 @@ impl Session {
         let crates = manifest.crates.join(", ");
         let path = built.path.clone();
         let applied = Instant::now();
-        match client::request(&self.layout.control_socket(), &Request::Apply { path }) {
+        let request = Request::Apply { path };
+        let answer = self
+            .link
+            .request(&request)
+            .unwrap_or_else(|| client::request(&self.layout.control_socket(), &request));
+        match answer {
             Ok(Reply::Patch(report)) => {
                 self.patched_crates.extend(manifest.crates.iter().cloned());
                 let apply_time = applied.elapsed();

@@ -34,6 +34,13 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     let mut app = RunningApp::start_with(&fixture, "watch");
     wait_for_stderr(&mut app, 0, "Watching");
     app.expect_serving("v1", "before any edit");
+    // The app's init() connected to watch, which checked it runs the build it made.
+    let pid = app.pid().expect("the app's pid");
+    let said = wait_for_stderr(&mut app, 0, "Connected");
+    assert!(
+        said.contains(&format!("app (pid {pid}, build")),
+        "watch reports the app that connected to it: {said}"
+    );
 
     // An edit is patched into the running app: same process, counts continue.
     let mark = app.stderr_text().len();
@@ -117,6 +124,8 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     app.wait_for_version("v4");
     assert!(app.restarted(), "the app was restarted");
     app.expect_serving("v4", "after the restart");
+    let restarted = app.pid().expect("the restarted app's pid");
+    wait_for_stderr(&mut app, mark, &format!("app (pid {restarted}, build"));
 
     // When the app dies, watch says so; the next save builds and starts it again.
     let mark = app.stderr_text().len();

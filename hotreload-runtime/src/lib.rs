@@ -80,6 +80,9 @@ use std::time::Duration;
 /// failure to open it is logged through `tracing` and the program carries on. Calling `init` again
 /// does not open a second socket.
 ///
+/// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
+/// `init` connects to it and serves the tool's requests from a thread named `hotreload-tool`.
+///
 /// Without any configuration it costs nothing on the call path: hot functions and safe points are
 /// ready before it runs.
 pub fn init() {
@@ -88,6 +91,14 @@ pub fn init() {
         .and_then(|value| value.trim().parse::<u64>().ok())
     {
         Table::global().set_safe_point_timeout(Duration::from_millis(millis));
+    }
+    if let Some(socket) = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty()) {
+        static TOOL: std::sync::Once = std::sync::Once::new();
+        TOOL.call_once(|| {
+            if let Err(error) = control::connect(std::path::Path::new(&socket)) {
+                tracing::warn!(%error, "could not connect to cargo hotpatch");
+            }
+        });
     }
     if let Some(socket) = std::env::var_os("HOTRELOAD_CONTROL_SOCKET").filter(|p| !p.is_empty()) {
         static CONTROL: std::sync::Once = std::sync::Once::new();

@@ -1,7 +1,9 @@
 //! The control channel of a running process: how `cargo hotpatch` talks to it.
 //!
 //! [`serve`] listens on a Unix socket (what [`init`](crate::init) does when
-//! `HOTRELOAD_CONTROL_SOCKET` names a path). A thread named `hotreload-control` serves one
+//! `HOTRELOAD_CONTROL_SOCKET` names a path); [`connect`] connects to the tool that started the
+//! process (what `init` does when `HOTRELOAD_TOOL_SOCKET` names one, under `cargo hotpatch run`
+//! and `watch`) and serves its requests on that connection. A thread named `hotreload-control` serves one
 //! connection at a time: each line it reads is one JSON [`Request`], answered by
 //! one JSON [`Response`] line. A line that is not a known request gets an error
 //! with step `request` and the connection is closed; the process carries on.
@@ -16,7 +18,17 @@ use crate::patch;
 use protocol::{ErrorReply, Reply, Request, Response, PROTOCOL_VERSION};
 
 #[cfg(unix)]
-pub use server::serve;
+pub use server::{connect, serve};
+
+/// Would connect to the tool; this platform has no Unix sockets, so it says so.
+#[cfg(not(unix))]
+pub fn connect(path: &std::path::Path) -> std::io::Result<()> {
+    let _ = path;
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "live patching is only supported on Linux for now",
+    ))
+}
 
 /// Would listen for control requests on the Unix socket at `path`; this platform has no Unix
 /// sockets, so it says so.

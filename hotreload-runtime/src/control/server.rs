@@ -85,12 +85,43 @@ fn accept_loop(listener: UnixListener, socket: PathBuf) {
     }
 }
 
+/// Connects to the tool listening at `path` (retrying briefly while it starts) and serves its
+/// requests on that connection from a thread named `hotreload-tool`, for as long as it is open.
+pub fn connect(path: &Path) -> io::Result<()> {
+    let mut attempts = 0;
+    let stream = loop {
+        match UnixStream::connect(path) {
+            Ok(stream) => break stream,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                tracing::debug!(%error, "waiting for the tool's socket");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    std::thread::Builder::new()
+        .name("hotreload-tool".into())
+        .spawn(move || {
+            // The tool keeps the connection open while it runs: no idle timeout.
+            if let Err(error) = serve_requests(stream, None) {
+                tracing::warn!(%error, "the connection to the tool failed");
+            }
+        })?;
+    Ok(())
+}
+
 fn serve_connection(stream: UnixStream) -> io::Result<()> {
     if !peer_allowed(&stream)? {
         tracing::warn!("refused a control connection from another user");
         return Ok(());
     }
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    serve_requests(stream, Some(IDLE_TIMEOUT))
+}
+
+/// Answers one request per line until the peer closes the connection or sends a malformed one.
+fn serve_requests(stream: UnixStream, idle_timeout: Option<Duration>) -> io::Result<()> {
+    stream.set_read_timeout(idle_timeout)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;

@@ -1,0 +1,145 @@
+//! The connection from the app to the tool: under `run` and `watch` the tool listens on a socket
+//! named in the app's environment (`HOTRELOAD_TOOL_SOCKET`), and the app's `init()` connects to it.
+//! The tool then knows when the app is up, checks it is the build it made, and sends it requests
+//! on that connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context as _};
+use hotreload_runtime::control::protocol::{Reply, Request, Response};
+
+use crate::status::{status, warning};
+
+/// The environment variable the app's runtime reads.
+pub const TOOL_SOCKET_ENV: &str = "HOTRELOAD_TOOL_SOCKET";
+
+/// The tool's end: a listening socket and the app's connection, once it has connected.
+pub struct AppLink {
+    path: PathBuf,
+    connection: Arc<Mutex<Option<BufReader<UnixStream>>>>,
+    expected_build: Arc<Mutex<String>>,
+}
+
+impl AppLink {
+    /// Listens at `dir/tool-<pid>.sock` for the apps this tool starts.
+    pub fn listen(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = format!("hotpatch-tool-{}.sock", std::process::id());
+        let mut path = dir.join(&name);
+        let _ = std::fs::remove_file(&path);
+        let listener = match UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            // A Unix socket path is limited to about a hundred bytes: a deep target directory
+            // does not fit, the temporary directory does.
+            Err(_) => {
+                path = std::env::temp_dir().join(&name);
+                let _ = std::fs::remove_file(&path);
+                UnixListener::bind(&path)
+                    .with_context(|| format!("listening on {}", path.display()))?
+            }
+        };
+        let link = AppLink {
+            path,
+            connection: Arc::new(Mutex::new(None)),
+            expected_build: Arc::new(Mutex::new(String::new())),
+        };
+        let connection = Arc::clone(&link.connection);
+        let expected = Arc::clone(&link.expected_build);
+        std::thread::Builder::new()
+            .name("app-link".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    let mut reader = BufReader::new(stream);
+                    match exchange(&mut reader, &Request::Hello) {
+                        Ok(Reply::Hello { pid, build_id, .. }) => {
+                            let expected = expected.lock().map(|e| e.clone()).unwrap_or_default();
+                            if !expected.is_empty() && expected != build_id {
+                                warning(format!(
+                                    "the app that connected (pid {pid}) runs build {}, not the build this tool made ({}); patches will be refused",
+                                    short(&build_id),
+                                    short(&expected)
+                                ));
+                            } else {
+                                status("Connected", format!("app (pid {pid}, build {})", short(&build_id)));
+                            }
+                            if let Ok(mut slot) = connection.lock() {
+                                *slot = Some(reader);
+                            }
+                        }
+                        Ok(_) | Err(_) => warning("a process connected to the tool's socket but did not answer `hello`"),
+                    }
+                }
+            })
+            .context("starting the thread that waits for the app")?;
+        Ok(link)
+    }
+
+    /// The socket's path, for the app's environment.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The build the app is expected to run; an app that connects running another is reported.
+    pub fn expect_build(&self, build_id: &str) {
+        if let Ok(mut expected) = self.expected_build.lock() {
+            *expected = build_id.to_owned();
+        }
+        // A new app is about to start: the old connection is of no use.
+        if let Ok(mut connection) = self.connection.lock() {
+            *connection = None;
+        }
+    }
+
+    /// Sends a request to the connected app; `None` if no app is connected.
+    pub fn request(&self, request: &Request) -> Option<anyhow::Result<Reply>> {
+        let mut connection = self.connection.lock().ok()?;
+        let reader = connection.as_mut()?;
+        let result = exchange(reader, request);
+        if result.is_err() {
+            // The app went away: forget the connection.
+            *connection = None;
+        }
+        Some(result)
+    }
+}
+
+impl Drop for AppLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One request and its answer on a connection.
+fn exchange(reader: &mut BufReader<UnixStream>, request: &Request) -> anyhow::Result<Reply> {
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    reader
+        .get_mut()
+        .write_all(line.as_bytes())
+        .context("sending to the app")?;
+    let mut answer = String::new();
+    reader
+        .read_line(&mut answer)
+        .context("reading the app's answer")?;
+    if answer.is_empty() {
+        bail!("the app closed its connection to the tool");
+    }
+    match serde_json::from_str::<Response>(&answer)
+        .with_context(|| format!("parsing the app's answer: {answer}"))?
+    {
+        Response::Ok(reply) => Ok(reply),
+        Response::Error(error) => bail!(
+            "the app refused at step `{}`: {}",
+            error.step,
+            error.message
+        ),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
