@@ -272,6 +272,8 @@ impl Fixture {
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", &self.target)
             .env("RUSTC_WORKSPACE_WRAPPER", &self.tool)
+            // As `cargo hotpatch run` builds the host (see the tool's `host::build`).
+            .env("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL", "3")
             .env(
                 "HOTPATCH_CAPTURE_DIR",
                 self.target.join("hotpatch/dev/invocations"),
