@@ -273,7 +273,11 @@ impl Fixture {
             .env("CARGO_TARGET_DIR", &self.target)
             .env("RUSTC_WORKSPACE_WRAPPER", &self.tool)
             // As `cargo hotpatch run` builds the host (see the tool's `host::build`).
-            .env("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL", "3")
+            .env(
+                "CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL",
+                std::env::var("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL")
+                    .unwrap_or_else(|_| "3".into()),
+            )
             .env(
                 "HOTPATCH_CAPTURE_DIR",
                 self.target.join("hotpatch/dev/invocations"),
