@@ -43,7 +43,9 @@
 //! [`safe_point`] marks where a thread holds no reference into replaceable code, typically the top
 //! of its main loop. A thread that calls it takes part in commits: a commit waits until every such
 //! thread is parked there, so between two safe points a thread sees all of a commit or none of it.
-//! Threads that never call it see each slot switch atomically.
+//! Threads that never call it see each slot switch atomically. A thread about to block (sleep,
+//! read a socket, wait on a channel) can do it inside [`blocking_at_safe_point`], so commits do not
+//! wait for it meanwhile.
 //!
 //! # Patching a running process
 //!
