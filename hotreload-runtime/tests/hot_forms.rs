@@ -46,6 +46,10 @@ fn early_return(x: i32) -> Result<i32, String> {
     Ok(x + parsed)
 }
 
+/// Reads a `u32`.
+///
+/// # Safety
+/// `p` must point to a live, aligned `u32`.
 #[hot]
 unsafe fn read_raw(p: *const u32) -> u32 {
     // SAFETY: the caller passes a valid pointer.
