@@ -22,6 +22,9 @@ pub struct BaseRecord {
     pub workspace_root: PathBuf,
     /// Every workspace crate of the build.
     pub crates: Vec<CrateRecord>,
+    /// The toolchain's `gcc-ld` directory holding `ld.lld`, if it ships one.
+    #[serde(default)]
+    pub lld_dir: Option<PathBuf>,
 }
 
 /// One workspace crate of a base build.
@@ -132,6 +135,7 @@ impl BaseRecord {
             .map(|c| c.invocation.rustc.clone())
             .unwrap_or_else(|| PathBuf::from("rustc"));
         let (rustc, host) = rustc_version(&rustc_path)?;
+        let lld_dir = toolchain_lld_dir(&rustc_path, &host);
         let target = crates
             .first()
             .and_then(|c| c.invocation.flag_value("--target").map(str::to_owned))
@@ -148,6 +152,7 @@ impl BaseRecord {
             executable,
             workspace_root: workspace_root.to_owned(),
             crates,
+            lld_dir,
         };
         let path = dir.join(RECORD_FILE);
         std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
@@ -183,6 +188,20 @@ pub fn read_build_id(path: &Path) -> anyhow::Result<String> {
             )
         })?;
     Ok(hex(id))
+}
+
+/// The `gcc-ld` directory of the toolchain (where rustup puts `ld.lld`), if it is there.
+fn toolchain_lld_dir(rustc: &Path, host: &str) -> Option<PathBuf> {
+    let output = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(output.stdout).ok()?;
+    let dir = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin/gcc-ld");
+    dir.join("ld.lld").exists().then_some(dir)
 }
 
 /// `release commit-hash` and the host triple, from `rustc -vV`.

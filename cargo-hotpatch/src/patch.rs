@@ -177,7 +177,7 @@ pub fn build_including(
 
     let started = Instant::now();
     let library_path = work_dir.join("patch.so");
-    link(&objects, &library_path)?;
+    link(&objects, &library_path, base.lld_dir.as_deref())?;
     let link = started.elapsed();
     check_layouts(base, &changed, &library_path)?;
     let cells = redirect::cell_offsets(
@@ -527,9 +527,19 @@ fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Pat
 /// Links objects into a shared library whose calls bind to its own new functions
 /// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to be
 /// resolved against the running host when it is loaded.
-fn link(objects: &[PathBuf], output: &Path) -> anyhow::Result<()> {
-    let linker = std::env::var("HOTPATCH_LINKER").unwrap_or_else(|_| "cc".to_owned());
-    let result = Command::new(&linker)
+///
+/// The toolchain's own `lld` links when the base recorded one (it is faster than the system's
+/// linker); `HOTPATCH_LINKER` names another compiler driver to link with.
+fn link(objects: &[PathBuf], output: &Path, lld_dir: Option<&Path>) -> anyhow::Result<()> {
+    let linker = std::env::var("HOTPATCH_LINKER").ok();
+    let mut command = Command::new(linker.as_deref().unwrap_or("cc"));
+    if let (None, Some(dir)) = (&linker, lld_dir) {
+        command
+            .arg(format!("-B{}", dir.display()))
+            .arg("-fuse-ld=lld");
+    }
+    let linker = linker.unwrap_or_else(|| "cc".to_owned());
+    let result = command
         .arg("-shared")
         .arg("-Wl,-Bsymbolic-functions")
         .arg("-o")
