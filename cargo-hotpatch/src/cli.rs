@@ -35,6 +35,20 @@ pub enum Command {
     Status(TargetArgs),
     /// Undo the last patch applied to a running process.
     Rollback(TargetArgs),
+    /// Make an ed25519 key pair for signing patches.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key (its public key goes to the same path plus `.pub`).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "hotpatch.key"
+    )]
+    pub output: PathBuf,
 }
 
 /// How to find and build the app, as cargo takes it.
@@ -91,6 +105,9 @@ pub struct BuildArgs {
     /// Where to write the patch file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Sign the patch with this secret key (made by `cargo hotpatch keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

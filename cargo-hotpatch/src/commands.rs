@@ -11,6 +11,7 @@ use crate::cli::{BuildArgs, MessageFormat, RunArgs, TargetArgs, TargetFileArgs};
 use crate::client;
 use crate::host::{self, Layout};
 use crate::patch;
+use crate::signing;
 use crate::status::status;
 
 /// `cargo hotpatch run`: build the host, record the base, run the app; returns its exit code.
@@ -55,7 +56,18 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         "Patching",
         format!("against base build {}", short(&base.identity.build_id)),
     );
-    let built = patch::build(&base, &layout.work_dir(), &output)?;
+    let mut built = patch::build(&base, &layout.work_dir(), &output)?;
+    if let Some(key) = &args.sign {
+        signing::sign(&mut built.file, key)?;
+        std::fs::write(&built.path, built.file.to_bytes())
+            .with_context(|| format!("writing {}", built.path.display()))?;
+        let signer = built
+            .file
+            .signature
+            .as_ref()
+            .map(|s| hotreload_runtime::patch_file::hex(&s.public_key));
+        status("Signed", format!("with key {}", signer.unwrap_or_default()));
+    }
     let manifest = &built.file.manifest;
     status(
         "Built",

@@ -23,6 +23,7 @@ mod host;
 mod layout;
 mod patch;
 mod redirect;
+mod signing;
 mod status;
 mod watch;
 
@@ -74,6 +75,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Apply(args) => commands::apply(args, false)?,
         Command::Status(args) => commands::status_command(args)?,
         Command::Rollback(args) => commands::rollback(args)?,
+        Command::Keygen(args) => signing::keygen(&args.output)?,
     }
     Ok(0)
 }

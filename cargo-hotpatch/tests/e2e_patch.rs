@@ -391,3 +391,86 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
         "after a patch that uses the static an earlier patch introduced",
     );
 }
+
+#[test]
+fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
+    let _serial = lock_fixture_target();
+    let mut fixture = Fixture::new(Profile::Dev);
+    let trusted_key = fixture.root().join("trusted.key");
+    let other_key = fixture.root().join("other.key");
+    let keygen = fixture
+        .tool(&["keygen", "-o", trusted_key.to_str().unwrap()])
+        .success();
+    let public = keygen.stdout.trim().to_owned();
+    assert_eq!(
+        public.len(),
+        64,
+        "keygen prints the public key: {}",
+        keygen.describe()
+    );
+    assert_eq!(
+        std::fs::read_to_string(trusted_key.with_extension("key.pub"))
+            .unwrap()
+            .trim(),
+        public
+    );
+    fixture
+        .tool(&["keygen", "-o", other_key.to_str().unwrap()])
+        .success();
+    // keygen never overwrites a key.
+    fixture
+        .tool(&["keygen", "-o", trusted_key.to_str().unwrap()])
+        .failure();
+
+    fixture.set_env("HOTRELOAD_TRUSTED_KEYS", &public);
+    let mut app = RunningApp::start(&fixture);
+    app.wait_for_version("v1");
+    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
+    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+
+    // Unsigned, and signed by a key the process does not trust: refused before loading.
+    let unsigned = fixture.build_patch("unsigned.hotpatch");
+    fixture
+        .apply(&unsigned)
+        .failure()
+        .stderr_names(&["`authenticity`", "not signed"]);
+    let manifest = fixture.manifest();
+    let strangers = fixture.root().join("strangers.hotpatch");
+    fixture
+        .tool(&[
+            "build",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "-p",
+            "app",
+            "-o",
+            strangers.to_str().unwrap(),
+            "--sign",
+            other_key.to_str().unwrap(),
+        ])
+        .success();
+    fixture
+        .apply(&strangers)
+        .failure()
+        .stderr_names(&["`authenticity`", "does not trust"]);
+    app.expect_serving("v1", "after refusing unsigned and untrusted patches");
+
+    // Signed by the trusted key: applied.
+    let signed = fixture.root().join("signed.hotpatch");
+    fixture
+        .tool(&[
+            "build",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "-p",
+            "app",
+            "-o",
+            signed.to_str().unwrap(),
+            "--sign",
+            trusted_key.to_str().unwrap(),
+        ])
+        .success()
+        .stderr_names(&["Signed", &public]);
+    fixture.apply(&signed).success();
+    app.wait_for_version("v2");
+}

@@ -131,6 +131,40 @@ pub enum Error {
         /// The slot type in the patch.
         patched: String,
     },
+
+    /// The process trusts signed patches only, and this one is not signed.
+    #[error("patch {patch} is not signed, and this process applies only patches signed by a trusted key ({trusted}); sign it with `cargo hotpatch build --sign KEY`")]
+    Unsigned {
+        /// The patch's short id.
+        patch: String,
+        /// The trusted public keys, hex.
+        trusted: String,
+    },
+
+    /// The patch is signed by a key this process does not trust.
+    #[error("patch {patch} is signed by key {key}, which this process does not trust (it trusts {trusted}); sign it with a trusted key, or add the key to HOTRELOAD_TRUSTED_KEYS")]
+    UntrustedKey {
+        /// The patch's short id.
+        patch: String,
+        /// The signer's public key, hex.
+        key: String,
+        /// The trusted public keys, hex.
+        trusted: String,
+    },
+
+    /// The signature does not verify.
+    #[error("the signature of patch {patch} does not verify: the patch was changed after it was signed, or the signature is forged; nothing was changed")]
+    BadSignature {
+        /// The patch's short id.
+        patch: String,
+    },
+
+    /// A configured trusted key is not a key.
+    #[error("the trusted key `{key}` is not an ed25519 public key in hex (64 hex digits); until it is fixed every patch is refused")]
+    TrustedKey {
+        /// The malformed key as configured.
+        key: String,
+    },
 }
 
 impl Error {
@@ -149,6 +183,10 @@ impl Error {
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
             Error::Unsupported { .. } => "platform",
             Error::Load { .. } | Error::NoHotFunctions { .. } => "load",
+            Error::Unsigned { .. }
+            | Error::UntrustedKey { .. }
+            | Error::BadSignature { .. }
+            | Error::TrustedKey { .. } => "authenticity",
         }
     }
 }

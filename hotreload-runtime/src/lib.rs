@@ -61,6 +61,7 @@ mod platform;
 mod safe_point;
 mod slot;
 mod table;
+mod trust;
 
 pub use error::Error;
 pub use hotreload_macros::hot;
@@ -71,6 +72,7 @@ pub use table::{
     CommitReport, FunctionInfo, HistoryAction, HistoryEntry, Table, Update, VersionChange,
     DEFAULT_SAFE_POINT_TIMEOUT,
 };
+pub use trust::trust_public_key;
 
 use std::time::Duration;
 
@@ -81,6 +83,9 @@ use std::time::Duration;
 /// `cargo hotpatch`, served by a thread named `hotreload-control` (see [`control::serve`]); a
 /// failure to open it is logged through `tracing` and the program carries on. Calling `init` again
 /// does not open a second socket.
+///
+/// `HOTRELOAD_TRUSTED_KEYS` lists ed25519 public keys (hex, separated by commas or spaces): then
+/// only patches signed by one of them are applied (see [`trust_public_key`]).
 ///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
 /// `init` connects to it and serves the tool's requests from a thread named `hotreload-tool`.
@@ -93,6 +98,16 @@ pub fn init() {
         .and_then(|value| value.trim().parse::<u64>().ok())
     {
         Table::global().set_safe_point_timeout(Duration::from_millis(millis));
+    }
+    if let Ok(keys) = std::env::var("HOTRELOAD_TRUSTED_KEYS") {
+        for key in keys
+            .split([',', ' ', '\n'])
+            .filter(|k| !k.trim().is_empty())
+        {
+            if let Err(error) = trust_public_key(key) {
+                tracing::error!(%error, "HOTRELOAD_TRUSTED_KEYS");
+            }
+        }
     }
     if let Some(socket) = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty()) {
         static TOOL: std::sync::Once = std::sync::Once::new();

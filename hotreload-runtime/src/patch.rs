@@ -264,6 +264,7 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         path: path.to_owned(),
         source,
     })?;
+    crate::trust::check(&patch)?;
     let own = build_id()?;
     if !patch.manifest.base.build_id.eq_ignore_ascii_case(own) {
         return Err(Error::BaseBuild {

@@ -1,8 +1,11 @@
 //! The patch file: a manifest and the patch library, checked before anything runs.
 //!
 //! Layout: the magic `HOTPATCH`, the format version (u32 LE), the manifest's length (u32 LE), the
-//! manifest (JSON), then the library (exactly `manifest.library_len` bytes). The patch id is the
-//! sha256 of the manifest bytes, which carry the library's sha256: it names the whole content.
+//! manifest (JSON), then the library (exactly `manifest.library_len` bytes), then (format 2) the
+//! signature block's length (u32 LE, 0 when unsigned) and the block: the signer's ed25519 public
+//! key (32 bytes) and its signature (64 bytes) of [`PatchFile::signed_message`]. The patch id is
+//! the sha256 of the manifest bytes, which carry the library's sha256: it names the whole content,
+//! and signing it signs the library too.
 
 use std::fmt;
 
@@ -11,8 +14,10 @@ use sha2::{Digest, Sha256};
 
 /// First bytes of every patch file.
 pub const MAGIC: &[u8; 8] = b"HOTPATCH";
-/// The format this runtime reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this runtime writes; it reads this one and format 1 (no signature block).
+pub const FORMAT_VERSION: u32 = 2;
+/// Length of a signature block: a public key and a signature.
+const SIGNATURE_BLOCK_LEN: u32 = 32 + 64;
 /// Refuse manifests larger than this: a corrupt length must not make us allocate gigabytes.
 const MAX_MANIFEST_LEN: u32 = 16 << 20;
 
@@ -82,6 +87,21 @@ pub struct Manifest {
     pub created_unix: u64,
 }
 
+/// Who signed a patch, and the signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PatchSignature {
+    /// The signer's ed25519 public key.
+    pub public_key: [u8; 32],
+    /// The signature of [`PatchFile::signed_message`].
+    pub signature: [u8; 64],
+}
+
+impl fmt::Debug for PatchSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PatchSignature(by {})", hex(&self.public_key))
+    }
+}
+
 /// A patch file read and checked for integrity: its library matches its manifest.
 #[derive(Clone)]
 pub struct PatchFile {
@@ -91,6 +111,8 @@ pub struct PatchFile {
     pub id: String,
     /// The library's bytes.
     pub library: Vec<u8>,
+    /// The signature, if the patch was signed.
+    pub signature: Option<PatchSignature>,
 }
 
 impl fmt::Debug for PatchFile {
@@ -132,6 +154,9 @@ pub enum PatchFileError {
     /// The manifest is not valid JSON of the right shape.
     #[error("the patch manifest is corrupt: {0}")]
     Manifest(#[source] serde_json::Error),
+    /// The signature block has the wrong length.
+    #[error("the patch's signature block is {0} bytes long, not {SIGNATURE_BLOCK_LEN}; the file is corrupt")]
+    SignatureBlock(u32),
     /// The library's bytes do not match the manifest's hash.
     #[error(
         "the patch library is corrupt: its sha256 is {found} but the manifest says {expected}"
@@ -154,7 +179,14 @@ impl PatchFile {
             manifest,
             id,
             library,
+            signature: None,
         }
+    }
+
+    /// What a signature of this patch signs: a domain tag and the patch id, which covers the
+    /// manifest and, through its hash, the library.
+    pub fn signed_message(&self) -> Vec<u8> {
+        format!("hotreload patch v1 {}", self.id).into_bytes()
     }
 
     /// The file's bytes.
@@ -166,6 +198,14 @@ impl PatchFile {
         out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
         out.extend_from_slice(&manifest);
         out.extend_from_slice(&self.library);
+        match &self.signature {
+            Some(signed) => {
+                out.extend_from_slice(&SIGNATURE_BLOCK_LEN.to_le_bytes());
+                out.extend_from_slice(&signed.public_key);
+                out.extend_from_slice(&signed.signature);
+            }
+            None => out.extend_from_slice(&0u32.to_le_bytes()),
+        }
         out
     }
 
@@ -175,7 +215,7 @@ impl PatchFile {
             .strip_prefix(MAGIC.as_slice())
             .ok_or(PatchFileError::NotAPatch)?;
         let (version, rest) = take_u32(rest, "the format version")?;
-        if version != FORMAT_VERSION {
+        if version != 1 && version != FORMAT_VERSION {
             return Err(PatchFileError::UnsupportedFormat { found: version });
         }
         let (manifest_len, rest) = take_u32(rest, "the manifest length")?;
@@ -190,7 +230,23 @@ impl PatchFile {
         let manifest: Manifest =
             serde_json::from_slice(manifest_raw).map_err(PatchFileError::Manifest)?;
         let library_len = usize::try_from(manifest.library_len).unwrap_or(usize::MAX);
-        let (library, rest) = take(rest, library_len, "the library")?;
+        let (library, mut rest) = take(rest, library_len, "the library")?;
+        let mut signature = None;
+        if version >= 2 {
+            let (block_len, after) = take_u32(rest, "the signature block length")?;
+            match block_len {
+                0 => rest = after,
+                SIGNATURE_BLOCK_LEN => {
+                    let (block, after) = take(after, block_len as usize, "the signature block")?;
+                    signature = Some(PatchSignature {
+                        public_key: block[..32].try_into().expect("32 bytes"),
+                        signature: block[32..].try_into().expect("64 bytes"),
+                    });
+                    rest = after;
+                }
+                other => return Err(PatchFileError::SignatureBlock(other)),
+            }
+        }
         if !rest.is_empty() {
             return Err(PatchFileError::TrailingBytes(rest.len() as u64));
         }
@@ -205,6 +261,7 @@ impl PatchFile {
             id: sha256_hex(manifest_raw),
             manifest,
             library: library.to_vec(),
+            signature,
         })
     }
 
@@ -281,6 +338,18 @@ mod tests {
     }
 
     #[test]
+    fn signatures_round_trip() {
+        let mut patch = sample();
+        patch.signature = Some(PatchSignature {
+            public_key: [7; 32],
+            signature: [9; 64],
+        });
+        let parsed = PatchFile::parse(&patch.to_bytes()).unwrap();
+        assert_eq!(parsed.signature, patch.signature);
+        assert_eq!(parsed.id, patch.id);
+    }
+
+    #[test]
     fn round_trips() {
         let patch = sample();
         let parsed = PatchFile::parse(&patch.to_bytes()).unwrap();
@@ -303,7 +372,9 @@ mod tests {
             );
         }
         let mut corrupt = bytes.clone();
-        *corrupt.last_mut().unwrap() ^= 1;
+        // The last byte of the library (the 4 after it say the patch is unsigned).
+        let last_of_library = corrupt.len() - 5;
+        corrupt[last_of_library] ^= 1;
         assert!(matches!(
             PatchFile::parse(&corrupt),
             Err(PatchFileError::Integrity { .. })

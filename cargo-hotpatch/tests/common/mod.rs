@@ -91,6 +91,8 @@ pub struct Fixture {
     dir: tempfile::TempDir,
     target: PathBuf,
     profile: Profile,
+    /// Environment for the tool, and so for the app it starts.
+    env: Vec<(String, String)>,
 }
 
 impl Fixture {
@@ -118,6 +120,7 @@ impl Fixture {
             dir,
             target,
             profile,
+            env: Vec::new(),
         };
         let socket = fixture.socket();
         assert!(
@@ -181,8 +184,14 @@ impl Fixture {
             .arg("hotpatch")
             .args(args)
             .current_dir(self.root())
-            .env("CARGO_TARGET_DIR", &self.target);
+            .env("CARGO_TARGET_DIR", &self.target)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
+    }
+
+    /// Sets an environment variable for the tool's commands from now on (and so for the app).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// `build` of the current sources against the running base (of the fixture's profile) into
