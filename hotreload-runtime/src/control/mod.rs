@@ -8,6 +8,8 @@
 //! one JSON [`Response`] line. A line that is not a known request gets an error
 //! with step `request` and the connection is closed; the process carries on.
 
+#[cfg(unix)]
+mod audit;
 pub mod protocol;
 #[cfg(unix)]
 mod server;

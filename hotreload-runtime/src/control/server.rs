@@ -5,8 +5,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::audit::{self, Peer};
 use super::protocol::{ErrorReply, Request, Response};
 use crate::error::Error;
 
@@ -112,8 +113,12 @@ pub fn connect(path: &Path) -> io::Result<()> {
 }
 
 fn serve_connection(stream: UnixStream) -> io::Result<()> {
-    if !peer_allowed(&stream)? {
-        tracing::warn!("refused a control connection from another user");
+    let peer = peer_credentials(&stream)?;
+    if !peer_allowed(peer) {
+        tracing::warn!(
+            ?peer,
+            "refused a control connection from a user not allowed"
+        );
         return Ok(());
     }
     serve_requests(stream, Some(IDLE_TIMEOUT))
@@ -121,6 +126,7 @@ fn serve_connection(stream: UnixStream) -> io::Result<()> {
 
 /// Answers one request per line until the peer closes the connection or sends a malformed one.
 fn serve_requests(stream: UnixStream, idle_timeout: Option<Duration>) -> io::Result<()> {
+    let peer = peer_credentials(&stream).ok().flatten();
     stream.set_read_timeout(idle_timeout)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -146,7 +152,9 @@ fn serve_requests(stream: UnixStream, idle_timeout: Option<Duration>) -> io::Res
         match request {
             Ok(request) => {
                 tracing::debug!(?request, "control request");
-                let response = super::handle(request);
+                let started = Instant::now();
+                let response = super::handle(request.clone());
+                audit::record(peer, Ok(&request), &response, started.elapsed());
                 write_response(&mut writer, &response)?;
             }
             Err(reason) => {
@@ -156,6 +164,7 @@ fn serve_requests(stream: UnixStream, idle_timeout: Option<Duration>) -> io::Res
                     step: error.step().to_owned(),
                     message: error.to_string(),
                 });
+                audit::record(peer, Err(line.trim()), &response, Duration::ZERO);
                 write_response(&mut writer, &response)?;
                 let _ = writer.shutdown(std::net::Shutdown::Both);
                 return Ok(());
@@ -171,9 +180,9 @@ fn write_response(writer: &mut UnixStream, response: &Response) -> io::Result<()
     writer.flush()
 }
 
-/// Whether the peer runs as this process's user (or root).
+/// The peer's user and process ids, from the kernel (`SO_PEERCRED`).
 #[cfg(target_os = "linux")]
-fn peer_allowed(stream: &UnixStream) -> io::Result<bool> {
+fn peer_credentials(stream: &UnixStream) -> io::Result<Option<Peer>> {
     use std::os::fd::AsRawFd;
 
     let mut credentials = libc::ucred {
@@ -196,13 +205,41 @@ fn peer_allowed(stream: &UnixStream) -> io::Result<bool> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    Ok(credentials.uid == me || credentials.uid == 0)
+    Ok(Some(Peer {
+        uid: credentials.uid,
+        pid: credentials.pid,
+    }))
 }
 
-/// Elsewhere the socket's mode (0600) is the only guard.
 #[cfg(not(target_os = "linux"))]
-fn peer_allowed(_stream: &UnixStream) -> io::Result<bool> {
-    Ok(true)
+fn peer_credentials(_stream: &UnixStream) -> io::Result<Option<Peer>> {
+    Ok(None)
+}
+
+/// Whether the peer may send requests: this process's user, root, or a user listed in
+/// `HOTRELOAD_ALLOWED_UIDS` (comma-separated). Without credentials (not Linux), the socket's
+/// mode (0600) is the only guard.
+#[cfg(target_os = "linux")]
+fn peer_allowed(peer: Option<Peer>) -> bool {
+    let Some(peer) = peer else { return false };
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    peer.uid == me || peer.uid == 0 || allowed_uids().contains(&peer.uid)
+}
+
+#[cfg(target_os = "linux")]
+fn allowed_uids() -> &'static [u32] {
+    static ALLOWED: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    ALLOWED.get_or_init(|| {
+        std::env::var("HOTRELOAD_ALLOWED_UIDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|uid| uid.trim().parse().ok())
+            .collect()
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_allowed(_peer: Option<Peer>) -> bool {
+    true
 }
