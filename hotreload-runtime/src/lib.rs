@@ -60,6 +60,7 @@ pub mod patch_file;
 mod platform;
 mod safe_point;
 mod slot;
+pub mod startup;
 mod table;
 mod trust;
 
@@ -87,6 +88,10 @@ use std::time::Duration;
 /// `HOTRELOAD_TRUSTED_KEYS` lists ed25519 public keys (hex, separated by commas or spaces): then
 /// only patches signed by one of them are applied (see [`trust_public_key`]).
 ///
+/// `HOTRELOAD_PATCH_DIR` names a directory of approved patch files: those built for this build
+/// are applied here, before the program goes on, and one after which the process died within its
+/// probation is quarantined (see [`startup`]).
+///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
 /// `init` connects to it and serves the tool's requests from a thread named `hotreload-tool`.
 ///
@@ -108,6 +113,12 @@ pub fn init() {
                 tracing::error!(%error, "HOTRELOAD_TRUSTED_KEYS");
             }
         }
+    }
+    if let Some(dir) = std::env::var_os("HOTRELOAD_PATCH_DIR").filter(|p| !p.is_empty()) {
+        static AT_START: std::sync::Once = std::sync::Once::new();
+        AT_START.call_once(|| {
+            startup::apply_patch_dir(std::path::Path::new(&dir));
+        });
     }
     if let Some(socket) = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty()) {
         static TOOL: std::sync::Once = std::sync::Once::new();
