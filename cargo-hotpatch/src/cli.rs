@@ -29,8 +29,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Verify a patch against a running process without changing anything.
     Check(TargetFileArgs),
-    /// Apply a patch to running processes.
-    Apply(TargetFileArgs),
+    /// Apply a patch to running processes: every target is checked first, then batches are
+    /// applied in turn, each followed by the health command; a failure rolls back what was applied.
+    Apply(ApplyArgs),
     /// Show the hot functions, patches and history of a running process.
     Status(TargetArgs),
     /// Undo the last patch applied to a running process.
@@ -118,6 +119,22 @@ pub struct TargetArgs {
     /// How to print messages.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub patch: TargetFileArgs,
+    /// Batch sizes, cumulative: counts or percentages of the targets (`1,25%,100%`).
+    #[arg(long, value_name = "LIST", default_value = "100%")]
+    pub batches: String,
+    /// Run after each batch (through `sh -c`, with HOTPATCH_TARGETS listing the patched sockets);
+    /// a non-zero exit rolls the rollout back.
+    #[arg(long, value_name = "CMD")]
+    pub health: Option<String>,
+    /// Seconds to wait after each batch's health check.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub pause: f64,
 }
 
 #[derive(Debug, Args)]

@@ -104,25 +104,15 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo hotpatch apply` and `check`.
-pub fn apply(args: TargetFileArgs, dry_run: bool) -> anyhow::Result<()> {
+/// `cargo hotpatch check`: every step of applying short of changing anything, on every target.
+pub fn check(args: TargetFileArgs) -> anyhow::Result<()> {
     let path = absolute(&args.file)?;
     for target in &args.targets.target {
-        let request = if dry_run {
-            Request::Check { path: path.clone() }
-        } else {
-            Request::Apply { path: path.clone() }
-        };
-        let reply = client::request(target, &request)?;
+        let reply = client::request(target, &Request::Check { path: path.clone() })?;
         let Reply::Patch(report) = reply else {
             anyhow::bail!("{} answered with an unexpected reply", target.display());
         };
-        print_patch_report(
-            target,
-            &report,
-            args.targets.message_format,
-            if dry_run { "Checked" } else { "Applied" },
-        );
+        print_patch_report(target, &report, args.targets.message_format, "Checked");
     }
     Ok(())
 }
@@ -152,7 +142,7 @@ pub fn status_command(args: TargetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_patch_report(target: &Path, report: &PatchReport, format: MessageFormat, verb: &str) {
+pub(crate) fn print_patch_report(target: &Path, report: &PatchReport, format: MessageFormat, verb: &str) {
     if format == MessageFormat::Json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
@@ -227,6 +217,6 @@ fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }

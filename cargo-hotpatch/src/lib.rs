@@ -23,6 +23,7 @@ mod host;
 mod layout;
 mod patch;
 mod redirect;
+mod rollout;
 mod signing;
 mod status;
 mod watch;
@@ -71,8 +72,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Run(args) => return commands::run(args),
         Command::Watch(args) => return watch::watch(args),
         Command::Build(args) => commands::build(args)?,
-        Command::Check(args) => commands::apply(args, true)?,
-        Command::Apply(args) => commands::apply(args, false)?,
+        Command::Check(args) => commands::check(args)?,
+        Command::Apply(args) => return rollout::apply(args),
         Command::Status(args) => commands::status_command(args)?,
         Command::Rollback(args) => commands::rollback(args)?,
         Command::Keygen(args) => signing::keygen(&args.output)?,
