@@ -142,7 +142,12 @@ pub fn status_command(args: TargetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn print_patch_report(target: &Path, report: &PatchReport, format: MessageFormat, verb: &str) {
+pub(crate) fn print_patch_report(
+    target: &Path,
+    report: &PatchReport,
+    format: MessageFormat,
+    verb: &str,
+) {
     if format == MessageFormat::Json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;

@@ -79,7 +79,13 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
         }
         status(
             "Batch",
-            format!("{} of {}: targets {}..={}", batch + 1, cumulative.len(), done + 1, upto),
+            format!(
+                "{} of {}: targets {}..={}",
+                batch + 1,
+                cumulative.len(),
+                done + 1,
+                upto
+            ),
         );
         let mut failed = None;
         for index in done..upto {
@@ -94,7 +100,10 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
                     };
                 }
                 Ok(_) => {
-                    failed = Some(format!("{} answered with an unexpected reply", target.display()))
+                    failed = Some(format!(
+                        "{} answered with an unexpected reply",
+                        target.display()
+                    ))
                 }
                 Err(error) => {
                     outcomes[index] = Outcome::Refused(format!("{error:#}"));
@@ -112,7 +121,9 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
             }
         }
         if let Some(why) = failed {
-            error_line(format!("{why}; rolling back every target this rollout patched"));
+            error_line(format!(
+                "{why}; rolling back every target this rollout patched"
+            ));
             roll_back(targets, &mut outcomes);
             summary(targets, &outcomes);
             return Ok(EXIT_FAILURE);

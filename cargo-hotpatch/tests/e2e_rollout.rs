@@ -1,0 +1,160 @@
+//! End to end: one patch file rolled out to three running instances of the same build, in
+//! batches with a health command; a failing health check rolls the rollout back.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::{lock_fixture_target, Fixture, Profile, RunningApp};
+
+/// One instance of the fixture app, started directly with its own control socket.
+struct Instance {
+    child: Child,
+    socket: PathBuf,
+    lines: Receiver<String>,
+}
+
+impl Instance {
+    fn start(fixture: &Fixture, name: &str) -> Self {
+        let socket = fixture.root().join(format!("{name}.sock"));
+        let mut child = Command::new(fixture.target().join("debug/app"))
+            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting an instance");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let instance = Instance {
+            child,
+            socket,
+            lines,
+        };
+        instance.wait_for("version=v1");
+        instance
+    }
+
+    /// Waits for a line containing `text`; returns it.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{} never printed `{text}`", self.socket.display()));
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
+    /// The version it prints now (after the lines already printed).
+    fn current_version(&self) -> String {
+        while self.lines.try_recv().is_ok() {}
+        let line = self.wait_for("version=");
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("version="))
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::new(Profile::Dev);
+    // `run` builds the host and records the base; the instances run that same binary.
+    let app = RunningApp::start(&fixture);
+    drop(app);
+    let instances: Vec<Instance> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Instance::start(&fixture, name))
+        .collect();
+    let sockets: Vec<String> = instances
+        .iter()
+        .map(|i| i.socket.display().to_string())
+        .collect();
+    let apply = |patch: &PathBuf, health: &str| {
+        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
+        for socket in &sockets {
+            args.extend(["--target", socket.as_str()]);
+        }
+        args.extend(["--health", health]);
+        fixture.tool(&args)
+    };
+
+    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
+    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+    let v2 = fixture.build_patch("v2.hotpatch");
+    // The health command sees which targets are patched so far.
+    let health_log = fixture.root().join("health.log");
+    let healthy = format!("echo \"$HOTPATCH_TARGETS\" >> {}", health_log.display());
+    let rolled = apply(&v2, &healthy).success();
+    for instance in &instances {
+        assert_eq!(instance.current_version(), "v2", "{}", rolled.describe());
+    }
+    let health_runs = std::fs::read_to_string(&health_log).unwrap();
+    let runs: Vec<&str> = health_runs.lines().collect();
+    assert_eq!(runs.len(), 2, "one health check per batch: {health_runs}");
+    assert_eq!(runs[0], sockets[0], "the first batch is one target");
+    assert_eq!(
+        runs[1],
+        sockets.join(","),
+        "the second batch is all of them"
+    );
+    assert!(
+        rolled.stdout.contains("applied"),
+        "a summary table: {}",
+        rolled.describe()
+    );
+
+    // v3 with a failing health check: the first batch is applied, then rolled back.
+    fixture.edit("logic/src/lib.rs", "\"v2\"", "\"v3\"");
+    fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
+    let v3 = fixture.build_patch("v3.hotpatch");
+    let failed = apply(&v3, "exit 1").failure();
+    assert!(
+        failed.stdout.contains("rolled back") && failed.stdout.contains("untouched"),
+        "the summary says what was rolled back and what was never touched: {}",
+        failed.describe()
+    );
+    for instance in &instances {
+        assert_eq!(instance.current_version(), "v2", "{}", failed.describe());
+    }
+
+    // A patch one target would refuse (another build) is applied nowhere.
+    let bytes = std::fs::read(&v3).unwrap();
+    let mut foreign = hotreload_runtime::patch_file::PatchFile::parse(&bytes).unwrap();
+    foreign.manifest.base.build_id = "00".repeat(20);
+    let foreign = hotreload_runtime::patch_file::PatchFile::new(foreign.manifest, foreign.library);
+    let foreign_path = fixture.root().join("foreign.hotpatch");
+    std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
+    let refused = apply(&foreign_path, "true").failure();
+    assert!(
+        refused.stderr.contains("nothing was applied"),
+        "{}",
+        refused.describe()
+    );
+    for instance in &instances {
+        assert_eq!(instance.current_version(), "v2");
+    }
+}
