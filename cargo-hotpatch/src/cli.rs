@@ -36,6 +36,8 @@ pub enum Command {
     Status(TargetArgs),
     /// Undo the last patch applied to a running process.
     Rollback(TargetArgs),
+    /// Show every commit and rollback a running process has made, oldest first.
+    History(TargetArgs),
     /// Make an ed25519 key pair for signing patches.
     Keygen(KeygenArgs),
 }

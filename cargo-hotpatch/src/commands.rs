@@ -128,6 +128,34 @@ pub fn rollback(args: TargetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo hotpatch history`.
+pub fn history(args: TargetArgs) -> anyhow::Result<()> {
+    for target in &args.target {
+        let Reply::Status(report) = client::request(target, &Request::Status)? else {
+            anyhow::bail!("{} answered with an unexpected reply", target.display());
+        };
+        if args.message_format == MessageFormat::Json {
+            println!("{}", serde_json::to_string(&report.history)?);
+            continue;
+        }
+        println!("history of {} (pid {})", target.display(), report.pid);
+        for item in &report.history {
+            println!(
+                "  #{:<4} {:<11} patch {} at {} ({} functions)",
+                item.update_id,
+                item.action,
+                short(&item.label),
+                item.at_unix,
+                item.changes.len()
+            );
+            for change in &item.changes {
+                println!("        {} v{} -> v{}", change.key, change.from, change.to);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `cargo hotpatch status`.
 pub fn status_command(args: TargetArgs) -> anyhow::Result<()> {
     for target in &args.target {

@@ -76,6 +76,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Apply(args) => return rollout::apply(args),
         Command::Status(args) => commands::status_command(args)?,
         Command::Rollback(args) => commands::rollback(args)?,
+        Command::History(args) => commands::history(args)?,
         Command::Keygen(args) => signing::keygen(&args.output)?,
     }
     Ok(0)

@@ -106,6 +106,20 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         Some(ids[2].as_str()),
         "the method runs the last patch's code: {display:?}"
     );
+    let history = fixture
+        .tool(&["history", "--target", fixture.socket().to_str().unwrap()])
+        .success();
+    assert_eq!(
+        history.stdout.matches("committed").count(),
+        3,
+        "history lists the three commits: {}",
+        history.describe()
+    );
+    assert!(
+        history.stdout.contains("logic::step v"),
+        "{}",
+        history.describe()
+    );
     let listed: Vec<&str> = status.patches.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
         listed, ids,
