@@ -68,11 +68,12 @@ pub fn hot_identity(mangled: &str) -> Option<(String, u64)> {
     }
     let fingerprint = u64::from_str_radix(fingerprint, 16).ok()?;
     // Free function: `crate::module::f::__hot_original_FP` is `crate::module::f`.
-    // Method: `<T as Helper>::__hot_original_NAME_FP` is `<T as Helper>::NAME`.
+    // Method: `<T as Helper>::__hot_original_NAME_FP` is `<T as Helper>::__hot_original_NAME`
+    // (the runtime matches both forms to its keys).
     let identity = if name.is_empty() {
         head.trim_end_matches("::").to_owned()
     } else {
-        format!("{head}{name}")
+        format!("{head}{ORIGINAL_MARK}{name}")
     };
     Some((identity, fingerprint))
 }

@@ -34,6 +34,27 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     let p2 = fixture.build_patch("p2.hotpatch");
     app.drain();
     let steps_before = app.last.as_ref().unwrap().steps;
+    // `check` says what `apply` would change, methods included, and changes nothing.
+    let checked = fixture
+        .tool(&[
+            "check",
+            p2.to_str().unwrap(),
+            "--target",
+            fixture.socket().to_str().unwrap(),
+        ])
+        .success();
+    for key in [
+        "logic::step",
+        "logic::fail",
+        "<logic::Report as fmt::Display>::fmt",
+    ] {
+        assert!(
+            checked.stdout.contains(key),
+            "check lists {key}: {}",
+            checked.describe()
+        );
+    }
+    app.expect_serving("v1", "after check");
     let applied = fixture.apply(&p2).success();
     assert!(
         applied.stderr.contains("Applied"),
