@@ -84,6 +84,11 @@ pub enum MessageFormat {
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: BuildSelection,
+    /// Also write a self-contained base record to DIR (the build's identity, sources and the
+    /// dependency artifacts patches compile against), to keep with a release: `build --base DIR`
+    /// then builds patches for it on any machine with the same toolchain.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Arguments passed to the app.
     #[arg(last = true, value_name = "ARGS")]
     pub app_args: Vec<String>,

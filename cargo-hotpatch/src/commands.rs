@@ -27,6 +27,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             layout.base_dir().display()
         ),
     );
+    if let Some(dir) = &args.record {
+        let copied = record.write_portable(dir)?;
+        status(
+            "Recorded",
+            format!(
+                "a self-contained base record in {} ({copied} dependency files)",
+                dir.display()
+            ),
+        );
+    }
     let socket = layout.control_socket();
     status(
         "Running",
@@ -48,7 +58,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let layout = Layout::of(&args.selection)?;
     let base_dir = host::base_dir_or_default(args.base.as_deref(), &layout);
-    let base = BaseRecord::load(&base_dir)?;
+    let mut base = BaseRecord::load(&base_dir)?;
+    base.relocate(&base_dir, &layout.workspace_root);
     let output = args
         .output
         .unwrap_or_else(|| layout.dir.join("patch.hotpatch"));

@@ -415,6 +415,11 @@ impl RunningApp {
 
     /// Starts `cargo hotpatch COMMAND` (`run` or `watch`) and waits for the first tick.
     pub fn start_with(fixture: &Fixture, command: &str) -> Self {
+        Self::start_with_args(fixture, command, &[])
+    }
+
+    /// [`RunningApp::start_with`], with more arguments for the command.
+    pub fn start_with_args(fixture: &Fixture, command: &str, extra: &[&str]) -> Self {
         let manifest = fixture.manifest();
         let mut args = vec![
             command,
@@ -424,6 +429,7 @@ impl RunningApp {
             "app",
         ];
         args.extend(fixture.profile.args());
+        args.extend(extra);
         let mut tool = fixture
             .tool_command(&args)
             .stdin(Stdio::null())
