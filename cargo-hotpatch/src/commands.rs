@@ -142,27 +142,13 @@ pub fn rollback(args: TargetArgs) -> anyhow::Result<()> {
 /// `cargo hotpatch history`.
 pub fn history(args: TargetArgs) -> anyhow::Result<()> {
     for target in &args.target {
-        let Reply::Status(report) = client::request(target, &Request::Status)? else {
-            anyhow::bail!("{} answered with an unexpected reply", target.display());
-        };
+        let report = status_of(target)?;
         if args.message_format == MessageFormat::Json {
             println!("{}", serde_json::to_string(&report.history)?);
             continue;
         }
         println!("history of {} (pid {})", target.display(), report.pid);
-        for item in &report.history {
-            println!(
-                "  #{:<4} {:<11} patch {} at {} ({} functions)",
-                item.update_id,
-                item.action,
-                short(&item.label),
-                item.at_unix,
-                item.changes.len()
-            );
-            for change in &item.changes {
-                println!("        {} v{} -> v{}", change.key, change.from, change.to);
-            }
-        }
+        print_history(&report, true);
     }
     Ok(())
 }
@@ -170,9 +156,7 @@ pub fn history(args: TargetArgs) -> anyhow::Result<()> {
 /// `cargo hotpatch status`.
 pub fn status_command(args: TargetArgs) -> anyhow::Result<()> {
     for target in &args.target {
-        let Reply::Status(report) = client::request(target, &Request::Status)? else {
-            anyhow::bail!("{} answered with an unexpected reply", target.display());
-        };
+        let report = status_of(target)?;
         match args.message_format {
             MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
             MessageFormat::Human => print_status(target, &report),
@@ -245,16 +229,35 @@ fn print_status(target: &Path, report: &StatusReport) {
         );
     }
     println!("history:");
+    print_history(report, false);
+    println!("patch code kept mapped: {} bytes", report.mapped_bytes);
+}
+
+/// Each commit and rollback, with each function's version change when `detailed`.
+fn print_history(report: &StatusReport, detailed: bool) {
     for item in &report.history {
         println!(
-            "  #{} {} {} ({} functions)",
+            "  #{:<4} {:<11} patch {} at {} ({} functions)",
             item.update_id,
             item.action,
             short(&item.label),
+            item.at_unix,
             item.changes.len()
         );
+        if detailed {
+            for change in &item.changes {
+                println!("        {} v{} -> v{}", change.key, change.from, change.to);
+            }
+        }
     }
-    println!("patch code kept mapped: {} bytes", report.mapped_bytes);
+}
+
+/// A target's status report.
+fn status_of(target: &Path) -> anyhow::Result<StatusReport> {
+    match client::request(target, &Request::Status)? {
+        Reply::Status(report) => Ok(report),
+        _ => anyhow::bail!("{} answered with an unexpected reply", target.display()),
+    }
 }
 
 fn short(id: &str) -> &str {

@@ -469,21 +469,11 @@ fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
         .apply(&unsigned)
         .failure()
         .stderr_names(&["`authenticity`", "not signed"]);
-    let manifest = fixture.manifest();
-    let strangers = fixture.root().join("strangers.hotpatch");
-    fixture
-        .tool(&[
-            "build",
-            "--manifest-path",
-            manifest.to_str().unwrap(),
-            "-p",
-            "app",
-            "-o",
-            strangers.to_str().unwrap(),
-            "--sign",
-            other_key.to_str().unwrap(),
-        ])
-        .success();
+    let (strangers, built) = fixture.build_with(
+        "strangers.hotpatch",
+        &["--sign", other_key.to_str().unwrap()],
+    );
+    built.success();
     fixture
         .apply(&strangers)
         .failure()
@@ -491,21 +481,11 @@ fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
     app.expect_serving("v1", "after refusing unsigned and untrusted patches");
 
     // Signed by the trusted key: applied.
-    let signed = fixture.root().join("signed.hotpatch");
-    fixture
-        .tool(&[
-            "build",
-            "--manifest-path",
-            manifest.to_str().unwrap(),
-            "-p",
-            "app",
-            "-o",
-            signed.to_str().unwrap(),
-            "--sign",
-            trusted_key.to_str().unwrap(),
-        ])
-        .success()
-        .stderr_names(&["Signed", &public]);
+    let (signed, built) = fixture.build_with(
+        "signed.hotpatch",
+        &["--sign", trusted_key.to_str().unwrap()],
+    );
+    built.success().stderr_names(&["Signed", &public]);
     fixture.apply(&signed).success();
     app.wait_for_version("v2");
 }

@@ -1,5 +1,7 @@
 //! The control socket: requests and replies, and every refusal before a patch library runs.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -9,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use hotreload_runtime::control::protocol::{
     ErrorReply, Reply, Request, Response, StatusReport, PROTOCOL_VERSION,
 };
-use hotreload_runtime::patch_file::{BuildIdentity, Manifest, PatchFile, PatchedHotFunction};
+use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction};
 use hotreload_runtime::{control, hot};
 
 /// Tests of this file share the process's table and patch list; they take turns.
@@ -127,22 +129,9 @@ fn own_build_id() -> String {
 }
 
 fn manifest(build_id: &str) -> Manifest {
-    Manifest {
-        base: BuildIdentity {
-            build_id: build_id.to_owned(),
-            rustc: "rustc 1.95.0".into(),
-            target: "x86_64-unknown-linux-gnu".into(),
-            profile: "dev".into(),
-            cargo_lock_sha256: "00".into(),
-        },
-        crates: vec!["control".into()],
-        hot_functions: vec![],
-        changed_functions: vec![],
-        redirects: vec![],
-        library_sha256: String::new(),
-        library_len: 0,
-        created_unix: 0,
-    }
+    let mut manifest = support::manifest(build_id);
+    manifest.crates = vec!["control".into()];
+    manifest
 }
 
 /// Writes `bytes` to a temporary file named after `name`.

@@ -2,27 +2,13 @@
 //! one of them pass. All before the library is opened (these libraries are not even ELF files).
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use hotreload_runtime::patch_file::{hex, BuildIdentity, Manifest, PatchFile, PatchSignature};
+mod support;
+
+use hotreload_runtime::patch_file::{hex, PatchFile, PatchSignature};
 use hotreload_runtime::{patch, trust_public_key, Error};
 
 fn unsigned_patch(name: &str) -> PatchFile {
-    let manifest = Manifest {
-        base: BuildIdentity {
-            build_id: hotreload_runtime::build_id().unwrap().to_owned(),
-            rustc: "rustc".into(),
-            target: "x86_64-unknown-linux-gnu".into(),
-            profile: "dev".into(),
-            cargo_lock_sha256: "00".into(),
-        },
-        crates: vec![name.to_owned()],
-        hot_functions: vec![],
-        changed_functions: vec![],
-        redirects: vec![],
-        library_sha256: String::new(),
-        library_len: 0,
-        created_unix: 0,
-    };
-    PatchFile::new(manifest, format!("not a library: {name}").into_bytes())
+    support::patch_for_this_build(format!("not a library: {name}").as_bytes())
 }
 
 fn signed(mut patch: PatchFile, key: &SigningKey) -> PatchFile {

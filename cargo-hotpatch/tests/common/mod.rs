@@ -197,6 +197,11 @@ impl Fixture {
     /// `build` of the current sources against the running base (of the fixture's profile) into
     /// `file`, whatever its outcome: the patch's path and what the tool printed.
     pub fn build(&self, file: &str) -> (PathBuf, ToolOutput) {
+        self.build_with(file, &[])
+    }
+
+    /// [`Fixture::build`] with more arguments (`--sign KEY`).
+    pub fn build_with(&self, file: &str, extra: &[&str]) -> (PathBuf, ToolOutput) {
         let path = self.root().join(file);
         let manifest = self.manifest();
         let mut args = vec![
@@ -209,6 +214,7 @@ impl Fixture {
             path.to_str().unwrap(),
         ];
         args.extend(self.profile.args());
+        args.extend(extra);
         let output = self.tool(&args);
         (path, output)
     }
