@@ -1,9 +1,9 @@
 //! Safe points: where threads that take part in commits wait while a commit swaps the table.
 //!
-//! A thread takes part from its first call of [`safe_point`] until it exits. A commit raises
-//! [`PENDING`], waits (bounded) until every other participating thread is parked in `safe_point`,
-//! runs the swap and releases them. Between two of its safe points a participating thread therefore
-//! sees either all of a commit or none of it.
+//! A thread takes part from its first call of [`safe_point`] until it exits. A commit raises every
+//! participating thread's `SLOW` flag, waits (bounded) until each of them is parked in
+//! `safe_point`, runs the swap and releases them. Between two of its safe points a participating
+//! thread therefore sees either all of a commit or none of it.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,25 +11,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Raised while a commit waits for participating threads. The idle cost of [`safe_point`] is one
-/// relaxed load of this flag (plus the thread's enrolment bit).
-static PENDING: AtomicBool = AtomicBool::new(false);
-
 thread_local! {
-    static ENROLLED: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread must take the slow path of [`safe_point`]: it has not enrolled yet, or
+    /// a commit is waiting for it (the committer raises it). The idle cost of `safe_point` is one
+    /// relaxed load of it.
+    static SLOW: AtomicBool = const { AtomicBool::new(true) };
     static PARTICIPANT: Cell<Option<Participant>> = const { Cell::new(None) };
 }
+
+/// A participating thread's `SLOW` flag.
+#[derive(Clone, Copy)]
+struct SlowFlag(*const AtomicBool);
+
+// SAFETY: the flag is an atomic; the pointer is only dereferenced under the coordinator's lock
+// while its thread is a participant (see `LeaveOnExit`), so the thread-local it points to lives.
+unsafe impl Send for SlowFlag {}
 
 /// Marks a point where this thread holds no reference into code that a patch may replace, so a
 /// pending commit may swap the table here.
 ///
 /// The first call enrols the calling thread: from then on every commit waits (bounded) until this
 /// thread is parked in `safe_point`, so a thread that calls it once per iteration of its loop sees
-/// each commit between two iterations, never in the middle of one. With nothing pending it costs a
-/// relaxed load and a thread-local flag check.
+/// each commit between two iterations, never in the middle of one. With nothing pending it costs
+/// one relaxed load of a thread-local flag.
 #[inline]
 pub fn safe_point() {
-    if PENDING.load(Ordering::Relaxed) || !ENROLLED.get() {
+    if SLOW.with(|slow| slow.load(Ordering::Relaxed)) {
         safe_point_slow();
     }
 }
@@ -84,6 +91,8 @@ fn safe_point_slow() {
     let coordinator = coordinator();
     let mut state = coordinator.lock();
     if !state.stopping || state.committer == Some(id) {
+        // Cleared under the lock, so a committer's raise is never lost.
+        SLOW.with(|slow| slow.store(false, Ordering::Relaxed));
         return;
     }
     state.parked.insert(id);
@@ -109,9 +118,12 @@ fn enrol() -> u64 {
         Some(name) => format!("'{name}' ({:?})", current.id()),
         None => format!("unnamed thread ({:?})", current.id()),
     };
-    coordinator().lock().participants.insert(id, label);
+    let flag = SlowFlag(SLOW.with(|slow| slow as *const AtomicBool));
+    coordinator()
+        .lock()
+        .participants
+        .insert(id, Member { label, flag });
     PARTICIPANT.with(|p| p.set(Some(Participant { id })));
-    ENROLLED.set(true);
     LEAVE_ON_EXIT.with(|_| {});
     id
 }
@@ -136,6 +148,12 @@ impl Drop for LeaveOnExit {
     }
 }
 
+/// A participating thread as the coordinator knows it.
+struct Member {
+    label: String,
+    flag: SlowFlag,
+}
+
 #[derive(Clone, Copy)]
 struct Participant {
     id: u64,
@@ -158,7 +176,13 @@ pub(crate) fn with_threads_parked<R>(
     let mut state = coordinator.lock();
     state.stopping = true;
     state.committer = me;
-    PENDING.store(true, Ordering::SeqCst);
+    for (id, member) in &state.participants {
+        if Some(*id) != me {
+            // SAFETY: `member` is a live participant (the lock is held, and threads leave under
+            // it before their thread-locals go), so its flag exists.
+            unsafe { (*member.flag.0).store(true, Ordering::SeqCst) };
+        }
+    }
     // Released on every path, a panicking `swap` included, so no thread stays parked.
     let release = Release { coordinator };
 
@@ -179,7 +203,7 @@ pub(crate) fn with_threads_parked<R>(
         if now >= deadline {
             let threads = missing
                 .iter()
-                .map(|id| state.participants[id].clone())
+                .map(|id| state.participants[id].label.clone())
                 .collect();
             release.finish(state);
             return Err(NotArrived { threads });
@@ -231,8 +255,8 @@ impl Coordinator {
 
 #[derive(Default)]
 struct CoordState {
-    /// Participant id to a label naming the thread in errors.
-    participants: BTreeMap<u64, String>,
+    /// Participant id to the thread's label (for errors) and `SLOW` flag.
+    participants: BTreeMap<u64, Member>,
     parked: BTreeSet<u64>,
     /// Threads inside [`blocking_at_safe_point`]: at a safe point for as long as they block.
     blocked: BTreeSet<u64>,
@@ -244,7 +268,6 @@ struct CoordState {
 
 impl CoordState {
     fn release(&mut self) {
-        PENDING.store(false, Ordering::SeqCst);
         self.stopping = false;
         self.committer = None;
         self.parked.clear();
