@@ -28,7 +28,7 @@ use crate::patch::{self, NotPatchable};
 use crate::status::{error_line, status, warning};
 
 /// How long the tree must stay quiet before a burst of events is handled.
-const QUIET: Duration = Duration::from_millis(30);
+const QUIET: Duration = Duration::from_millis(15);
 /// The longest a burst is allowed to postpone handling.
 const MAX_BURST: Duration = Duration::from_millis(500);
 
