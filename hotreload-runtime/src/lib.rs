@@ -53,6 +53,7 @@
 //! `cargo hotpatch` checks, applies and rolls back patch files (see [`patch`]). Linux only for now.
 
 pub mod control;
+pub mod docs;
 mod error;
 mod loader;
 pub mod patch;

@@ -1,0 +1,51 @@
+//! # Patterns
+//!
+//! ## Put the code you want to change in library crates
+//! A patch rebuilds library crates of the workspace; the binary crate (`main.rs`) is never
+//! patched, and a change to it rebuilds and restarts the app (`cargo hotpatch watch`). Keep `main`
+//! to set-up and the loop, and the logic in a library crate the binary calls.
+//!
+//! ## Make the entry points `#[hot]`
+//! New code runs from the `#[hot]` functions the old code calls: a patch swaps their table slots.
+//! Everything those functions call inside the patched crate runs the new code too (the patch binds
+//! calls to its own copies). A non-hot function called only from the unpatched binary keeps its
+//! old code: make the functions your loop or your request handlers call `#[hot]`.
+//!
+//! ```
+//! use hotreload_runtime::hot;
+//!
+//! pub struct Request { pub amount: u64 }
+//!
+//! #[hot]
+//! pub fn handle(request: &Request) -> u64 {
+//!     fee(request.amount) // runs the patch's `fee` when `handle` is patched
+//! }
+//!
+//! fn fee(amount: u64) -> u64 {
+//!     amount / 100
+//! }
+//! # assert_eq!(handle(&Request { amount: 500 }), 5);
+//! ```
+//!
+//! ## Give each loop a safe point
+//! Call [`safe_point`](crate::safe_point) where a thread holds nothing from code a patch may
+//! replace: the top of a loop, between requests. A commit waits for every thread that calls it, so
+//! between two safe points a thread sees all of a patch or none of it. A thread that blocks (a
+//! sleep, a socket read, a channel) does it inside
+//! [`blocking_at_safe_point`](crate::blocking_at_safe_point), so commits do not wait for it.
+//!
+//! ```
+//! # use std::time::Duration;
+//! hotreload_runtime::init();
+//! for _ in 0..3 {
+//!     // serve_one_batch();
+//!     hotreload_runtime::safe_point();
+//!     hotreload_runtime::blocking_at_safe_point(|| std::thread::sleep(Duration::from_millis(1)));
+//! }
+//! ```
+//!
+//! ## Keep state where patches share it
+//! Public statics and thread-locals are shared with patches through the dynamic loader. Private
+//! ones are shared too at low optimisation levels, through redirected references; where the
+//! optimiser reads a private static directly, a patch that touches it is refused, naming it: make
+//! such state `pub`.
