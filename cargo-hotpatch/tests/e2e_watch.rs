@@ -140,3 +140,32 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     assert!(app.restarted(), "the app was started again");
     app.expect_serving("v5", "after starting the app again");
 }
+
+#[test]
+fn with_no_restart_an_unpatchable_change_is_explained_and_the_app_keeps_running() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::new(Profile::Dev);
+    let mut app = RunningApp::start_with_args(&fixture, "watch", &["--no-restart"]);
+    wait_for_stderr(&mut app, 0, "Watching");
+    app.expect_serving("v1", "before any edit");
+    let pid = app.pid().expect("the app's pid");
+
+    // A manifest change cannot be patched: explained in one line, and no restart.
+    let mark = app.stderr_text().len();
+    let manifest = fixture.root().join("logic/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n# a comment\n")).unwrap();
+    let said = wait_for_stderr(&mut app, mark, "--no-restart");
+    assert!(
+        said.contains("logic/Cargo.toml"),
+        "watch names the file that cannot be patched: {said}"
+    );
+    app.expect_serving("v1", "after an unpatchable change with --no-restart");
+    assert_eq!(app.pid(), Some(pid), "the app was not restarted");
+
+    // Patchable edits still patch.
+    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
+    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+    app.wait_for_version("v2");
+    assert_eq!(app.pid(), Some(pid));
+}
