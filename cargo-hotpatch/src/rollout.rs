@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use hotreload_runtime::control::protocol::{Reply, Request};
 
-use crate::cli::ApplyArgs;
+use crate::cli::{ApplyArgs, MessageFormat};
 use crate::client;
 use crate::commands::{absolute, print_patch_report};
 use crate::status::{error_line, status};
@@ -53,7 +53,11 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
     let mut refused = false;
     for (index, target) in targets.iter().enumerate() {
         match client::request(target, &Request::Check { path: path.clone() }) {
-            Ok(Reply::Patch(report)) => print_patch_report(target, &report, format, "Checked"),
+            // In JSON, stdout carries one report per applied target, as for a single apply.
+            Ok(Reply::Patch(report)) if format == MessageFormat::Human => {
+                print_patch_report(target, &report, format, "Checked")
+            }
+            Ok(Reply::Patch(_)) => {}
             Ok(_) => {
                 outcomes[index] = Outcome::Refused("unexpected reply".into());
                 refused = true;
@@ -67,7 +71,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
     }
     if refused {
         error_line("a target refused the check: nothing was applied");
-        summary(targets, &outcomes);
+        summary(targets, &outcomes, format);
         return Ok(EXIT_FAILURE);
     }
 
@@ -125,14 +129,14 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
                 "{why}; rolling back every target this rollout patched"
             ));
             roll_back(targets, &mut outcomes);
-            summary(targets, &outcomes);
+            summary(targets, &outcomes, format);
             return Ok(EXIT_FAILURE);
         }
         if args.pause > 0.0 && upto < targets.len() {
             std::thread::sleep(Duration::from_secs_f64(args.pause));
         }
     }
-    summary(targets, &outcomes);
+    summary(targets, &outcomes, format);
     Ok(0)
 }
 
@@ -197,7 +201,19 @@ fn roll_back(targets: &[PathBuf], outcomes: &mut [Outcome]) {
     }
 }
 
-fn summary(targets: &[PathBuf], outcomes: &[Outcome]) {
+fn summary(targets: &[PathBuf], outcomes: &[Outcome], format: MessageFormat) {
+    if format == MessageFormat::Json {
+        let rows: Vec<_> = targets
+            .iter()
+            .zip(outcomes)
+            .map(|(t, o)| serde_json::json!({ "target": t, "result": o.to_string() }))
+            .collect();
+        eprintln!(
+            "{}",
+            serde_json::json!({ "reason": "rollout-summary", "targets": rows })
+        );
+        return;
+    }
     let width = targets
         .iter()
         .map(|t| t.display().to_string().len())
