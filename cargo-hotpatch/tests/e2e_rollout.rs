@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Child;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{lock_fixture_target, Fixture, Profile, RunningApp};
+use common::{lock_fixture_target, spawn_app, Fixture, Profile, RunningApp};
 
 /// One instance of the fixture app, started directly with its own control socket.
 struct Instance {
@@ -21,21 +20,7 @@ struct Instance {
 impl Instance {
     fn start(fixture: &Fixture, name: &str) -> Self {
         let socket = fixture.root().join(format!("{name}.sock"));
-        let mut child = Command::new(fixture.target().join("debug/app"))
-            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting an instance");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = spawn_app(fixture, &[("HOTRELOAD_CONTROL_SOCKET", &socket)]);
         let instance = Instance {
             child,
             socket,

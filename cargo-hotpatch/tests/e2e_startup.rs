@@ -3,32 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use common::{lock_fixture_target, Fixture, Profile, RunningApp};
+use common::{lock_fixture_target, spawn_app, Fixture, Profile, RunningApp};
 
 /// Starts the fixture's built app with a patch directory; returns its first line (if any) and,
 /// if it ended by itself within a few seconds, how.
 fn start_app(fixture: &Fixture, patch_dir: &Path) -> (Option<String>, Option<ExitStatus>) {
-    let mut app = Command::new(fixture.target().join("debug/app"))
-        .env("HOTRELOAD_PATCH_DIR", patch_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the app");
-    let stdout = app.stdout.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut app, lines) = spawn_app(fixture, &[("HOTRELOAD_PATCH_DIR", patch_dir)]);
     let first = lines.recv_timeout(Duration::from_secs(10)).ok();
     let mut ended = None;
     for _ in 0..40 {

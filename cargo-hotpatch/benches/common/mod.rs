@@ -23,7 +23,7 @@ use hotreload_runtime::control::protocol::{Reply, Request};
 #[path = "../../tests/common/mod.rs"]
 mod test_common;
 
-pub use test_common::{copy_dir, parent_of, request};
+pub use test_common::{copy_dir, parent_of, request, stop_tool_and_app};
 
 /// The app's tick interval: a commit waits for the next safe point, once per tick.
 pub const TICK_MS: &str = "5";
@@ -563,24 +563,6 @@ impl Drop for ToolProcess {
         if std::thread::panicking() {
             eprintln!("{}", self.describe());
         }
-        // The app: its pid from `hello` (or the one noted at start), killed only if it is the
-        // tool's child.
-        let pid = match request(&self.socket, &Request::Hello) {
-            Ok(Reply::Hello { pid, .. }) => Some(pid),
-            _ => self.pid,
-        };
-        if let Some(pid) = pid.filter(|&pid| parent_of(pid) == Some(self.tool.id())) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        // Then the tool, with whatever it started.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.tool.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.tool.kill();
-        let _ = self.tool.wait();
+        stop_tool_and_app(&mut self.tool, &self.socket, self.pid);
     }
 }

@@ -445,16 +445,7 @@ impl RunningApp {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|error| panic!("starting `cargo hotpatch {command}`: {error}"));
-        let (sender, lines) = mpsc::channel();
-        let stdout = tool.stdout.take().expect("the tool's stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = read_lines(tool.stdout.take().expect("the tool's stdout"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut tool_stderr = tool.stderr.take().expect("the tool's stderr");
         let collected = Arc::clone(&stderr);
@@ -633,6 +624,34 @@ impl RunningApp {
             .clone()
     }
 
+    /// Waits for `version` after a patch of `logic` and checks the host's world is the patch's:
+    /// `STEPS` continued from `steps_before`, the patched panic is caught, and a task the patched
+    /// code spawned ran on the host's tokio runtime.
+    pub fn expect_patched(&mut self, version: &str, steps_before: u64) -> Tick {
+        let patched = self.wait_for_version(version);
+        assert!(
+            patched.steps > steps_before,
+            "STEPS kept counting across the patch (shared static, not reset): {steps_before} then {patched:?}"
+        );
+        assert_eq!(
+            patched.caught,
+            format!("failure from {version}"),
+            "the patched panic is caught by the host"
+        );
+        // Tasks spawned before the patched step number at most its steps - 1: reaching them
+        // means a task spawned by the patched code ran on the host's tokio runtime.
+        let deadline = Instant::now() + MORE_TICKS;
+        loop {
+            let tick = self.next_tick(deadline, "a task spawned by patched code to run");
+            assert_eq!(tick.version, version, "still at {version}: {tick:?}");
+            if tick.spawned >= patched.steps {
+                break;
+            }
+        }
+        self.expect_serving(version, "after applying the patch");
+        patched
+    }
+
     /// Reads lines until one shows `version`.
     pub fn wait_for_version(&mut self, version: &str) -> Tick {
         let deadline = Instant::now() + NEW_VERSION;
@@ -692,26 +711,55 @@ impl RunningApp {
 
 impl Drop for RunningApp {
     fn drop(&mut self) {
-        // The app: its pid from `hello` (or the one noted at start), killed only if it is the
-        // tool's child.
-        let pid = match request(&self.socket, &Request::Hello) {
-            Ok(Reply::Hello { pid, .. }) => Some(pid),
-            _ => self.pid,
-        };
-        if let Some(pid) = pid.filter(|&pid| parent_of(pid) == Some(self.tool.id())) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        // Then the tool, with whatever it started (cargo and rustc while it builds).
+        stop_tool_and_app(&mut self.tool, &self.socket, self.pid);
+    }
+}
+
+/// Kills the app a `cargo hotpatch run`/`watch` process started (its pid from `hello` on
+/// `socket`, or `pid`; only if it is the tool's child), then the tool with whatever it started
+/// (cargo and rustc while it builds).
+pub fn stop_tool_and_app(tool: &mut Child, socket: &Path, pid: Option<u32>) {
+    let pid = match request(socket, &Request::Hello) {
+        Ok(Reply::Hello { pid, .. }) => Some(pid),
+        _ => pid,
+    };
+    if let Some(pid) = pid.filter(|&pid| parent_of(pid) == Some(tool.id())) {
         let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.tool.id())])
+            .args(["-KILL", &pid.to_string()])
             .stderr(Stdio::null())
             .status();
-        let _ = self.tool.kill();
-        let _ = self.tool.wait();
     }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", tool.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = tool.kill();
+    let _ = tool.wait();
+}
+
+/// The lines `output` prints, read on a thread of their own.
+pub fn read_lines(output: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// Starts the fixture's built app directly (not through the tool) with `env`; its stdout lines.
+pub fn spawn_app(fixture: &Fixture, env: &[(&str, &Path)]) -> (Child, Receiver<String>) {
+    let mut app = Command::new(fixture.target().join("debug/app"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the app");
+    let lines = read_lines(app.stdout.take().unwrap());
+    (app, lines)
 }
 
 /// The parent pid of `pid`, from `/proc`.
