@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context as _};
 use hotreload_runtime::control::protocol::{Reply, Request, Response};
 
+use crate::commands::short;
 use crate::status::{status, warning};
 
 /// The environment variable the app's runtime reads.
@@ -138,8 +139,4 @@ fn exchange(reader: &mut BufReader<UnixStream>, request: &Request) -> anyhow::Re
             error.message
         ),
     }
-}
-
-fn short(id: &str) -> &str {
-    &id[..12.min(id.len())]
 }

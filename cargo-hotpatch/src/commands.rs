@@ -260,7 +260,8 @@ fn status_of(target: &Path) -> anyhow::Result<StatusReport> {
     }
 }
 
-fn short(id: &str) -> &str {
+/// The first 12 hex digits of an id, as shown to people.
+pub(crate) fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
 
