@@ -159,6 +159,45 @@ pub enum Error {
         patch: String,
     },
 
+    /// A migration of a `#[hot_state]` value failed or panicked: no value changed version.
+    #[error("{update}: migrating `{name}` from version {from} to {to} failed on value {value} of {values}: {reason}; every value kept version {from} and nothing was changed. Fix the migration (`impl Migrate` for the new version) and build the patch again")]
+    Migration {
+        /// The update (patch id or label).
+        update: String,
+        /// The state type.
+        name: String,
+        /// The version the values have.
+        from: u32,
+        /// The version they were to get.
+        to: u32,
+        /// The position of the value that failed among the type's live values.
+        value: usize,
+        /// How many live values the type has.
+        values: usize,
+        /// The migration's error, or its panic message.
+        reason: String,
+    },
+
+    /// Values of a changed state type stayed locked past the commit's deadline.
+    #[error("{update}: values of `{name}` stayed locked until the deadline, so they could not be migrated; nothing was changed. Do not hold a value's lock (`read`, `write`, `lock`) across a blocking call or a `safe_point()`, or raise HOTRELOAD_SAFE_POINT_TIMEOUT_MS")]
+    StateBusy {
+        /// The update (patch id or label).
+        update: String,
+        /// The state type.
+        name: String,
+    },
+
+    /// A patch carries a `#[hot_state]` type whose layout changed but whose version did not.
+    #[error("patch {patch} changes the layout of `{name}` but keeps its version {version}; values of it in this process have the old layout, so nothing was changed. Raise `#[hot_state(version = ..)]` and write the migration from the previous version")]
+    StateVersionNotRaised {
+        /// The patch's short id.
+        patch: String,
+        /// The state type.
+        name: String,
+        /// The version both have.
+        version: u32,
+    },
+
     /// A configured trusted key is not a key.
     #[error("the trusted key `{key}` is not an ed25519 public key in hex (64 hex digits); until it is fixed every patch is refused")]
     TrustedKey {
@@ -169,7 +208,7 @@ pub enum Error {
 
 impl Error {
     /// The step that failed, as the control protocol names it: `request`, `read`, `integrity`,
-    /// `base_build`, `load`, `signature`, `commit`, `rollback` or `platform`.
+    /// `base_build`, `load`, `signature`, `migrate`, `commit`, `rollback` or `platform`.
     pub fn step(&self) -> &'static str {
         match self {
             Error::UnknownFunction { .. } | Error::Request { .. } => "request",
@@ -178,6 +217,9 @@ impl Error {
                 "commit"
             }
             Error::NothingToRollBack => "rollback",
+            Error::Migration { .. }
+            | Error::StateBusy { .. }
+            | Error::StateVersionNotRaised { .. } => "migrate",
             Error::Read { .. } => "read",
             Error::Integrity { .. } => "integrity",
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",

@@ -62,11 +62,12 @@ mod platform;
 mod safe_point;
 mod slot;
 pub mod startup;
+pub mod state;
 mod table;
 mod trust;
 
 pub use error::Error;
-pub use hotreload_macros::hot;
+pub use hotreload_macros::{hot, hot_state};
 pub use patch::build_id;
 pub use safe_point::{blocking_at_safe_point, participant_count, safe_point};
 pub use slot::{HotFunction, HotKey, HotSlot};
@@ -162,6 +163,8 @@ pub mod __private {
     use std::pin::Pin;
 
     pub use crate::slot::{HotFunction, HotKey, HotSlot};
+    pub use crate::state::__private::*;
+    pub use crate::state::{HotState, StateRegistration, StateType, StateValue, StateVersion};
     pub use inventory;
 
     /// What the slot of a `Send` hot `async fn` returns.

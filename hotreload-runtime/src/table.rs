@@ -6,11 +6,12 @@ use std::fmt;
 use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
 use crate::safe_point;
 use crate::slot::{self, HotFunction, HotKey, HotSlot};
+use crate::state::{HotState, StateChange, StateType, Transition, TransitionSet};
 
 /// How long a commit waits for participating threads by default.
 pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,6 +91,8 @@ struct AppliedUpdate {
     id: u64,
     /// What each function it changed had before.
     previous: Vec<Previous>,
+    /// The versions the state types it migrated had before.
+    previous_states: TransitionSet,
 }
 
 #[derive(Clone, Copy)]
@@ -130,6 +133,8 @@ pub struct HistoryEntry {
     pub at: SystemTime,
     /// Each function it changed, with the version before and after.
     pub changes: Vec<VersionChange>,
+    /// Each state type it migrated.
+    pub states: Vec<StateChange>,
 }
 
 /// The kind of a [`HistoryEntry`].
@@ -159,6 +164,8 @@ pub struct CommitReport {
     pub update_id: u64,
     /// Each function changed.
     pub changes: Vec<VersionChange>,
+    /// Each state type whose values were migrated.
+    pub states: Vec<StateChange>,
     /// How long the commit waited for participating threads.
     pub waited: Duration,
 }
@@ -167,6 +174,7 @@ pub struct CommitReport {
 pub struct Update {
     label: String,
     entries: Vec<(&'static HotFunction, Code)>,
+    states: TransitionSet,
 }
 
 impl Update {
@@ -175,7 +183,20 @@ impl Update {
         Self {
             label: label.into(),
             entries: Vec::new(),
+            states: TransitionSet::default(),
         }
+    }
+
+    /// Migrates every live value of `T`'s name to `T`'s version at the commit, with the slots;
+    /// rollback migrates them back.
+    pub fn migrate<T: HotState>(self) -> Self {
+        self.migrate_to(T::state_type())
+    }
+
+    /// [`Update::migrate`] with the descriptor of the version to migrate to.
+    pub fn migrate_to(mut self, to: &'static StateType) -> Self {
+        self.states.transitions.push(Transition { to });
+        self
     }
 
     /// Replaces `function`'s code with `code`, a function pointer of exactly the slot's type
@@ -216,9 +237,9 @@ impl Update {
         self.entries.len()
     }
 
-    /// Whether the update replaces nothing.
+    /// Whether the update replaces no function and migrates no state.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.states.is_empty()
     }
 }
 
@@ -234,6 +255,7 @@ impl fmt::Debug for Update {
                     .map(|(function, _)| function.key())
                     .collect::<Vec<_>>(),
             )
+            .field("states", &self.states)
             .finish()
     }
 }
@@ -343,7 +365,7 @@ impl Table {
         timeout: Duration,
     ) -> Result<CommitReport, Error> {
         let _one_at_a_time = lock(&self.commit_lock);
-        if update.entries.is_empty() {
+        if update.is_empty() {
             return Err(Error::EmptyUpdate);
         }
         let (update_id, targets) = {
@@ -363,7 +385,7 @@ impl Table {
 
         // The slots are gathered inside the swap, under the state lock, so a library loaded
         // meanwhile has its slots either synchronised before the swap or written by it.
-        let (changes, waited) = at_safe_point(timeout, || {
+        let install = || {
             let mut state = self.lock_state();
             let mut changes = Vec::with_capacity(targets.len());
             let mut undo = Vec::with_capacity(targets.len());
@@ -390,6 +412,7 @@ impl Table {
             state.applied.push(AppliedUpdate {
                 id: update_id,
                 previous: undo,
+                previous_states: TransitionSet::default(),
             });
             state.history.push(HistoryEntry {
                 update_id,
@@ -397,28 +420,43 @@ impl Table {
                 action: HistoryAction::Committed,
                 at: SystemTime::now(),
                 changes: changes.clone(),
+                states: Vec::new(),
             });
             changes
+        };
+        let (outcome, waited) = at_safe_point(timeout, || {
+            with_migration(&update.states, &update.label, timeout, install)
         })?;
+        let (changes, migrated) = outcome?;
+        let states = self.record_states(migrated.as_ref().map(|m| &m.changes), |state| {
+            if let (Some(applied), Some(migrated)) = (state.applied.last_mut(), &migrated) {
+                applied.previous_states = migrated.previous.clone();
+            }
+        });
         tracing::info!(
             update_id,
             label = %update.label,
             functions = changes.len(),
+            states = states.len(),
             ?waited,
             "hot update committed"
         );
+        // The old values are freed here, after every thread has gone on.
+        drop(migrated);
         Ok(CommitReport {
             update_id,
             changes,
+            states,
             waited,
         })
     }
 
     /// Undoes the last applied update at a safe point: every function it changed gets back the
-    /// code and version it had before.
+    /// code and version it had before, and every state type it migrated is migrated back down.
+    /// If a down migration fails, nothing changes.
     pub fn rollback(&self) -> Result<CommitReport, Error> {
         let _one_at_a_time = lock(&self.commit_lock);
-        let (update_id, label) = {
+        let (update_id, label, states_back) = {
             let state = self.lock_state();
             let last = state.applied.last().ok_or(Error::NothingToRollBack)?;
             let label = state
@@ -427,10 +465,10 @@ impl Table {
                 .find(|h| h.update_id == last.id)
                 .map(|h| h.label.clone())
                 .unwrap_or_default();
-            (last.id, label)
+            (last.id, label, last.previous_states.clone())
         };
         let timeout = self.safe_point_timeout();
-        let (changes, waited) = at_safe_point(timeout, || {
+        let install = || {
             let mut state = self.lock_state();
             let last = state
                 .applied
@@ -454,20 +492,45 @@ impl Table {
                 action: HistoryAction::RolledBack,
                 at: SystemTime::now(),
                 changes: changes.clone(),
+                states: Vec::new(),
             });
             changes
+        };
+        let (outcome, waited) = at_safe_point(timeout, || {
+            with_migration(&states_back, &label, timeout, install)
         })?;
+        let (changes, migrated) = outcome?;
+        let states = self.record_states(migrated.as_ref().map(|m| &m.changes), |_| {});
         tracing::info!(
             update_id,
             %label,
             functions = changes.len(),
+            states = states.len(),
             "hot update rolled back"
         );
+        drop(migrated);
         Ok(CommitReport {
             update_id,
             changes,
+            states,
             waited,
         })
+    }
+
+    /// Writes the state changes of the commit just made into its history entry, lets `also` update
+    /// the state under the same lock, and returns the changes.
+    fn record_states(
+        &self,
+        changes: Option<&Vec<StateChange>>,
+        also: impl FnOnce(&mut TableState),
+    ) -> Vec<StateChange> {
+        let changes = changes.cloned().unwrap_or_default();
+        let mut state = self.lock_state();
+        if let Some(entry) = state.history.last_mut() {
+            entry.states = changes.clone();
+        }
+        also(&mut state);
+        changes
     }
 
     /// Locks the state, first taking in functions registered since the last look (a library
@@ -537,6 +600,22 @@ impl TableState {
         // Not registered through inventory (built by hand): take it in.
         self.take_in(function)
     }
+}
+
+/// Runs `install` after migrating the state `transitions` name, all under the values' locks; with no
+/// transitions, just `install`. Nothing changes if a migration fails.
+fn with_migration<R>(
+    transitions: &TransitionSet,
+    label: &str,
+    timeout: Duration,
+    install: impl FnOnce() -> R,
+) -> Result<(R, Option<crate::state::Migrated>), Error> {
+    if transitions.is_empty() {
+        return Ok((install(), None));
+    }
+    let deadline = Instant::now() + timeout;
+    let (result, migrated) = transitions.migrate(label, deadline, install)?;
+    Ok((result, Some(migrated)))
 }
 
 /// Runs `swap` with every other participating thread parked; returns its result and the time

@@ -1,0 +1,291 @@
+//! Migrating every live value of changed state types at a commit, all or nothing.
+//!
+//! The migration takes the lock of each changed type's store (no value is added or freed
+//! meanwhile) and the lock of every one of its values (no one reads or writes them meanwhile),
+//! converts each value into a new allocation, and only when all succeeded swaps them in, runs the
+//! rest of the commit (the slots) under the same locks, and releases them. The old values are
+//! freed after that, by the caller, outside the locks. A lock it cannot take at once makes it
+//! release everything and try again, until the deadline: code holding one value's lock may be
+//! waiting for a store lock the migration holds.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Cell, CellData, Cells, Store};
+use super::StateType;
+use crate::error::Error;
+
+/// One state type moved to another version by a commit or a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The type's name.
+    pub name: String,
+    /// The version before.
+    pub from: u32,
+    /// The version after.
+    pub to: u32,
+    /// How many live values were migrated.
+    pub values: usize,
+}
+
+/// A state type to move to the version `to` describes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Transition {
+    pub(crate) to: &'static StateType,
+}
+
+/// The transitions of one update.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TransitionSet {
+    pub(crate) transitions: Vec<Transition>,
+}
+
+/// Values taken out of their cells by a migration, freed when this is dropped.
+pub(crate) struct Replaced(Vec<(*mut (), &'static StateType)>);
+
+impl Drop for Replaced {
+    fn drop(&mut self) {
+        for &(data, ty) in &self.0 {
+            // SAFETY: each pointer was taken out of a cell, which owned it as a `ty` value; no
+            // cell points at it any more.
+            unsafe { (ty.drop)(data) };
+        }
+    }
+}
+
+// SAFETY: the values are `HotState` values, which are `Send`; nothing else reaches them.
+unsafe impl Send for Replaced {}
+
+/// What a successful migration did: the changes, the types to go back to on rollback, and the old
+/// values to free.
+pub(crate) struct Migrated {
+    pub(crate) changes: Vec<StateChange>,
+    pub(crate) previous: TransitionSet,
+    pub(crate) replaced: Replaced,
+}
+
+impl TransitionSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.transitions.is_empty()
+    }
+
+    /// Migrates every value of every store the transitions name, then runs `commit` while still
+    /// holding every lock, so the values and what `commit` swaps change together. Nothing changes
+    /// if a migration fails or the locks are not all free by `deadline`.
+    pub(crate) fn migrate<R>(
+        &self,
+        label: &str,
+        deadline: Instant,
+        commit: impl FnOnce() -> R,
+    ) -> Result<(R, Migrated), Error> {
+        let stores: Vec<&'static Store> =
+            self.transitions.iter().map(|t| Store::of(t.to)).collect();
+        let mut commit = Some(commit);
+        loop {
+            match self.try_migrate(label, &stores, &mut commit) {
+                Attempt::Done(done) => return Ok(done),
+                Attempt::Failed(error) => return Err(error),
+                Attempt::Busy(name) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::StateBusy {
+                            update: label.to_owned(),
+                            name: name.to_owned(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    }
+
+    fn try_migrate<R>(
+        &self,
+        label: &str,
+        stores: &[&'static Store],
+        commit: &mut Option<impl FnOnce() -> R>,
+    ) -> Attempt<(R, Migrated)> {
+        // Store locks first, then value locks, none of them waited for.
+        let mut store_guards: Vec<MutexGuard<'static, Cells>> = Vec::with_capacity(stores.len());
+        for store in stores {
+            match store.cells.try_lock() {
+                Ok(guard) => store_guards.push(guard),
+                Err(TryLockError::Poisoned(poisoned)) => store_guards.push(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => return Attempt::Busy(store.name()),
+            }
+        }
+        let cells: Vec<Vec<Arc<Cell>>> = store_guards
+            .iter()
+            .map(|guard| guard.slots.iter().flatten().cloned().collect())
+            .collect();
+        let mut value_guards: Vec<Vec<RwLockWriteGuard<'_, CellData>>> = Vec::new();
+        for (store, cells) in stores.iter().zip(&cells) {
+            let mut guards = Vec::with_capacity(cells.len());
+            for cell in cells {
+                match try_write_briefly(cell) {
+                    Some(guard) => guards.push(guard),
+                    None => return Attempt::Busy(store.name()),
+                }
+            }
+            value_guards.push(guards);
+        }
+
+        // Convert every value; keep the old ones until all succeeded.
+        let mut converted: Vec<Vec<*mut ()>> = Vec::with_capacity(stores.len());
+        for ((transition, store), guards) in self.transitions.iter().zip(stores).zip(&value_guards)
+        {
+            let to = transition.to;
+            let mut new_values = Vec::with_capacity(guards.len());
+            for (position, guard) in guards.iter().enumerate() {
+                if guard.layout == to.layout {
+                    new_values.push(guard.data);
+                    continue;
+                }
+                // SAFETY: the value is live and of the type `guard.ty` describes; we hold its lock.
+                match unsafe { convert(guard.data, guard.ty, to) } {
+                    Ok(data) => new_values.push(data),
+                    Err(reason) => {
+                        free_new(&converted, &value_guards, &self.transitions);
+                        free_partial(&new_values, guards, to);
+                        return Attempt::Failed(Error::Migration {
+                            update: label.to_owned(),
+                            name: store.name().to_owned(),
+                            from: guard.ty.version(),
+                            to: to.version(),
+                            value: position,
+                            values: guards.len(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            converted.push(new_values);
+        }
+
+        let mut changes = Vec::new();
+        let mut previous = TransitionSet::default();
+        let mut replaced = Vec::new();
+        for (((transition, guards), new_values), store_guard) in self
+            .transitions
+            .iter()
+            .zip(value_guards.iter_mut())
+            .zip(converted)
+            .zip(store_guards.iter_mut())
+        {
+            let to = transition.to;
+            let from = store_guard.current;
+            let mut migrated = 0;
+            for (guard, data) in guards.iter_mut().zip(new_values) {
+                if data != guard.data {
+                    replaced.push((guard.data, guard.ty));
+                    guard.data = data;
+                    guard.layout = to.layout;
+                    migrated += 1;
+                }
+                guard.ty = to;
+            }
+            store_guard.current = to;
+            previous.transitions.push(Transition { to: from });
+            changes.push(StateChange {
+                name: to.name().to_owned(),
+                from: from.version(),
+                to: to.version(),
+                values: migrated,
+            });
+        }
+        // The rest of the commit, while every value is still locked.
+        let result = (commit.take().expect("a commit runs once"))();
+        drop(value_guards);
+        drop(store_guards);
+        Attempt::Done((
+            result,
+            Migrated {
+                changes,
+                previous,
+                replaced: Replaced(replaced),
+            },
+        ))
+    }
+}
+
+enum Attempt<T> {
+    Done(T),
+    Failed(Error),
+    Busy(&'static str),
+}
+
+/// Takes a value's write lock, spinning a little if it is held.
+fn try_write_briefly(cell: &Cell) -> Option<RwLockWriteGuard<'_, CellData>> {
+    let started = Instant::now();
+    loop {
+        match cell.data.try_write() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                if started.elapsed() > Duration::from_millis(2) {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Frees the values converted for the stores before the one that failed.
+fn free_new(
+    converted: &[Vec<*mut ()>],
+    value_guards: &[Vec<RwLockWriteGuard<'_, CellData>>],
+    transitions: &[Transition],
+) {
+    for ((new_values, guards), transition) in converted.iter().zip(value_guards).zip(transitions) {
+        free_partial(new_values, guards, transition.to);
+    }
+}
+
+/// Frees the converted values among `new_values` (those that are not the old value itself).
+fn free_partial(new_values: &[*mut ()], guards: &[RwLockWriteGuard<'_, CellData>], to: &StateType) {
+    for (&data, guard) in new_values.iter().zip(guards) {
+        if data != guard.data {
+            // SAFETY: a fresh allocation of type `to` made by `convert`, reached by nothing else.
+            unsafe { (to.drop)(data) };
+        }
+    }
+}
+
+/// A new allocation of type `to` holding `data` (of type `from`) migrated up or down: the code of
+/// the newer version does the migrating, through the serialised form of the older version.
+/// A migration's error or panic is returned as its message.
+///
+/// # Safety
+/// `data` must point to a live value of the type `from` describes.
+pub(crate) unsafe fn convert(
+    data: *const (),
+    from: &StateType,
+    to: &StateType,
+) -> Result<*mut (), String> {
+    let common = from.version.min(to.version);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the caller's promise.
+        let value = unsafe { (from.to_version)(data, common) }.map_err(|e| e.to_string())?;
+        (to.from_version)(common, value).map_err(|e| e.to_string())
+    }));
+    match result {
+        Ok(result) => result,
+        Err(payload) => Err(format!(
+            "the migration panicked: {}",
+            panic_message(&*payload)
+        )),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
