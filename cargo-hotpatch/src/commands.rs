@@ -201,6 +201,12 @@ pub(crate) fn print_patch_report(
     for change in &report.changes {
         println!("  {} v{} -> v{}", change.key, change.from, change.to);
     }
+    for state in &report.states {
+        println!(
+            "  state {} v{} -> v{} ({} value(s) migrated)",
+            state.name, state.from, state.to, state.values
+        );
+    }
 }
 
 fn print_status(target: &Path, report: &StatusReport) {

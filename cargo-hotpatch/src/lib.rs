@@ -25,6 +25,7 @@ mod patch;
 mod redirect;
 mod rollout;
 mod signing;
+mod states;
 mod status;
 mod watch;
 

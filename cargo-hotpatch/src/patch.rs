@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction, StaticRedirect};
+use hotreload_runtime::patch_file::{
+    Manifest, PatchFile, PatchedHotFunction, PatchedState, StaticRedirect,
+};
 
 use crate::analysis;
 use crate::base::{BaseRecord, CrateRecord};
@@ -15,6 +17,7 @@ use crate::capture::Invocation;
 use crate::copied_items;
 use crate::diff;
 use crate::layout;
+use crate::states;
 use crate::redirect::{self, Redirections};
 
 /// Why no patch was built, when that is not a failure of the tool.
@@ -179,7 +182,7 @@ pub fn build_including(
     let library_path = work_dir.join("patch.so");
     link(&objects, &library_path, base.lld_dir.as_deref())?;
     let link = started.elapsed();
-    check_layouts(base, &changed, &library_path)?;
+    let states = check_layouts(base, &changed, &library_path)?;
     let cells = redirect::cell_offsets(
         &library_path,
         redirections
@@ -220,6 +223,7 @@ pub fn build_including(
             .collect(),
         changed_functions,
         redirects,
+        states,
         library_sha256: String::new(),
         library_len: 0,
         created_unix: SystemTime::now()
@@ -330,31 +334,48 @@ fn is_callsite(mangled: &str) -> bool {
 /// Refuses a patch that changes the layout of a type of the crates it rebuilds: values of the
 /// type already live in the process with the old layout. Compares the DWARF of the base build
 /// (read once, then kept in the base record's directory) with the patch library's.
+///
+/// `#[hot_state]` types are the exception: their values are migrated, provided the version was
+/// raised. Returns the state types of the patch, for its manifest.
 fn check_layouts(
     base: &BaseRecord,
     changed: &[&CrateRecord],
     library: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PatchedState>> {
+    let base_states = states::read(&base.executable)?;
+    let patch_states = states::read(library)?;
+    let carried = patch_states
+        .iter()
+        .map(|record| PatchedState {
+            name: record.name.clone(),
+            version: record.version,
+            layout: record.layout,
+        })
+        .collect();
     let Some(host) = host_layouts(base)? else {
         crate::status::warning(
             "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
         );
-        return Ok(());
+        states::migrated_types(&base_states, &patch_states, &[]).map_err(NotPatchable::NeedsRestart)?;
+        return Ok(carried);
     };
     let crates: BTreeSet<String> = changed.iter().map(|c| c.name.clone()).collect();
     let Some(now) = layout::read(library, &crates)? else {
-        return Ok(());
+        return Ok(carried);
     };
-    let types = layout::changed(&host, &now);
+    let mut types = layout::changed(&host, &now);
+    let migrated = states::migrated_types(&base_states, &patch_states, &types)
+        .map_err(NotPatchable::NeedsRestart)?;
+    types.retain(|t| !migrated.contains(t));
     if let Some(first) = types.first() {
         let others = types.len() - 1;
         return Err(NotPatchable::NeedsRestart(format!(
-            "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted",
+            "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
             if others > 0 { format!(" (and {others} more)") } else { String::new() }
         ))
         .into());
     }
-    Ok(())
+    Ok(carried)
 }
 
 /// The layouts of the workspace crates' types in the base build, cached next to its record.

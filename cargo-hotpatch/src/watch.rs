@@ -335,6 +335,15 @@ impl Session {
                         apply_time
                     ),
                 );
+                for state in &report.states {
+                    status(
+                        "Migrated",
+                        format!(
+                            "{} v{} -> v{}: {} value(s)",
+                            state.name, state.from, state.to, state.values
+                        ),
+                    );
+                }
                 let (hot, other) = diff::classify_changes(&manifest.changed_functions);
                 if hot.is_empty() && other.is_empty() {
                     status("Unchanged", "no function's code changed");

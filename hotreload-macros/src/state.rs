@@ -165,9 +165,11 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
                     &STATE_TYPE
                 }
             }
+            const PATH: &str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
             #[unsafe(link_section = ".hotreload_states")]
-            static RECORD: [u8; #private::record_len(NAME)] = #private::record::<{ #private::record_len(NAME) }>(
+            static RECORD: [u8; #private::record_len(NAME, PATH)] = #private::record::<{ #private::record_len(NAME, PATH) }>(
                 NAME,
+                PATH,
                 #version,
                 <#ident as #private::HotState>::LAYOUT,
             );

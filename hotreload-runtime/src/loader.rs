@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::patch_file::StaticRedirect;
 use crate::platform::{self, OpenLibrary};
 use crate::slot::{self, HotFunction};
+use crate::state::{self, StateType};
 
 /// A loaded patch library and the registrations its constructors added.
 pub(crate) struct Loaded {
@@ -14,6 +15,8 @@ pub(crate) struct Loaded {
     pub(crate) library: OpenLibrary,
     /// The registrations the library added, in registration order.
     pub(crate) registrations: Vec<&'static HotFunction>,
+    /// The `#[hot_state]` types the library registered.
+    pub(crate) states: Vec<&'static StateType>,
 }
 
 /// Opens the verified library `bytes` of patch `short_id` and collects the `#[hot]` registrations
@@ -28,6 +31,7 @@ pub(crate) fn load(
     earlier: &BTreeMap<String, CString>,
 ) -> Result<Loaded, Error> {
     let newest_before = slot::registered().next();
+    let newest_state_before = state::registered().next();
     let library =
         platform::open_library(short_id, bytes, redirects, earlier).map_err(|reason| {
             Error::Load {
@@ -40,14 +44,20 @@ pub(crate) fn load(
         .take_while(|f| !newest_before.is_some_and(|before| std::ptr::eq(before, *f)))
         .collect();
     registrations.reverse();
+    let mut states: Vec<&'static StateType> = state::registered()
+        .take_while(|t| !newest_state_before.is_some_and(|before| std::ptr::eq(before, *t)))
+        .collect();
+    states.reverse();
     tracing::debug!(
         patch = short_id,
         hot_functions = registrations.len(),
+        states = states.len(),
         bytes = library.mapped_bytes,
         "patch library loaded"
     );
     Ok(Loaded {
         library,
         registrations,
+        states,
     })
 }

@@ -21,6 +21,7 @@ use crate::loader::{self, Loaded};
 use crate::patch_file::PatchFile;
 use crate::platform;
 use crate::slot::{HotFunction, HotKey};
+use crate::state::{self as hot_state, StateChange, StateType};
 use crate::table::{HistoryAction, Table, Update, VersionChange};
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
@@ -55,16 +56,17 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
     let started = Instant::now();
     let patch = verify(path)?;
     let already_applied = is_active(&patch.id);
-    let changes = if already_applied {
-        Vec::new()
+    let (changes, states) = if already_applied {
+        (Vec::new(), Vec::new())
     } else {
-        predicted_changes(&patch)?
+        (predicted_changes(&patch)?, predicted_states(&patch)?)
     };
     let verify_us = micros(started.elapsed());
     tracing::info!(
         patch = patch.short_id(),
         already_applied,
         functions = changes.len(),
+        states = states.len(),
         "patch checked"
     );
     Ok(PatchReport {
@@ -72,6 +74,7 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
         dry_run: true,
         already_applied,
         changes,
+        states,
         verify_us,
         load_us: 0,
         commit_us: 0,
@@ -101,6 +104,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
             dry_run: false,
             already_applied: true,
             changes: Vec::new(),
+            states: Vec::new(),
             verify_us,
             load_us: 0,
             commit_us: 0,
@@ -111,16 +115,21 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let known = lock(&PATCHES)
         .iter()
         .find(|record| record.id == patch.id)
-        .map(|record| record.loaded.registrations.clone());
-    let registrations = match known {
-        Some(registrations) => registrations,
+        .map(|record| {
+            (
+                record.loaded.registrations.clone(),
+                record.loaded.states.clone(),
+            )
+        });
+    let (registrations, states) = match known {
+        Some(known) => known,
         None => {
             let earlier = lock(&PATCHES)
                 .iter()
                 .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
                 .collect();
             let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects, &earlier)?;
-            let registrations = loaded.registrations.clone();
+            let known = (loaded.registrations.clone(), loaded.states.clone());
             lock(&PATCHES).push(PatchRecord {
                 id: patch.id.clone(),
                 crates: patch.manifest.crates.clone(),
@@ -128,10 +137,10 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
                 update_id: None,
                 applied_unix: None,
             });
-            registrations
+            known
         }
     };
-    let update = update_for(&patch, &registrations)?;
+    let update = update_for(&patch, &registrations, &states)?;
     let load_us = micros(load_started.elapsed());
 
     let commit_started = Instant::now();
@@ -144,6 +153,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     tracing::info!(
         patch = %short,
         functions = report.changes.len(),
+        states = report.states.len(),
         verify_us,
         load_us,
         commit_us,
@@ -154,6 +164,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         dry_run: false,
         already_applied: false,
         changes: function_changes(&report.changes),
+        states: report.states,
         verify_us,
         load_us,
         commit_us,
@@ -177,6 +188,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
     tracing::info!(
         patch = %patch_id,
         functions = report.changes.len(),
+        states = report.states.len(),
         "patch rolled back"
     );
     Ok(PatchReport {
@@ -184,6 +196,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
         dry_run: false,
         already_applied: false,
         changes: function_changes(&report.changes),
+        states: report.states,
         verify_us: 0,
         load_us: 0,
         commit_us,
@@ -288,9 +301,34 @@ fn is_active(id: &str) -> bool {
 /// One replacement for each registration of the library under a key the process already has,
 /// after checking every signature. A registration under a new key is a new function: the table
 /// has taken it in, and only the patch's own code calls it.
-fn update_for(patch: &PatchFile, registrations: &[&'static HotFunction]) -> Result<Update, Error> {
+///
+/// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
+/// at gets its values migrated to the library's version; one whose layout changed but whose
+/// version did not is refused.
+fn update_for(
+    patch: &PatchFile,
+    registrations: &[&'static HotFunction],
+    states: &[&'static StateType],
+) -> Result<Update, Error> {
     let table = Table::global();
     let mut update = Update::new(patch.id.clone());
+    for &ty in states {
+        let Some(running) = hot_state::running_type(ty.name(), states) else {
+            tracing::debug!(name = ty.name(), "patch adds a state type");
+            continue;
+        };
+        if running.layout() == ty.layout() {
+            continue;
+        }
+        if running.version() == ty.version() {
+            return Err(Error::StateVersionNotRaised {
+                patch: patch.short_id().to_owned(),
+                name: ty.name().to_owned(),
+                version: ty.version(),
+            });
+        }
+        update = update.migrate_to(ty);
+    }
     for &registration in registrations {
         let Some(first) = table.first_registration(registration.key()) else {
             continue;
@@ -317,6 +355,33 @@ fn update_for(patch: &PatchFile, registrations: &[&'static HotFunction]) -> Resu
         });
     }
     Ok(update)
+}
+
+/// The state types applying `patch` would migrate, from its manifest, with the values they have now.
+fn predicted_states(patch: &PatchFile) -> Result<Vec<StateChange>, Error> {
+    let mut states = Vec::new();
+    for carried in &patch.manifest.states {
+        let Some(running) = hot_state::running_type(&carried.name, &[]) else {
+            continue;
+        };
+        if running.layout() == carried.layout {
+            continue;
+        }
+        if running.version() == carried.version {
+            return Err(Error::StateVersionNotRaised {
+                patch: patch.short_id().to_owned(),
+                name: carried.name.clone(),
+                version: carried.version,
+            });
+        }
+        states.push(StateChange {
+            name: carried.name.clone(),
+            from: running.version(),
+            to: carried.version,
+            values: hot_state::live_values(&carried.name),
+        });
+    }
+    Ok(states)
 }
 
 /// What applying `patch` would change, from its manifest: each hot function it carries that

@@ -45,6 +45,17 @@ pub struct PatchedHotFunction {
     pub fingerprint: u64,
 }
 
+/// A `#[hot_state]` type of the patch: its values are migrated to this version when it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchedState {
+    /// The name values are kept under.
+    pub name: String,
+    /// Its version in the patch.
+    pub version: u32,
+    /// Its layout fingerprint in the patch.
+    pub layout: u64,
+}
+
 /// A private static of the host that the patch reaches through a cell: after loading the library,
 /// the runtime writes the host's address of the static into the cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +90,9 @@ pub struct Manifest {
     /// Private statics of the host reached through cells the runtime fills.
     #[serde(default)]
     pub redirects: Vec<StaticRedirect>,
+    /// The `#[hot_state]` types of the rebuilt crates, as the library has them.
+    #[serde(default)]
+    pub states: Vec<PatchedState>,
     /// sha256 of the library, hex.
     pub library_sha256: String,
     /// Length of the library in bytes.
@@ -329,6 +343,7 @@ mod tests {
                 hot_functions: vec![],
                 changed_functions: vec!["logic::step".into()],
                 redirects: vec![],
+                states: vec![],
                 library_sha256: String::new(),
                 library_len: 0,
                 created_unix: 0,

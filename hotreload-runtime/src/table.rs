@@ -442,7 +442,7 @@ impl Table {
             "hot update committed"
         );
         // The old values are freed here, after every thread has gone on.
-        drop(migrated);
+        drop(migrated.map(|m| m.replaced));
         Ok(CommitReport {
             update_id,
             changes,
@@ -508,7 +508,7 @@ impl Table {
             states = states.len(),
             "hot update rolled back"
         );
-        drop(migrated);
+        drop(migrated.map(|m| m.replaced));
         Ok(CommitReport {
             update_id,
             changes,

@@ -151,6 +151,9 @@ pub struct PatchReport {
     pub already_applied: bool,
     /// Hot functions whose code changes (or would change).
     pub changes: Vec<FunctionChange>,
+    /// `#[hot_state]` types whose values are (or would be) migrated.
+    #[serde(default)]
+    pub states: Vec<crate::state::StateChange>,
     /// Microseconds spent verifying the file.
     pub verify_us: u64,
     /// Microseconds spent loading the library.

@@ -323,6 +323,25 @@ pub(crate) fn registered() -> impl Iterator<Item = &'static StateType> {
         .map(|registration| registration.0)
 }
 
+/// The version values of `name` are kept at now: the store's, or, before any value was stored,
+/// the oldest registration's (the executable's own), leaving out `excluding`.
+pub(crate) fn running_type(name: &str, excluding: &[&'static StateType]) -> Option<&'static StateType> {
+    if let Some(store) = store::all_stores().into_iter().find(|s| s.name() == name) {
+        return Some(store.current());
+    }
+    registered()
+        .filter(|t| t.name == name && !excluding.iter().any(|e| std::ptr::eq(*e, *t)))
+        .last()
+}
+
+/// Values stored under `name` now.
+pub(crate) fn live_values(name: &str) -> usize {
+    store::all_stores()
+        .into_iter()
+        .find(|s| s.name() == name)
+        .map_or(0, |s| s.len())
+}
+
 /// Summary of one state type for status reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateInfo {
@@ -453,42 +472,32 @@ pub mod __private {
         hash
     }
 
-    /// Length of the `.hotreload_states` record of a type named `name`.
-    pub const fn record_len(name: &str) -> usize {
-        RECORD_HEADER_LEN + name.len()
+    /// Length of the `.hotreload_states` record of a type named `name` at `path`.
+    pub const fn record_len(name: &str, path: &str) -> usize {
+        RECORD_HEADER_LEN + name.len() + path.len()
     }
 
-    /// The `.hotreload_states` record: `HOTSTATE`, the version (u32 LE), the name's length (u32
-    /// LE), the layout fingerprint (u64 LE), then the name.
-    pub const fn record<const N: usize>(name: &str, version: u32, layout: u64) -> [u8; N] {
+    /// The `.hotreload_states` record: `HOTSTATE`, the version (u32 LE), the lengths of the name
+    /// and of the Rust path (u16 LE each), the layout fingerprint (u64 LE), the name, the path.
+    pub const fn record<const N: usize>(name: &str, path: &str, version: u32, layout: u64) -> [u8; N] {
         let mut out = [0u8; N];
-        let magic = RECORD_MAGIC;
+        let mut at = copy(&mut out, 0, RECORD_MAGIC);
+        at = copy(&mut out, at, &version.to_le_bytes());
+        at = copy(&mut out, at, &(name.len() as u16).to_le_bytes());
+        at = copy(&mut out, at, &(path.len() as u16).to_le_bytes());
+        at = copy(&mut out, at, &layout.to_le_bytes());
+        at = copy(&mut out, at, name.as_bytes());
+        copy(&mut out, at, path.as_bytes());
+        out
+    }
+
+    const fn copy<const N: usize>(out: &mut [u8; N], at: usize, bytes: &[u8]) -> usize {
         let mut i = 0;
-        while i < magic.len() {
-            out[i] = magic[i];
+        while i < bytes.len() {
+            out[at + i] = bytes[i];
             i += 1;
         }
-        let version = version.to_le_bytes();
-        let name_len = (name.len() as u32).to_le_bytes();
-        let layout = layout.to_le_bytes();
-        let mut j = 0;
-        while j < 4 {
-            out[8 + j] = version[j];
-            out[12 + j] = name_len[j];
-            j += 1;
-        }
-        let mut k = 0;
-        while k < 8 {
-            out[16 + k] = layout[k];
-            k += 1;
-        }
-        let name = name.as_bytes();
-        let mut n = 0;
-        while n < name.len() {
-            out[RECORD_HEADER_LEN + n] = name[n];
-            n += 1;
-        }
-        out
+        at + bytes.len()
     }
 
     /// First bytes of a `.hotreload_states` record.
@@ -523,8 +532,21 @@ pub mod __private {
     }
 }
 
-/// Reads the records of a `.hotreload_states` section: (name, version, layout fingerprint).
-pub fn parse_records(section: &[u8]) -> Vec<(String, u32, u64)> {
+/// A `.hotreload_states` record, as `cargo hotpatch` reads them from binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    /// The name values are kept under.
+    pub name: String,
+    /// The type's Rust path (`crate::module::Type`), as debug information names it.
+    pub path: String,
+    /// The version.
+    pub version: u32,
+    /// The layout fingerprint.
+    pub layout: u64,
+}
+
+/// Reads the records of a `.hotreload_states` section.
+pub fn parse_records(section: &[u8]) -> Vec<StateRecord> {
     use __private::{RECORD_HEADER_LEN, RECORD_MAGIC};
     let mut records = Vec::new();
     let mut at = 0;
@@ -533,18 +555,60 @@ pub fn parse_records(section: &[u8]) -> Vec<(String, u32, u64)> {
             at += 1;
             continue;
         }
-        let word = |offset: usize| {
-            u32::from_le_bytes(section[at + offset..at + offset + 4].try_into().unwrap())
-        };
-        let version = word(8);
-        let name_len = word(12) as usize;
-        let layout = u64::from_le_bytes(section[at + 16..at + 24].try_into().unwrap());
+        let header = &section[at..at + RECORD_HEADER_LEN];
+        let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let name_len = usize::from(u16::from_le_bytes([header[12], header[13]]));
+        let path_len = usize::from(u16::from_le_bytes([header[14], header[15]]));
+        let mut layout = [0u8; 8];
+        layout.copy_from_slice(&header[16..24]);
         let start = at + RECORD_HEADER_LEN;
-        let Some(name) = section.get(start..start + name_len) else {
+        let (Some(name), Some(path)) = (
+            section.get(start..start + name_len),
+            section.get(start + name_len..start + name_len + path_len),
+        ) else {
             break;
         };
-        records.push((String::from_utf8_lossy(name).into_owned(), version, layout));
-        at = start + name_len;
+        records.push(StateRecord {
+            name: String::from_utf8_lossy(name).into_owned(),
+            path: String::from_utf8_lossy(path).into_owned(),
+            version,
+            layout: u64::from_le_bytes(layout),
+        });
+        at = start + name_len + path_len;
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_between_other_bytes() {
+        const A: [u8; __private::record_len("app::Session", "app::s::Session")] =
+            __private::record("app::Session", "app::s::Session", 3, 0xdead_beef);
+        const B: [u8; __private::record_len("x", "y")] = __private::record("x", "y", 1, 7);
+        let mut section = vec![0u8; 5];
+        section.extend_from_slice(&A);
+        section.extend_from_slice(&B);
+        section.extend_from_slice(b"HOTST");
+        let records = parse_records(&section);
+        assert_eq!(
+            records,
+            vec![
+                StateRecord {
+                    name: "app::Session".into(),
+                    path: "app::s::Session".into(),
+                    version: 3,
+                    layout: 0xdead_beef
+                },
+                StateRecord {
+                    name: "x".into(),
+                    path: "y".into(),
+                    version: 1,
+                    layout: 7
+                },
+            ]
+        );
+    }
 }
