@@ -17,7 +17,7 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarge
 /// Marks the name of a hot function's original code; the fingerprint follows.
 const ORIGINAL_MARK: &str = "__hot_original_";
 /// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
-const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__INVENTORY"];
+const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__HOT_STATE", "__INVENTORY"];
 
 /// A hot function found in a binary or object: its identity (demangled path of the original,
 /// without the fingerprint) and its signature fingerprint.
@@ -182,7 +182,7 @@ fn analyse_object(
 }
 
 /// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in
-/// step itself, and registrations must be the patch's own).
+/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own).
 pub fn is_own_copy(mangled: &str) -> bool {
     OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
 }

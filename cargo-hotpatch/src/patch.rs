@@ -17,8 +17,8 @@ use crate::capture::Invocation;
 use crate::copied_items;
 use crate::diff;
 use crate::layout;
-use crate::states;
 use crate::redirect::{self, Redirections};
+use crate::states;
 
 /// Why no patch was built, when that is not a failure of the tool.
 #[derive(Debug, thiserror::Error)]
@@ -356,7 +356,8 @@ fn check_layouts(
         crate::status::warning(
             "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
         );
-        states::migrated_types(&base_states, &patch_states, &[]).map_err(NotPatchable::NeedsRestart)?;
+        states::migrated_types(&base_states, &patch_states, &[])
+            .map_err(NotPatchable::NeedsRestart)?;
         return Ok(carried);
     };
     let crates: BTreeSet<String> = changed.iter().map(|c| c.name.clone()).collect();

@@ -79,7 +79,10 @@ mod tests {
         );
         let kept = [record("app::Session", 1, 11)];
         let error = migrated_types(&base, &kept, &[]).unwrap_err();
-        assert!(error.contains("`app::Session` changed but its version stayed 1"), "{error}");
+        assert!(
+            error.contains("`app::Session` changed but its version stayed 1"),
+            "{error}"
+        );
         // Debug information saw a change the fingerprint did not (a field's own type changed).
         let same = [record("app::Totals", 1, 20)];
         assert!(migrated_types(&base, &same, &["app::Totals".into()]).is_err());

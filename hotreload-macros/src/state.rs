@@ -162,19 +162,19 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
                     ::core::mem::align_of::<Self>(),
                 );
                 fn state_type() -> &'static #private::StateType {
-                    &STATE_TYPE
+                    &__HOT_STATE_TYPE
                 }
             }
             const PATH: &str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
             #[unsafe(link_section = ".hotreload_states")]
-            static RECORD: [u8; #private::record_len(NAME, PATH)] = #private::record::<{ #private::record_len(NAME, PATH) }>(
+            static __HOT_STATE_RECORD: [u8; #private::record_len(NAME, PATH)] = #private::record::<{ #private::record_len(NAME, PATH) }>(
                 NAME,
                 PATH,
                 #version,
                 <#ident as #private::HotState>::LAYOUT,
             );
-            static STATE_TYPE: #private::StateType = #private::StateType::of::<#ident>(&RECORD);
-            #private::inventory::submit! { #private::StateRegistration(&STATE_TYPE) }
+            static __HOT_STATE_TYPE: #private::StateType = #private::StateType::of::<#ident>(&__HOT_STATE_RECORD);
+            #private::inventory::submit! { #private::StateRegistration(&__HOT_STATE_TYPE) }
         }
     };
     Ok(quote! {

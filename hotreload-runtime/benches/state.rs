@@ -183,7 +183,12 @@ fn proc_status(field: &str) -> Option<String> {
     status
         .lines()
         .find(|line| line.starts_with(field))
-        .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
 }
 
 /// Migrates every value to version 2, checking the report; returns (pause, call).

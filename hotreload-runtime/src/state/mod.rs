@@ -325,7 +325,10 @@ pub(crate) fn registered() -> impl Iterator<Item = &'static StateType> {
 
 /// The version values of `name` are kept at now: the store's, or, before any value was stored,
 /// the oldest registration's (the executable's own), leaving out `excluding`.
-pub(crate) fn running_type(name: &str, excluding: &[&'static StateType]) -> Option<&'static StateType> {
+pub(crate) fn running_type(
+    name: &str,
+    excluding: &[&'static StateType],
+) -> Option<&'static StateType> {
     if let Some(store) = store::all_stores().into_iter().find(|s| s.name() == name) {
         return Some(store.current());
     }
@@ -479,7 +482,12 @@ pub mod __private {
 
     /// The `.hotreload_states` record: `HOTSTATE`, the version (u32 LE), the lengths of the name
     /// and of the Rust path (u16 LE each), the layout fingerprint (u64 LE), the name, the path.
-    pub const fn record<const N: usize>(name: &str, path: &str, version: u32, layout: u64) -> [u8; N] {
+    pub const fn record<const N: usize>(
+        name: &str,
+        path: &str,
+        version: u32,
+        layout: u64,
+    ) -> [u8; N] {
         let mut out = [0u8; N];
         let mut at = copy(&mut out, 0, RECORD_MAGIC);
         at = copy(&mut out, at, &version.to_le_bytes());

@@ -355,6 +355,9 @@ impl<T: HotState> Locked<'_, T> {
 pub struct Singleton<T: HotState> {
     name: &'static str,
     init: fn() -> T,
+    /// The descriptor of what `init` makes: a patch's code may reach the host's `static`, whose
+    /// `init` makes the host's version of `T`.
+    init_type: fn() -> &'static StateType,
     handle: OnceLock<Handle<T>>,
 }
 
@@ -364,6 +367,7 @@ impl<T: HotState> Singleton<T> {
         Self {
             name,
             init,
+            init_type: T::state_type,
             handle: OnceLock::new(),
         }
     }
@@ -374,7 +378,7 @@ impl<T: HotState> Singleton<T> {
     /// If the value had to be migrated to the version `T` is kept at and that failed.
     pub fn handle(&self) -> &Handle<T> {
         self.handle.get_or_init(|| {
-            let ty = T::state_type();
+            let ty = (self.init_type)();
             let data = Box::into_raw(Box::new((self.init)())).cast();
             let cell = Store::of(ty)
                 .insert(ty, data, Some(self.name))
