@@ -91,6 +91,8 @@ pub struct Fixture {
     dir: tempfile::TempDir,
     target: PathBuf,
     profile: Profile,
+    /// The package `run` and `build` name with `-p`, whose binary has the same name.
+    package: &'static str,
     /// Environment for the tool, and so for the app it starts.
     env: Vec<(String, String)>,
 }
@@ -120,6 +122,7 @@ impl Fixture {
             dir,
             target,
             profile,
+            package: "app",
             env: Vec::new(),
         };
         let socket = fixture.socket();
@@ -132,8 +135,63 @@ impl Fixture {
         fixture
     }
 
+    /// A workspace of its own in a temporary directory holding a copy of `examples/gateway`,
+    /// built into the same target directory as the fixture.
+    pub fn gateway(profile: Profile) -> Self {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::Builder::new()
+            .prefix("hotpatch-gw-")
+            .tempdir()
+            .expect("a temporary directory");
+        copy_dir(
+            &manifest_dir.join("../examples/gateway"),
+            &dir.path().join("gateway"),
+        );
+        // The workspace's lock file pins the same versions of tokio and serde.
+        std::fs::copy(
+            manifest_dir.join("../Cargo.lock"),
+            dir.path().join("Cargo.lock"),
+        )
+        .expect("copying Cargo.lock");
+        let runtime = std::path::absolute(manifest_dir.join("../hotreload-runtime"))
+            .expect("the runtime's absolute path");
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            format!(
+                r#"[workspace]
+resolver = "2"
+members = ["gateway"]
+
+[workspace.dependencies]
+hotreload-runtime = {{ path = {:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
+"#,
+                runtime.to_str().expect("a UTF-8 path to the runtime")
+            ),
+        )
+        .expect("writing Cargo.toml");
+        Fixture {
+            dir,
+            target: Path::new(env!("CARGO_TARGET_TMPDIR")).join(profile.target_dir()),
+            profile,
+            package: "gateway",
+            env: Vec::new(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The package `run` and `build` use.
+    pub fn package(&self) -> &'static str {
+        self.package
+    }
+
+    /// Replaces a whole source file of the fixture with `contents`.
+    pub fn replace_file(&self, file: &str, contents: &str) {
+        std::fs::write(self.root().join(file), contents).expect("writing a fixture source file");
     }
 
     pub fn manifest(&self) -> PathBuf {
@@ -209,7 +267,7 @@ impl Fixture {
             "--manifest-path",
             manifest.to_str().unwrap(),
             "-p",
-            "app",
+            self.package,
             "-o",
             path.to_str().unwrap(),
         ];
@@ -752,7 +810,7 @@ pub fn read_lines(output: impl std::io::Read + Send + 'static) -> Receiver<Strin
 
 /// Starts the fixture's built app directly (not through the tool) with `env`; its stdout lines.
 pub fn spawn_app(fixture: &Fixture, env: &[(&str, &Path)]) -> (Child, Receiver<String>) {
-    let mut app = Command::new(fixture.target().join("debug/app"))
+    let mut app = Command::new(fixture.target().join("debug").join(fixture.package))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,0 +1,325 @@
+//! End to end: the gateway example with real client connections. A patch that changes the
+//! `#[hot_state]` session's layout and the `#[hot]` handler is applied while clients keep sending
+//! requests: no connection drops, no session loses data, a request in flight completes on the old
+//! code; then a rollback with the same guarantees. A failing migration changes nothing, and a
+//! layout change without a version bump is refused at build.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{lock_fixture_target, read_lines, stop_tool_and_app, Fixture, Profile};
+
+const CLIENTS: usize = 16;
+const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
+const V2_FAILING: &str = include_str!("fixtures/gateway/lib_v2_failing_migration.rs");
+
+/// The gateway run by `cargo hotpatch run`.
+struct Gateway {
+    tool: Child,
+    address: String,
+    socket: std::path::PathBuf,
+    stderr: Arc<Mutex<String>>,
+    _lines: Receiver<String>,
+}
+
+impl Gateway {
+    fn start(fixture: &Fixture) -> Self {
+        let manifest = fixture.manifest();
+        let mut tool = fixture
+            .tool_command(&[
+                "run",
+                "--manifest-path",
+                manifest.to_str().unwrap(),
+                "-p",
+                "gateway",
+            ])
+            .env("GATEWAY_ADDR", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("starting `cargo hotpatch run -p gateway`");
+        let lines = read_lines(tool.stdout.take().unwrap());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut tool_stderr = tool.stderr.take().unwrap();
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = tool_stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let first = lines
+            .recv_timeout(Profile::Dev.first_build())
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the gateway never said where it listens; the tool printed:\n{}",
+                    stderr.lock().unwrap()
+                )
+            });
+        let address = first
+            .strip_prefix("gateway listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        Gateway {
+            tool,
+            address,
+            socket: fixture.socket(),
+            stderr,
+            _lines: lines,
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        stop_tool_and_app(&mut self.tool, &self.socket, None);
+    }
+}
+
+/// A connection that sends a request and reads its reply.
+struct Connection {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Connection {
+    fn open(address: &str) -> Self {
+        let stream = TcpStream::connect(address).expect("connecting to the gateway");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Connection {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn ask(&mut self, request: &str) -> Result<String, String> {
+        self.writer
+            .write_all(format!("{request}\n").as_bytes())
+            .map_err(|e| format!("sending `{request}`: {e}"))?;
+        let mut reply = String::new();
+        match self.reader.read_line(&mut reply) {
+            Ok(0) => Err(format!("the gateway closed the connection at `{request}`")),
+            Ok(_) => Ok(reply.trim_end().to_owned()),
+            Err(e) => Err(format!("reading the reply to `{request}`: {e}")),
+        }
+    }
+}
+
+/// A client sending `get` in a loop and checking each reply against what it sent: the session's
+/// request count advances by exactly one and its notes stay.
+struct Client {
+    /// The version of the last reply.
+    version: Arc<Mutex<String>>,
+    thread: JoinHandle<Result<u64, String>>,
+}
+
+fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client {
+    let version = Arc::new(Mutex::new(String::new()));
+    let seen = Arc::clone(&version);
+    let thread = std::thread::spawn(move || -> Result<u64, String> {
+        let mut connection = Connection::open(&address);
+        let user = format!("user{index}");
+        let note = format!("note{index}");
+        let hello = connection.ask(&format!("login {user}"))?;
+        if hello != format!("ok v1 hello {user}") {
+            return Err(format!("login: {hello}"));
+        }
+        connection.ask(&format!("note {note}"))?;
+        let mut sent = 2;
+        while !stop.load(Ordering::Relaxed) {
+            let reply = connection.ask("get")?;
+            sent += 1;
+            let expected_v1 = format!("ok v1 user={user} requests={sent} notes={note}");
+            let expected_v2 = format!("ok v2 user={user} requests={sent} notes={note} tier=Free");
+            let version = if reply == expected_v1 {
+                "v1"
+            } else if reply == expected_v2 {
+                "v2"
+            } else {
+                return Err(format!(
+                    "client {index}: after {sent} requests the gateway answered `{reply}`"
+                ));
+            };
+            *seen.lock().unwrap() = version.to_owned();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(sent)
+    });
+    Client { version, thread }
+}
+
+fn wait_until_all_see(clients: &[Client], version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !clients
+        .iter()
+        .all(|c| *c.version.lock().unwrap() == version)
+    {
+        assert!(
+            clients.iter().all(|c| !c.thread.is_finished()),
+            "a client stopped while waiting for {version}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "not every client saw {version} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `slow MS` on a connection of its own and returns its reply when it comes.
+fn slow_request(
+    address: &str,
+    millis: u64,
+) -> (JoinHandle<(Result<String, String>, Connection)>, Instant) {
+    let mut connection = Connection::open(address);
+    connection.ask("login slowpoke").unwrap();
+    let started = Instant::now();
+    let thread = std::thread::spawn(move || {
+        let reply = connection.ask(&format!("slow {millis}"));
+        (reply, connection)
+    });
+    (thread, started)
+}
+
+#[test]
+fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::gateway(Profile::Dev);
+    let gateway = Gateway::start(&fixture);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| start_client(gateway.address.clone(), i, Arc::clone(&stop)))
+        .collect();
+    wait_until_all_see(&clients, "v1");
+
+    // A layout change without a version bump is refused at build, naming the type.
+    let v1 = std::fs::read_to_string(fixture.root().join("gateway/src/lib.rs")).unwrap();
+    fixture.edit(
+        "gateway/src/lib.rs",
+        "    pub notes: Vec<String>,\n}",
+        "    pub notes: Vec<String>,\n    pub flags: u32,\n}",
+    );
+    fixture.build_refused("unbumped.hotpatch").stderr_names(&[
+        "gateway::Session",
+        "version stayed 1",
+        "raise it",
+    ]);
+    fixture.replace_file("gateway/src/lib.rs", &v1);
+
+    // The patch: Session v2 (a field renamed, one added) and a new handler.
+    fixture.replace_file("gateway/src/lib.rs", V2);
+    let patch = fixture.build_patch("v2.hotpatch");
+    let check = fixture
+        .tool(&[
+            "check",
+            patch.to_str().unwrap(),
+            "--target",
+            fixture.socket().to_str().unwrap(),
+        ])
+        .success();
+    assert!(
+        check.stdout.contains("state gateway::Session v1 -> v2"),
+        "check says which state it would migrate:\n{}",
+        check.stdout
+    );
+
+    // A request in flight when the patch comes completes on the old code.
+    let (slow, slow_started) = slow_request(&gateway.address, 800);
+    std::thread::sleep(Duration::from_millis(150));
+    let applied = fixture.apply(&patch).success();
+    let values = CLIENTS + 1;
+    assert!(
+        applied.stdout.contains(&format!(
+            "state gateway::Session v1 -> v2 ({values} value(s) migrated)"
+        )),
+        "apply reports the migration of every live session:\n{}",
+        applied.stdout
+    );
+    let (reply, mut slow_connection) = slow.join().unwrap();
+    assert_eq!(
+        reply.unwrap(),
+        "ok v1 slept 800",
+        "the request in flight completed on v1"
+    );
+    assert!(slow_started.elapsed() >= Duration::from_millis(800));
+    assert_eq!(
+        slow_connection.ask("get").unwrap(),
+        "ok v2 user=slowpoke requests=3 notes= tier=Free",
+        "the slow client's session was migrated after its request"
+    );
+    wait_until_all_see(&clients, "v2");
+    let totals = slow_connection.ask("stats").unwrap();
+    let total: u64 = totals
+        .strip_prefix("ok v2 total=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("stats: {totals}"));
+    assert!(total > 100, "the Totals singleton kept counting: {totals}");
+    assert_eq!(slow_connection.ask("upgrade").unwrap(), "ok v2 tier=Pro");
+
+    // Rollback: every session goes back down to v1 with its data; the clients never notice.
+    let rolled_back = fixture.rollback().success();
+    assert!(
+        rolled_back
+            .stdout
+            .contains("state gateway::Session v2 -> v1"),
+        "{}",
+        rolled_back.stdout
+    );
+    wait_until_all_see(&clients, "v1");
+    assert_eq!(
+        slow_connection.ask("get").unwrap(),
+        "ok v1 user=slowpoke requests=6 notes="
+    );
+
+    // A migration that fails on one session leaves every session as it was.
+    let mut mallory = Connection::open(&gateway.address);
+    assert_eq!(mallory.ask("login mallory").unwrap(), "ok v1 hello mallory");
+    fixture.replace_file("gateway/src/lib.rs", V2_FAILING);
+    let failing = fixture.build_patch("failing.hotpatch");
+    let refused = fixture.apply(&failing).failure();
+    refused.stderr_names(&[
+        "gateway::Session",
+        "mallory's session cannot be migrated",
+        "every value kept version 1",
+    ]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(clients.iter().all(|c| *c.version.lock().unwrap() == "v1"));
+    assert_eq!(
+        mallory.ask("get").unwrap(),
+        "ok v1 user=mallory requests=2 notes="
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for (i, client) in clients.into_iter().enumerate() {
+        let sent = client
+            .thread
+            .join()
+            .unwrap()
+            .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
+        assert!(sent > 20, "client {i} sent only {sent} requests");
+    }
+    let stderr = gateway.stderr.lock().unwrap().clone();
+    assert!(
+        !stderr.contains("connection from"),
+        "no connection ended with an error:\n{stderr}"
+    );
+}
