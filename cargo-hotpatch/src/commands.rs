@@ -189,10 +189,14 @@ pub(crate) fn print_patch_report(
     status(
         verb,
         format!(
-            "patch {} to {}: {} function(s) (verify {} µs, load {} µs, commit {} µs)",
+            "patch {} to {}: {} function(s){} (verify {} µs, load {} µs, commit {} µs)",
             short(&report.patch_id),
             target.display(),
             report.changes.len(),
+            match report.states.len() {
+                0 => String::new(),
+                n => format!(", {n} state type(s)"),
+            },
             report.verify_us,
             report.load_us,
             report.commit_us
@@ -202,8 +206,13 @@ pub(crate) fn print_patch_report(
         println!("  {} v{} -> v{}", change.key, change.from, change.to);
     }
     for state in &report.states {
+        let values = if report.dry_run {
+            "to migrate"
+        } else {
+            "migrated"
+        };
         println!(
-            "  state {} v{} -> v{} ({} value(s) migrated)",
+            "  state {} v{} -> v{} ({} value(s) {values})",
             state.name, state.from, state.to, state.values
         );
     }

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{lock_fixture_target, read_lines, stop_tool_and_app, Fixture, Profile};
+use hotreload_runtime::patch_file::{PatchFile, PatchSignature};
 
 const CLIENTS: usize = 16;
 const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
@@ -148,13 +149,11 @@ fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client 
         while !stop.load(Ordering::Relaxed) {
             let reply = connection.ask("get")?;
             sent += 1;
-            let expected_v1 = format!("ok v1 user={user} requests={sent} notes={note}");
-            let expected_v2 = format!("ok v2 user={user} requests={sent} notes={note} tier=Free");
-            let version = if reply == expected_v1 {
-                "v1"
-            } else if reply == expected_v2 {
-                "v2"
-            } else {
+            let version = ["v1", "v2", "v3"].into_iter().find(|version| {
+                let tier = if *version == "v1" { "" } else { " tier=Free" };
+                reply == format!("ok {version} user={user} requests={sent} notes={note}{tier}")
+            });
+            let Some(version) = version else {
                 return Err(format!(
                     "client {index}: after {sent} requests the gateway answered `{reply}`"
                 ));
@@ -237,7 +236,10 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         ])
         .success();
     assert!(
-        check.stdout.contains("state gateway::Session v1 -> v2"),
+        check.stdout.contains(&format!(
+            "state gateway::Session v1 -> v2 ({} value(s) to migrate)",
+            CLIENTS
+        )),
         "check says which state it would migrate:\n{}",
         check.stdout
     );
@@ -322,4 +324,167 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         !stderr.contains("connection from"),
         "no connection ended with an error:\n{stderr}"
     );
+}
+
+/// One gateway started directly from the built binary, with its own control socket, trusting
+/// `trusted` keys only.
+struct Instance {
+    child: Child,
+    address: String,
+    socket: std::path::PathBuf,
+}
+
+impl Instance {
+    fn start(fixture: &Fixture, name: &str, trusted: &str) -> Self {
+        let socket = fixture.root().join(format!("{name}.sock"));
+        let mut child = std::process::Command::new(fixture.target().join("debug/gateway"))
+            .env("GATEWAY_ADDR", "127.0.0.1:0")
+            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+            .env("HOTRELOAD_TRUSTED_KEYS", trusted)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a gateway");
+        let lines = read_lines(child.stdout.take().unwrap());
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway says where it listens");
+        let address = first
+            .strip_prefix("gateway listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        Instance {
+            child,
+            address,
+            socket,
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A copy of `patch` claiming to be for another build, signed with `key_file`'s key.
+fn foreign_build(patch: &std::path::Path, key_file: &std::path::Path) -> std::path::PathBuf {
+    let parsed = PatchFile::parse(&std::fs::read(patch).unwrap()).unwrap();
+    let mut manifest = parsed.manifest;
+    manifest.base.build_id = "00".repeat(20);
+    let mut foreign = PatchFile::new(manifest, parsed.library);
+    let seed = std::fs::read_to_string(key_file).unwrap();
+    let seed: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&seed.trim()[i * 2..i * 2 + 2], 16).unwrap())
+        .collect();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap());
+    use ed25519_dalek::Signer as _;
+    foreign.signature = Some(PatchSignature {
+        public_key: key.verifying_key().to_bytes(),
+        signature: key.sign(&foreign.signed_message()).to_bytes(),
+    });
+    let path = patch.with_file_name("foreign.hotpatch");
+    std::fs::write(&path, foreign.to_bytes()).unwrap();
+    path
+}
+
+#[test]
+fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::gateway(Profile::Dev);
+    // `run` builds the host and records the base; the instances run that same binary.
+    drop(Gateway::start(&fixture));
+    let key = fixture.root().join("release.key");
+    let trusted = fixture
+        .tool(&["keygen", "-o", key.to_str().unwrap()])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    let other_key = fixture.root().join("other.key");
+    fixture
+        .tool(&["keygen", "-o", other_key.to_str().unwrap()])
+        .success();
+
+    let instances: Vec<Instance> = ["gw-a", "gw-b", "gw-c"]
+        .iter()
+        .map(|name| Instance::start(&fixture, name, &trusted))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<Client> = (0..12)
+        .map(|i| start_client(instances[i % 3].address.clone(), i, Arc::clone(&stop)))
+        .collect();
+    wait_until_all_see(&clients, "v1");
+    let sockets: Vec<String> = instances
+        .iter()
+        .map(|i| i.socket.display().to_string())
+        .collect();
+    let roll_out = |patch: &std::path::Path, health: &str| {
+        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
+        for socket in &sockets {
+            args.extend(["--target", socket.as_str()]);
+        }
+        args.extend(["--health", health]);
+        fixture.tool(&args)
+    };
+
+    fixture.replace_file("gateway/src/lib.rs", V2);
+    // Unsigned, signed by an untrusted key, or for another build: refused everywhere before
+    // anything is applied.
+    let unsigned = fixture.build_patch("unsigned.hotpatch");
+    roll_out(&unsigned, "true")
+        .failure()
+        .stderr_names(&["not signed", "nothing was applied"]);
+    let (untrusted, built) = fixture.build_with(
+        "untrusted.hotpatch",
+        &["--sign", other_key.to_str().unwrap()],
+    );
+    built.success();
+    roll_out(&untrusted, "true")
+        .failure()
+        .stderr_names(&["does not trust", "nothing was applied"]);
+    roll_out(&foreign_build(&unsigned, &key), "true")
+        .failure()
+        .stderr_names(&["was built for build 0000", "nothing was applied"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(clients.iter().all(|c| *c.version.lock().unwrap() == "v1"));
+
+    // Signed by the trusted key: one instance, then all; sessions migrate on each.
+    let (signed, built) = fixture.build_with("v2.hotpatch", &["--sign", key.to_str().unwrap()]);
+    built.success();
+    let rolled = roll_out(&signed, "true").success();
+    assert_eq!(
+        rolled
+            .stdout
+            .matches("state gateway::Session v1 -> v2 (4 value(s) migrated)")
+            .count(),
+        3,
+        "each instance migrated its four sessions: {}",
+        rolled.describe()
+    );
+    wait_until_all_see(&clients, "v2");
+
+    // A failing health check after the first batch rolls it back; the others are never touched.
+    fixture.replace_file("gateway/src/lib.rs", &V2.replace("ok v2", "ok v3"));
+    let (v3, built) = fixture.build_with("v3.hotpatch", &["--sign", key.to_str().unwrap()]);
+    built.success();
+    let failed = roll_out(&v3, "exit 1").failure();
+    assert!(
+        failed.stdout.contains("rolled back") && failed.stdout.contains("untouched"),
+        "{}",
+        failed.describe()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    wait_until_all_see(&clients, "v2");
+
+    stop.store(true, Ordering::Relaxed);
+    for (i, client) in clients.into_iter().enumerate() {
+        let sent = client
+            .thread
+            .join()
+            .unwrap()
+            .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
+        assert!(sent > 20, "client {i} sent only {sent} requests");
+    }
 }
