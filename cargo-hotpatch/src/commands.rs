@@ -243,6 +243,15 @@ fn print_status(target: &Path, report: &StatusReport) {
             }
         );
     }
+    if !report.states.is_empty() {
+        println!("state:");
+        for state in &report.states {
+            println!(
+                "  {:<60} v{:<3} {} value(s)",
+                state.name, state.version, state.values
+            );
+        }
+    }
     println!("history:");
     print_history(report, false);
     println!("patch code kept mapped: {} bytes", report.mapped_bytes);
@@ -252,16 +261,26 @@ fn print_status(target: &Path, report: &StatusReport) {
 fn print_history(report: &StatusReport, detailed: bool) {
     for item in &report.history {
         println!(
-            "  #{:<4} {:<11} patch {} at {} ({} functions)",
+            "  #{:<4} {:<11} patch {} at {} ({} functions{})",
             item.update_id,
             item.action,
             short(&item.label),
             item.at_unix,
-            item.changes.len()
+            item.changes.len(),
+            match item.states.len() {
+                0 => String::new(),
+                n => format!(", {n} state type(s) migrated"),
+            }
         );
         if detailed {
             for change in &item.changes {
                 println!("        {} v{} -> v{}", change.key, change.from, change.to);
+            }
+            for state in &item.states {
+                println!(
+                    "        state {} v{} -> v{}: {} value(s)",
+                    state.name, state.from, state.to, state.values
+                );
             }
         }
     }

@@ -269,6 +269,24 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         "the slow client's session was migrated after its request"
     );
     wait_until_all_see(&clients, "v2");
+    // Status shows the state's version and values, and the migration in the history.
+    let status = fixture.status();
+    let session = status
+        .states
+        .iter()
+        .find(|s| s.name == "gateway::Session")
+        .unwrap_or_else(|| panic!("status lists the sessions: {:?}", status.states));
+    assert_eq!((session.version, session.values), (2, values));
+    let last = status
+        .history
+        .last()
+        .expect("a history entry for the patch");
+    assert!(
+        last.states
+            .iter()
+            .any(|s| s.name == "gateway::Session" && (s.from, s.to, s.values) == (1, 2, values)),
+        "the history logs the migration: {last:?}"
+    );
     let totals = slow_connection.ask("stats").unwrap();
     let total: u64 = totals
         .strip_prefix("ok v2 total=")

@@ -14,7 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::control::protocol::{
-    AppliedPatch, FunctionChange, FunctionStatus, HistoryItem, PatchReport, StatusReport,
+    AppliedPatch, FunctionChange, FunctionStatus, HistoryItem, PatchReport, StateStatus,
+    StatusReport,
 };
 use crate::error::Error;
 use crate::loader::{self, Loaded};
@@ -255,6 +256,7 @@ pub fn status() -> StatusReport {
             .to_owned(),
             at_unix: unix_seconds(h.at),
             changes: function_changes(&h.changes),
+            states: h.states.clone(),
         })
         .collect();
     StatusReport {
@@ -263,6 +265,14 @@ pub fn status() -> StatusReport {
         functions,
         patches,
         history,
+        states: hot_state::states()
+            .into_iter()
+            .map(|s| StateStatus {
+                name: s.name.to_owned(),
+                version: s.version,
+                values: s.values,
+            })
+            .collect(),
         mapped_bytes,
     }
 }

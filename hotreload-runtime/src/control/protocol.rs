@@ -86,6 +86,9 @@ pub struct StatusReport {
     pub patches: Vec<AppliedPatch>,
     /// Every commit and rollback, oldest first.
     pub history: Vec<HistoryItem>,
+    /// Every `#[hot_state]` type with values, with its version now.
+    #[serde(default)]
+    pub states: Vec<StateStatus>,
     /// Bytes of patch libraries kept mapped (old code stays mapped: a frame may still run in it).
     pub mapped_bytes: u64,
 }
@@ -127,6 +130,20 @@ pub struct HistoryItem {
     pub at_unix: u64,
     /// Each function changed.
     pub changes: Vec<FunctionChange>,
+    /// Each state type migrated: the migration log.
+    #[serde(default)]
+    pub states: Vec<crate::state::StateChange>,
+}
+
+/// One `#[hot_state]` type's values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateStatus {
+    /// The name its values are kept under.
+    pub name: String,
+    /// The version they have.
+    pub version: u32,
+    /// How many live values.
+    pub values: usize,
 }
 
 /// One function's version change.
