@@ -38,6 +38,12 @@
 //! type, so it names the trait's associated types as `<Type as Trait>::Assoc` rather than
 //! `Self::Assoc`.
 //!
+//! # `#[hot_state]`
+//!
+//! Values that outlive a patch and whose type may change live in the runtime's [`state`] storage,
+//! versioned and migrated by your own up and down migrations at commit and rollback, all or
+//! nothing. See [`state`].
+//!
 //! # Safe points
 //!
 //! [`safe_point`] marks where a thread holds no reference into replaceable code, typically the top

@@ -6,9 +6,13 @@
 //! - **Change a `#[hot]` function's signature.** A running process cannot switch a function to
 //!   another argument or return type; the signature's fingerprint is checked when the patch is
 //!   built and again when it is applied.
-//! - **Change the layout of a type of the rebuilt crates.** Values of the old layout may be live
-//!   in the process. The check reads the debug information of the base build and of the patch,
-//!   so keep `debug` on in the profile you patch; without it a warning says layouts go unchecked.
+//! - **Change the layout of a type of the rebuilt crates**, unless it is a
+//!   [`#[hot_state]`](crate::state) type whose version was raised: values of the old layout may be
+//!   live in the process. The check reads the debug information of the base build and of the
+//!   patch, so keep `debug` on in the profile you patch; without it a warning says layouts go
+//!   unchecked. A plain type held inside a `#[hot_state]` type counts as a plain type: version the
+//!   state type and keep the plain type's layout, or make the plain type part of the state's
+//!   definition.
 //! - **Change a generic or `#[inline]` function that other crates use.** Those crates hold their
 //!   own compiled copies, which a patch of its crate cannot replace.
 //! - **Change the binary crate, a manifest, the lock file or a build script.**
@@ -26,5 +30,10 @@
 //!   memory, shown by `cargo hotpatch status`.
 //! - Within a `#[hot]` trait impl, method bodies are compiled in a hidden helper impl: write
 //!   `<Type as Trait>::Assoc` rather than `Self::Assoc` in them.
+//! - `#[hot_state]` migrations go through the serialised form of each value (`serde_json`'s
+//!   value tree): a float that is NaN or infinite, or an integer wider than 64 bits, does not
+//!   survive it, and the migration fails cleanly (nothing changes). A `#[hot_state]` type cannot be
+//!   generic. Code compiled against an old version that touches a migrated value gets
+//!   [`StateError::Version`](crate::state::StateError) rather than the value.
 //! - Generic impl blocks, generic functions, `impl Trait` arguments and return types, `const fn`
 //!   and `extern` functions cannot be `#[hot]` (refused at compile time).

@@ -49,3 +49,40 @@
 //! ones are shared too at low optimisation levels, through redirected references; where the
 //! optimiser reads a private static directly, a patch that touches it is refused, naming it: make
 //! such state `pub`.
+//!
+//! ## Keep long-lived values in `#[hot_state]` storage
+//! A value that outlives a patch and whose type may change (a session, a connection's state, an
+//! order book) belongs in [`Handle`](crate::state::Handle) or [`Singleton`](crate::state::Singleton)
+//! storage, with a version: a patch that changes the type migrates it. Reach it from hot code, and
+//! where threads do not call `safe_point()` (tokio workers), take its lock before calling the hot
+//! function, so code and value switch together:
+//!
+//! ```
+//! use hotreload_runtime::{hot, hot_state, state::{Handle, Locked}};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[hot_state(version = 1)]
+//! #[derive(Serialize, Deserialize, Default)]
+//! pub struct Session { pub requests: u64 }
+//!
+//! #[hot]
+//! pub fn handle(session: &mut Locked<'_, Session>, _line: &str) -> String {
+//!     match session.get_mut() {
+//!         Ok(session) => {
+//!             session.requests += 1;
+//!             format!("ok {}", session.requests)
+//!         }
+//!         Err(error) => format!("err {error}"),
+//!     }
+//! }
+//!
+//! let session = Handle::new(Session::default());
+//! let reply = {
+//!     let mut locked = session.lock(); // a commit cannot swap `handle` or migrate the session now
+//!     handle(&mut locked, "get")
+//! };
+//! assert_eq!(reply, "ok 1");
+//! ```
+//!
+//! Do not hold a value's lock across a `safe_point()` or a long blocking call: a commit that
+//! migrates the type waits for it, up to its timeout, and then gives up changing nothing.
