@@ -38,8 +38,7 @@ pub fn migrated_types(
         let Some(before) = base.iter().find(|b| b.name == record.name) else {
             continue;
         };
-        let layout_changed =
-            before.layout != record.layout || changed.iter().any(|c| *c == record.path);
+        let layout_changed = before.layout != record.layout || changed.contains(&record.path);
         if !layout_changed {
             continue;
         }

@@ -184,11 +184,11 @@ fn wait_until_all_see(clients: &[Client], version: &str) {
     }
 }
 
+/// The reply to a request sent on a thread, with the connection for more.
+type PendingReply = JoinHandle<(Result<String, String>, Connection)>;
+
 /// Sends `slow MS` on a connection of its own and returns its reply when it comes.
-fn slow_request(
-    address: &str,
-    millis: u64,
-) -> (JoinHandle<(Result<String, String>, Connection)>, Instant) {
+fn slow_request(address: &str, millis: u64) -> (PendingReply, Instant) {
     let mut connection = Connection::open(address);
     connection.ask("login slowpoke").unwrap();
     let started = Instant::now();
