@@ -2,7 +2,7 @@
 //! storage and migrate across patches.
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Fields, Item, LitInt, LitStr, Path, Token};
@@ -70,8 +70,8 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
         Item::Struct(s) => (&s.ident, &s.generics),
         Item::Enum(e) => (&e.ident, &e.generics),
         other => {
-            return Err(syn::Error::new(
-                item_span(other),
+            return Err(syn::Error::new_spanned(
+                item_head(other),
                 "#[hot_state] goes on a struct or an enum",
             ))
         }
@@ -129,16 +129,31 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
     let private = quote!(::hotreload_runtime::__private);
     let migration_error = quote!(::hotreload_runtime::state::MigrationError);
     let (from_version, to_version, previous_check) = match &args.previous {
-        Some(previous) => (
-            quote!(#private::from_version_via::<Self, #previous>(NAME, version, value)),
-            quote!(#private::to_version_via::<Self, #previous>(NAME, self, version)),
-            quote! {
-                const _: () = ::core::assert!(
-                    <#previous as #private::StateVersion>::VERSION + 1 == #version,
-                    ::core::concat!("`previous` of ", ::core::stringify!(#ident), " version ", ::core::stringify!(#version), " must be the type of the version just before it"),
-                );
-            },
-        ),
+        Some(previous) => {
+            // The calls and the version check carry the span of `previous`, so their errors point
+            // at the type it names.
+            let span = previous.span();
+            let ident_at_previous = syn::Ident::new(&ident.to_string(), span);
+            let wrong_version = format!(
+                "`previous = {}` must name version {} of `{ident}`, the version just before {version}",
+                previous.to_token_stream().to_string().replace(' ', ""),
+                version - 1,
+            );
+            (
+                quote!((MIGRATIONS.0)(NAME, version, value)),
+                quote!((MIGRATIONS.1)(NAME, self, version)),
+                quote_spanned! {span=>
+                    const MIGRATIONS: (
+                        fn(&str, u32, #private::StateValue) -> ::core::result::Result<#ident, #migration_error>,
+                        fn(&str, &#ident, u32) -> ::core::result::Result<#private::StateValue, #migration_error>,
+                    ) = migrations::<#ident_at_previous, #previous>();
+                    const _: () = ::core::assert!(
+                        <#previous as #private::StateVersion>::VERSION + 1 == #version,
+                        #wrong_version,
+                    );
+                },
+            )
+        }
         None => (
             quote!(#private::from_own_version::<Self>(NAME, version, value)),
             quote!(#private::to_own_version::<Self>(NAME, self, version)),
@@ -181,6 +196,19 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
         #item
         const _: () = {
             const NAME: &str = #name;
+            /// Both directions of a migration, behind one `Migrate` bound so that a missing
+            /// implementation is reported once.
+            #[allow(dead_code)]
+            const fn migrations<T, P>() -> (
+                fn(&str, u32, #private::StateValue) -> ::core::result::Result<T, #migration_error>,
+                fn(&str, &T, u32) -> ::core::result::Result<#private::StateValue, #migration_error>,
+            )
+            where
+                T: #private::StateVersion + ::hotreload_runtime::state::Migrate<P>,
+                P: #private::StateVersion,
+            {
+                (#private::from_version_via::<T, P>, #private::to_version_via::<T, P>)
+            }
             impl #private::StateVersion for #ident {
                 const VERSION: u32 = #version;
                 fn from_version(
@@ -257,9 +285,17 @@ fn fields_text(fields: &Fields) -> String {
     text
 }
 
-fn item_span(item: &Item) -> proc_macro2::Span {
+/// The keyword and name of an item, so an error points at them rather than the whole item.
+fn item_head(item: &Item) -> TokenStream {
     match item {
-        Item::Union(u) => u.union_token.span(),
-        other => other.span(),
+        Item::Union(i) => {
+            let (keyword, name) = (&i.union_token, &i.ident);
+            quote!(#keyword #name)
+        }
+        Item::Fn(i) => {
+            let (keyword, name) = (&i.sig.fn_token, &i.sig.ident);
+            quote!(#keyword #name)
+        }
+        other => quote!(#other),
     }
 }

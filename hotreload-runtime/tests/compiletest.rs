@@ -1,4 +1,4 @@
-//! Compile-time checks of `#[hot]`: each case in `tests/ui` is refused with one error on the
+//! Compile-time checks of `#[hot]` and `#[hot_state]`: each case in `tests/ui` is refused with one error on the
 //! offending tokens; each case in `tests/ui-pass` is its twin without the offending part, so a
 //! refused case cannot fail for another reason.
 
