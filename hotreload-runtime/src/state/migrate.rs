@@ -216,14 +216,16 @@ enum Attempt<T> {
     Busy(&'static str),
 }
 
-/// Takes a value's write lock, spinning a little if it is held.
+/// Takes a value's write lock, spinning a little if it is held. The clock is read only once the
+/// lock was found held: most are free, and a million clock reads would lengthen the pause.
 fn try_write_briefly(cell: &Cell) -> Option<RwLockWriteGuard<'_, CellData>> {
-    let started = Instant::now();
+    let mut started = None;
     loop {
         match cell.data.try_write() {
             Ok(guard) => return Some(guard),
             Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => {
+                let started = *started.get_or_insert_with(Instant::now);
                 if started.elapsed() > Duration::from_millis(2) {
                     return None;
                 }
