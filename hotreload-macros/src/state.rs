@@ -144,8 +144,8 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
                 quote!((MIGRATIONS.1)(NAME, self, version)),
                 quote_spanned! {span=>
                     const MIGRATIONS: (
-                        fn(&str, u32, #private::StateValue) -> ::core::result::Result<#ident, #migration_error>,
-                        fn(&str, &#ident, u32) -> ::core::result::Result<#private::StateValue, #migration_error>,
+                        #private::FromVersionFn<#ident>,
+                        #private::ToVersionFn<#ident>,
                     ) = migrations::<#ident_at_previous, #previous>();
                     const _: () = ::core::assert!(
                         <#previous as #private::StateVersion>::VERSION + 1 == #version,
@@ -200,8 +200,8 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
             /// implementation is reported once.
             #[allow(dead_code)]
             const fn migrations<T, P>() -> (
-                fn(&str, u32, #private::StateValue) -> ::core::result::Result<T, #migration_error>,
-                fn(&str, &T, u32) -> ::core::result::Result<#private::StateValue, #migration_error>,
+                #private::FromVersionFn<T>,
+                #private::ToVersionFn<T>,
             )
             where
                 T: #private::StateVersion + ::hotreload_runtime::state::Migrate<P>,

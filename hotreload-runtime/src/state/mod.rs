@@ -373,6 +373,11 @@ pub fn states() -> Vec<StateInfo> {
 pub mod __private {
     use super::*;
 
+    /// `from_version_via::<T, _>` as a function pointer.
+    pub type FromVersionFn<T> = fn(&str, u32, StateValue) -> Result<T, MigrationError>;
+    /// `to_version_via::<T, _>` as a function pointer.
+    pub type ToVersionFn<T> = fn(&str, &T, u32) -> Result<StateValue, MigrationError>;
+
     /// `from_version` of a type without a previous version.
     pub fn from_own_version<T: StateVersion>(
         name: &str,
