@@ -82,6 +82,15 @@ impl CrateRecord {
 }
 
 const RECORD_FILE: &str = "base.json";
+
+/// Whether two paths name the same directory (through symbolic links too).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
 /// Where copies of the base's source files are kept, by content hash.
 const SOURCES_DIR: &str = "sources";
 
@@ -111,6 +120,11 @@ impl BaseRecord {
 
         let mut crates = Vec::new();
         for invocation in capture::read_all(capture_dir)? {
+            // The capture directory lives in the target directory, which other workspaces may
+            // share; cargo runs this workspace's members' rustc in its root.
+            if !same_dir(&invocation.cwd, workspace_root) {
+                continue;
+            }
             let Some(name) = invocation.crate_name().map(str::to_owned) else {
                 continue;
             };

@@ -406,11 +406,15 @@ fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path
 
 /// Compiles every patchable library of the base as it is now (the base's sources, at the start of
 /// `watch`) the way patches are compiled, and remembers its functions, so the first patch's list of
-/// changed functions compares like with like.
+/// changed functions compares like with like. What an earlier session remembered for the same
+/// build is replaced: it describes that session's last patch, and the app just started runs the
+/// base.
 pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
     for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
         let remembered = remembered_functions(base, record, work_dir);
-        if remembered.exists() || !record.changed_sources().is_empty() {
+        if !record.changed_sources().is_empty() {
+            // Compared with the base build's own objects instead.
+            let _ = std::fs::remove_file(&remembered);
             continue;
         }
         let objects = compile_quietly(record, &work_dir.join(format!("{}.baseline", record.name)))?;

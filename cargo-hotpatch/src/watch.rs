@@ -208,6 +208,9 @@ struct Session {
     /// Content hash of every source file as last handled.
     seen: HashMap<PathBuf, String>,
     patches_built: u64,
+    /// Compiling the base's libraries the way patches are, to compare the first patch with; a
+    /// patch build waits for it, so it never compares with the differently compiled base build.
+    baseline: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Session {
@@ -220,6 +223,7 @@ impl Session {
             layout,
             seen: HashMap::new(),
             base: None,
+            baseline: None,
             app: None,
             patched_crates: BTreeSet::new(),
             patches_built: 0,
@@ -278,6 +282,9 @@ impl Session {
             return;
         }
         let debounce = first_event.elapsed();
+        if let Some(baseline) = self.baseline.take() {
+            let _ = baseline.join();
+        }
         self.patches_built += 1;
         let output = self
             .layout
@@ -387,7 +394,7 @@ impl Session {
         match host::build(&self.args.run.selection, &self.layout) {
             Ok((base, executable)) => {
                 self.seen = seen_from(&base);
-                remember_in_background(&base, &self.layout);
+                self.baseline = Some(remember_in_background(&base, &self.layout));
                 self.base = Some(base);
                 self.patched_crates.clear();
                 if let Err(error) = self.spawn(&executable) {
@@ -440,7 +447,7 @@ fn tracing_versions(functions: &[String]) {
 
 /// Compiles the base's libraries the way patches are, off the main thread, so the first save's
 /// list of changed functions is exact.
-fn remember_in_background(base: &BaseRecord, layout: &Layout) {
+fn remember_in_background(base: &BaseRecord, layout: &Layout) -> std::thread::JoinHandle<()> {
     let base = base.clone();
     let work_dir = layout.work_dir();
     std::thread::spawn(move || {
@@ -449,7 +456,7 @@ fn remember_in_background(base: &BaseRecord, layout: &Layout) {
                 "could not record the base build's functions: {error:#}"
             ));
         }
-    });
+    })
 }
 
 /// The content hash of every file the base build read: sources, manifests, the lock file.
