@@ -19,3 +19,18 @@
 //! small crate takes about a quarter of a second, mostly rustc; verifying (sha256, signature),
 //! loading and committing it take milliseconds, the commit waiting for the threads' next safe
 //! point.
+//!
+//! `#[hot_state]` (`cargo bench -p hotreload-runtime --bench state`, same machine):
+//!
+//! | access | `#[hot_state]` handle | `std::sync::RwLock` |
+//! | --- | --- | --- |
+//! | read a field | 5.1 ns | 4.9 ns |
+//! | increment a field | 4.9 ns | 4.9 ns |
+//! | `lock()` + `Locked::get_mut` + increment | 5.0 ns | |
+//!
+//! An access is the value's own lock plus one comparison of its layout fingerprint with the one
+//! the code was compiled with. Migrating 1,000,000 live values of a small struct (three fields,
+//! one of them a short `String`) to a version with one more field pauses access to them for about
+//! 0.4 s (median 403 ms; the rollback, 428 ms), most of it spent serialising each value into the
+//! form both versions read and deserialising it; freeing the old values afterwards takes another
+//! 40 ms, outside the pause. Peak memory during that migration is about twice the values' own.
