@@ -356,14 +356,14 @@ impl Session {
                     status("Unchanged", "no function's code changed");
                 }
                 if !hot.is_empty() {
-                    status("Changed", format!("{} (hot: running now)", hot.join(", ")));
+                    status("Changed", format!("{} (hot: running now)", listed(&hot)));
                 }
                 if !other.is_empty() {
                     status(
                         "Changed",
                         format!(
                             "{} (not hot: runs where patched code calls it)",
-                            other.join(", ")
+                            listed(&other)
                         ),
                     );
                 }
@@ -482,4 +482,30 @@ fn seen_from(base: &BaseRecord) -> HashMap<PathBuf, String> {
         }
     }
     seen
+}
+
+/// Names for one status line: the first few, then how many more (derived code such as serde's
+/// can change dozens of functions at once).
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..SHOWN].join(", "),
+        names.len() - SHOWN
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn long_lists_are_cut_with_a_count() {
+        let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
+        assert_eq!(listed(&names[..2]), "f0, f1");
+        assert_eq!(listed(&names), "f0, f1, f2, f3, f4, f5, f6, f7 and 3 more");
+    }
 }
