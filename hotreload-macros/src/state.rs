@@ -181,7 +181,8 @@ fn expand_inner(args: TokenStream, input: TokenStream) -> syn::Result<TokenStrea
                 }
             }
             const PATH: &str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
-            #[unsafe(link_section = ".hotreload_states")]
+            // `cargo hotpatch` reads these records from ELF binaries; elsewhere they stay in plain data.
+            #[cfg_attr(target_os = "linux", unsafe(link_section = ".hotreload_states"))]
             static __HOT_STATE_RECORD: [u8; #private::record_len(NAME, PATH)] = #private::record::<{ #private::record_len(NAME, PATH) }>(
                 NAME,
                 PATH,
