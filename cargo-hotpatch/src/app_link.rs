@@ -28,6 +28,7 @@ impl AppLink {
     /// Listens at `dir/tool-<pid>.sock` for the apps this tool starts.
     pub fn listen(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        remove_stale_sockets(dir);
         let name = format!("hotpatch-tool-{}.sock", std::process::id());
         let mut path = dir.join(&name);
         let _ = std::fs::remove_file(&path);
@@ -105,6 +106,31 @@ impl AppLink {
             *connection = None;
         }
         Some(result)
+    }
+}
+
+/// Removes the sockets of tools that ended without removing theirs (killed): their pid is gone.
+fn remove_stale_sockets(dir: &Path) {
+    // Whether a pid is alive is read from /proc.
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hotpatch-tool-"))
+            .and_then(|n| n.strip_suffix(".sock"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
