@@ -214,19 +214,17 @@ fn rollback() -> (Duration, Duration) {
     (report.waited, call)
 }
 
-fn migration(c: &mut Criterion) {
-    let started = Instant::now();
-    let handles: Vec<Handle<v1::Small>> = (0..VALUES).map(|i| Handle::new(small(i))).collect();
-    eprintln!(
-        "state_migration: {VALUES} handles stored in {:.0} ms (VmRSS {})",
-        ms(started.elapsed()),
-        proc_status("VmRSS:").unwrap_or_else(|| "unknown".into()),
-    );
-
+/// Commits and rollbacks of every value, converted by `threads` threads
+/// (`HOTRELOAD_MIGRATION_THREADS`); the peak memory is the group's own.
+fn migrate_group(c: &mut Criterion, handles: &[Handle<v1::Small>], threads: usize) {
+    // No other thread reads the environment meanwhile; the runtime reads it at each migration.
+    std::env::set_var("HOTRELOAD_MIGRATION_THREADS", threads.to_string());
+    // Writing 5 to clear_refs resets the peak RSS, so each group reports its own.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let commits = RefCell::new(Times::default());
     let rollbacks = RefCell::new(Times::default());
 
-    let mut group = c.benchmark_group("state_migration");
+    let mut group = c.benchmark_group(format!("state_migration_{threads}_thread"));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("commit_1M", |b| {
@@ -262,12 +260,30 @@ fn migration(c: &mut Criterion) {
         assert_eq!(handles[i].version(), 1);
         assert_eq!(*handles[i].read().unwrap(), small(i));
     }
-    commits.borrow().print("commit (1 -> 2)");
-    rollbacks.borrow().print("rollback (2 -> 1)");
+    commits
+        .borrow()
+        .print(&format!("{threads} thread(s): commit (1 -> 2)"));
+    rollbacks
+        .borrow()
+        .print(&format!("{threads} thread(s): rollback (2 -> 1)"));
     eprintln!(
-        "state_migration: peak RSS (VmHWM) {}",
+        "state_migration: {threads} thread(s): peak RSS (VmHWM) {}",
         proc_status("VmHWM:").unwrap_or_else(|| "unknown".into()),
     );
+}
+
+fn migration(c: &mut Criterion) {
+    let started = Instant::now();
+    let handles: Vec<Handle<v1::Small>> = (0..VALUES).map(|i| Handle::new(small(i))).collect();
+    eprintln!(
+        "state_migration: {VALUES} handles stored in {:.0} ms (VmRSS {})",
+        ms(started.elapsed()),
+        proc_status("VmRSS:").unwrap_or_else(|| "unknown".into()),
+    );
+
+    for threads in [1, 2] {
+        migrate_group(c, &handles, threads);
+    }
     let started = Instant::now();
     drop(handles);
     eprintln!(

@@ -438,3 +438,49 @@ fn a_thread_holding_the_lock_then_calling_new_code_sees_code_and_value_switch_to
     assert_eq!(handles[0].version(), 2);
     Table::global().rollback().unwrap();
 }
+
+#[test]
+fn many_values_migrate_in_parallel_and_one_failure_among_them_changes_nothing() {
+    let _turn = serial();
+    /// Two converting threads for this test only (the others wait for their turn meanwhile).
+    struct Threads;
+    impl Drop for Threads {
+        fn drop(&mut self) {
+            std::env::remove_var("HOTRELOAD_MIGRATION_THREADS");
+        }
+    }
+    std::env::set_var("HOTRELOAD_MIGRATION_THREADS", "2");
+    let _threads = Threads;
+    const MANY: usize = 40_000;
+    let mut handles: Vec<Handle<host::Session>> = (0..MANY)
+        .map(|i| Handle::new(v1(&format!("user{i}"), i as u32)))
+        .collect();
+    handles[30_000] = Handle::new(v1("refuse-up", 0));
+    let error = Table::global()
+        .commit(Update::new("session v2").migrate::<patched::Session>())
+        .unwrap_err();
+    let Error::Migration { values, reason, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(*values, MANY);
+    assert!(reason.contains("this user cannot be migrated"), "{reason}");
+    assert!(handles.iter().all(|h| h.version() == 1));
+    assert_eq!(handles[39_999].read().unwrap().hits, 39_999);
+
+    handles[30_000] = Handle::new(v1("fine", 0));
+    Table::global()
+        .commit(Update::new("session v2").migrate::<patched::Session>())
+        .unwrap();
+    for (i, handle) in handles.iter().enumerate() {
+        let session = as_v2(handle).read().unwrap();
+        if i != 30_000 {
+            assert_eq!(
+                (session.hits, session.display_name.as_str()),
+                (i as u64, &*format!("user{i}!"))
+            );
+        }
+    }
+    Table::global().rollback().unwrap();
+    assert!(handles.iter().all(|h| h.version() == 1));
+    assert_eq!(handles[12_345].read().unwrap().nick, "user12345!");
+}

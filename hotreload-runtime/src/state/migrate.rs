@@ -9,6 +9,7 @@
 //! waiting for a store lock the migration holds.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -137,31 +138,28 @@ impl TransitionSet {
         for ((transition, store), guards) in self.transitions.iter().zip(stores).zip(&value_guards)
         {
             let to = transition.to;
-            let mut new_values = Vec::with_capacity(guards.len());
-            for (position, guard) in guards.iter().enumerate() {
-                if guard.layout == to.layout {
-                    new_values.push(guard.data);
-                    continue;
-                }
-                // SAFETY: the value is live and of the type `guard.ty` describes; we hold its lock.
-                match unsafe { convert(guard.data, guard.ty, to) } {
-                    Ok(data) => new_values.push(data),
-                    Err(reason) => {
-                        free_new(&converted, &value_guards, &self.transitions);
-                        free_partial(&new_values, guards, to);
-                        return Attempt::Failed(Error::Migration {
-                            update: label.to_owned(),
-                            name: store.name().to_owned(),
-                            from: guard.ty.version(),
-                            to: to.version(),
-                            value: position,
-                            values: guards.len(),
-                            reason,
-                        });
-                    }
+            let sources: Vec<Source> = guards
+                .iter()
+                .map(|guard| Source {
+                    data: guard.data,
+                    ty: guard.ty,
+                })
+                .collect();
+            match convert_all(&sources, to) {
+                Ok(new_values) => converted.push(new_values),
+                Err((position, reason)) => {
+                    free_new(&converted, &value_guards, &self.transitions);
+                    return Attempt::Failed(Error::Migration {
+                        update: label.to_owned(),
+                        name: store.name().to_owned(),
+                        from: sources[position].ty.version(),
+                        to: to.version(),
+                        value: position,
+                        values: sources.len(),
+                        reason,
+                    });
                 }
             }
-            converted.push(new_values);
         }
 
         let mut changes = Vec::new();
@@ -242,18 +240,124 @@ fn free_new(
     transitions: &[Transition],
 ) {
     for ((new_values, guards), transition) in converted.iter().zip(value_guards).zip(transitions) {
-        free_partial(new_values, guards, transition.to);
+        let olds = guards.iter().map(|guard| guard.data);
+        free_converted(new_values, olds, transition.to);
     }
 }
 
-/// Frees the converted values among `new_values` (those that are not the old value itself).
-fn free_partial(new_values: &[*mut ()], guards: &[RwLockWriteGuard<'_, CellData>], to: &StateType) {
-    for (&data, guard) in new_values.iter().zip(guards) {
-        if data != guard.data {
+/// Frees the converted values among `new_values`: those that are not the old value itself.
+fn free_converted(new_values: &[*mut ()], olds: impl Iterator<Item = *mut ()>, to: &StateType) {
+    for (&data, old) in new_values.iter().zip(olds) {
+        if data != old {
             // SAFETY: a fresh allocation of type `to` made by `convert`, reached by nothing else.
             unsafe { (to.drop)(data) };
         }
     }
+}
+
+/// A live value to convert, as its cell holds it.
+#[derive(Clone, Copy)]
+struct Source {
+    data: *mut (),
+    ty: &'static StateType,
+}
+
+// SAFETY: the value is a `HotState` value (`Send + Sync`) whose cell lock the migration holds for
+// as long as any thread reads it.
+unsafe impl Send for Source {}
+// SAFETY: as above.
+unsafe impl Sync for Source {}
+
+/// Converted values, moved back from a converting thread.
+struct Converted(Vec<*mut ()>);
+
+// SAFETY: fresh allocations of `HotState` values (`Send`), owned by nothing else yet.
+unsafe impl Send for Converted {}
+
+/// Below this many values a migration runs on the committing thread alone.
+const PARALLEL_FROM: usize = 16 * 1024;
+
+/// Converts every value to `to`, in order; values already of `to`'s layout are kept as they are.
+/// Large sets are split over the available cores. On the first failure, everything converted is
+/// freed and the failing value's position is returned with the reason.
+fn convert_all(
+    sources: &[Source],
+    to: &'static StateType,
+) -> Result<Vec<*mut ()>, (usize, String)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads == 1 || sources.len() < PARALLEL_FROM {
+        return convert_part(sources, 0, to, &AtomicBool::new(false)).map(|c| c.0);
+    }
+    let chunk = sources.len().div_ceil(threads);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<Converted, (usize, String)>> = std::thread::scope(|scope| {
+        let parts: Vec<_> = sources
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let failed = &failed;
+                scope.spawn(move || convert_part(part, i * chunk, to, failed))
+            })
+            .collect();
+        parts
+            .into_iter()
+            .map(|part| {
+                part.join()
+                    .unwrap_or_else(|_| Err((0, "a migration thread panicked".to_owned())))
+            })
+            .collect()
+    });
+    let first_error = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .min_by_key(|(position, _)| *position)
+        .cloned();
+    if let Some(error) = first_error {
+        for (i, result) in results.iter().enumerate() {
+            if let Ok(converted) = result {
+                let olds = sources[i * chunk..].iter().map(|s| s.data);
+                free_converted(&converted.0, olds, to);
+            }
+        }
+        return Err(error);
+    }
+    Ok(results
+        .into_iter()
+        .flat_map(|r| r.map(|c| c.0).unwrap_or_default())
+        .collect())
+}
+
+/// [`convert_all`] of one part, starting at `offset`; gives up early once another part failed.
+fn convert_part(
+    part: &[Source],
+    offset: usize,
+    to: &'static StateType,
+    failed: &AtomicBool,
+) -> Result<Converted, (usize, String)> {
+    let mut out = Vec::with_capacity(part.len());
+    for (i, source) in part.iter().enumerate() {
+        if source.ty.layout == to.layout {
+            out.push(source.data);
+            continue;
+        }
+        if i % 1024 == 0 && failed.load(Ordering::Relaxed) {
+            free_converted(&out, part.iter().map(|s| s.data), to);
+            return Err((usize::MAX, "another value failed".to_owned()));
+        }
+        // SAFETY: the value is live and of the type `source.ty` describes; the migration holds
+        // its lock.
+        match unsafe { convert(source.data, source.ty, to) } {
+            Ok(data) => out.push(data),
+            Err(reason) => {
+                failed.store(true, Ordering::Relaxed);
+                free_converted(&out, part.iter().map(|s| s.data), to);
+                return Err((offset + i, reason));
+            }
+        }
+    }
+    Ok(Converted(out))
 }
 
 /// A new allocation of type `to` holding `data` (of type `from`) migrated up or down: the code of
