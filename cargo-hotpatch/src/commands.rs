@@ -91,6 +91,22 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
             built.path.display()
         ),
     );
+    // Against the base: a patch is cumulative, so this is what it does to a process of the base.
+    let base_states = crate::states::read(&base.executable).unwrap_or_default();
+    for state in &manifest.states {
+        if let Some(before) = base_states
+            .iter()
+            .find(|b| b.name == state.name && b.version != state.version)
+        {
+            status(
+                "Migrates",
+                format!(
+                    "{} v{} -> v{}: every live value, when the patch is applied",
+                    state.name, before.version, state.version
+                ),
+            );
+        }
+    }
     status(
         "Timing",
         format!(

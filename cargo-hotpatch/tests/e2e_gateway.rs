@@ -226,7 +226,10 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
 
     // The patch: Session v2 (a field renamed, one added) and a new handler.
     fixture.replace_file("gateway/src/lib.rs", V2);
-    let patch = fixture.build_patch("v2.hotpatch");
+    let (patch, built) = fixture.build("v2.hotpatch");
+    built
+        .success()
+        .stderr_names(&["Migrates gateway::Session v1 -> v2: every live value"]);
     let check = fixture
         .tool(&[
             "check",
