@@ -32,6 +32,8 @@ mod watch;
 use clap::Parser;
 
 pub use cli::{Cargo, Command};
+/// What the host build adds to cargo's command line (the benchmarks build the same way).
+pub use host::config_args as host_config_args;
 
 /// Exit code of a failed command.
 pub const EXIT_FAILURE: i32 = 1;

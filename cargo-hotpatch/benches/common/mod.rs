@@ -269,6 +269,7 @@ impl Fixture {
             .arg("--manifest-path")
             .arg(self.manifest())
             .args(["--package", "app"])
+            .args(cargo_hotpatch::host_config_args(false))
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", &self.target)
             .env("RUSTC_WORKSPACE_WRAPPER", &self.tool)
