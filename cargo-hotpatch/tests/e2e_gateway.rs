@@ -357,8 +357,13 @@ struct Instance {
 
 impl Instance {
     fn start(fixture: &Fixture, name: &str, trusted: &str) -> Self {
+        Self::start_with(fixture, name, trusted, &[])
+    }
+
+    fn start_with(fixture: &Fixture, name: &str, trusted: &str, env: &[(&str, &str)]) -> Self {
         let socket = fixture.root().join(format!("{name}.sock"));
         let mut child = std::process::Command::new(fixture.target().join("debug/gateway"))
+            .envs(env.iter().copied())
             .env("GATEWAY_ADDR", "127.0.0.1:0")
             .env("HOTRELOAD_CONTROL_SOCKET", &socket)
             .env("HOTRELOAD_TRUSTED_KEYS", trusted)
@@ -485,6 +490,24 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         rolled.describe()
     );
     wait_until_all_see(&clients, "v2");
+
+    // A new instance with the approved patch in its patch directory applies it in `init()`,
+    // before it serves: its first session is already a v2 session.
+    let approved = fixture.root().join("approved");
+    std::fs::create_dir_all(&approved).unwrap();
+    std::fs::copy(&signed, approved.join("v2.hotpatch")).unwrap();
+    let restarted = Instance::start_with(
+        &fixture,
+        "gw-d",
+        &trusted,
+        &[("HOTRELOAD_PATCH_DIR", approved.to_str().unwrap())],
+    );
+    let mut fresh = Connection::open(&restarted.address);
+    assert_eq!(fresh.ask("login dora").unwrap(), "ok v2 hello dora");
+    assert_eq!(
+        fresh.ask("get").unwrap(),
+        "ok v2 user=dora requests=2 notes= tier=Free"
+    );
 
     // A failing health check after the first batch rolls it back; the others are never touched.
     fixture.replace_file("gateway/src/lib.rs", &V2.replace("ok v2", "ok v3"));
