@@ -368,6 +368,15 @@ fn check_layouts(
     let migrated = states::migrated_types(&base_states, &patch_states, &types)
         .map_err(NotPatchable::NeedsRestart)?;
     types.retain(|t| !migrated.contains(t));
+    let rebuilt = states::held_by_migrated_state(&now, &patch_states, &migrated, &types)
+        .map_err(NotPatchable::NeedsRestart)?;
+    if !rebuilt.is_empty() {
+        crate::status::warning(format!(
+            "{} changed; allowed because `#[hot_state]` values hold it and are migrated. A value of it kept anywhere else (a static, a task's local) would be misread",
+            rebuilt.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    types.retain(|t| !rebuilt.contains(t));
     if let Some(first) = types.first() {
         let others = types.len() - 1;
         return Err(NotPatchable::NeedsRestart(format!(
@@ -379,19 +388,31 @@ fn check_layouts(
     Ok(carried)
 }
 
-/// The layouts of the workspace crates' types in the base build, cached next to its record.
+/// The layouts of the workspace crates' types in the base build, cached next to its record for
+/// that build (a base recorded later in the same place is another build).
 pub fn host_layouts(base: &BaseRecord) -> anyhow::Result<Option<layout::Layouts>> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cached {
+        build_id: String,
+        layouts: Option<layout::Layouts>,
+    }
     let cache = base.executable.with_extension("layouts.json");
     if let Ok(bytes) = std::fs::read(&cache) {
-        if let Ok(layouts) = serde_json::from_slice(&bytes) {
-            return Ok(layouts);
+        if let Ok(cached) = serde_json::from_slice::<Cached>(&bytes) {
+            if cached.build_id == base.identity.build_id {
+                return Ok(cached.layouts);
+            }
         }
     }
     let crates: BTreeSet<String> = base.crates.iter().map(|c| c.name.clone()).collect();
     let layouts = layout::read(&base.executable, &crates)?;
-    std::fs::write(&cache, serde_json::to_vec(&layouts)?)
+    let cached = Cached {
+        build_id: base.identity.build_id.clone(),
+        layouts,
+    };
+    std::fs::write(&cache, serde_json::to_vec(&cached)?)
         .with_context(|| format!("writing {}", cache.display()))?;
-    Ok(layouts)
+    Ok(cached.layouts)
 }
 
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.

@@ -55,6 +55,36 @@ pub fn migrated_types(
     Ok(migrated)
 }
 
+/// Decides the changed plain types (`changed`, by path; `#[hot_state]` types already taken out)
+/// that `#[hot_state]` values hold: one held only by state types whose version was raised
+/// (`migrated`) is rebuilt with them by the migration, and allowed; one held by a state type that
+/// kept its version is an error naming that type. Returns the allowed ones; the rest of `changed`
+/// is for the caller to refuse.
+pub fn held_by_migrated_state(
+    now: &crate::layout::Layouts,
+    patch: &[StateRecord],
+    migrated: &[String],
+    changed: &[String],
+) -> Result<Vec<String>, String> {
+    let mut allowed = Vec::new();
+    for record in patch {
+        let held = crate::layout::held_by(now, &record.path);
+        let is_migrated = migrated.contains(&record.path);
+        for plain in changed.iter().filter(|c| held.contains(*c)) {
+            if !is_migrated {
+                return Err(format!(
+                    "the layout of `{plain}` changed, and values of `#[hot_state]` type `{}` hold it; raise `{}`'s version (with a migration) so its values are rebuilt with the new `{plain}`",
+                    record.path, record.path
+                ));
+            }
+            if !allowed.contains(plain) {
+                allowed.push(plain.clone());
+            }
+        }
+    }
+    Ok(allowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +116,31 @@ mod tests {
         let same = [record("app::Totals", 1, 20)];
         assert!(migrated_types(&base, &same, &["app::Totals".into()]).is_err());
         assert_eq!(migrated_types(&base, &same, &[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_plain_type_held_by_state_changes_only_with_the_state_s_version() {
+        let now: crate::layout::Layouts = [
+            (
+                "app::Session".to_owned(),
+                "(structure name=Session (member DW_AT_type=structure:Tier:1))".to_owned(),
+            ),
+            ("app::Tier".to_owned(), "(enum name=Tier)".to_owned()),
+            ("app::Loose".to_owned(), "(structure name=Loose)".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let patch = [record("app::Session", 3, 30)];
+        let changed = ["app::Tier".to_owned(), "app::Loose".to_owned()];
+        assert_eq!(
+            held_by_migrated_state(&now, &patch, &["app::Session".into()], &changed),
+            Ok(vec!["app::Tier".to_owned()])
+        );
+        let error = held_by_migrated_state(&now, &patch, &[], &changed).unwrap_err();
+        assert!(
+            error.contains("`app::Tier` changed")
+                && error.contains("raise `app::Session`'s version"),
+            "{error}"
+        );
     }
 }

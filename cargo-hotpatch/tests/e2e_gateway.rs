@@ -22,6 +22,7 @@ use hotreload_runtime::patch_file::{PatchFile, PatchSignature};
 const CLIENTS: usize = 16;
 const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
 const V2_FAILING: &str = include_str!("fixtures/gateway/lib_v2_failing_migration.rs");
+const V3: &str = include_str!("fixtures/gateway/lib_v3.rs");
 
 /// The gateway run by `cargo hotpatch run`.
 struct Gateway {
@@ -531,4 +532,49 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
             .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
         assert!(sent > 20, "client {i} sent only {sent} requests");
     }
+}
+
+#[test]
+fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::gateway(Profile::Dev);
+    // The running build is version 2: sessions hold a `Tier`.
+    fixture.replace_file("gateway/src/lib.rs", V2);
+    let gateway = Gateway::start(&fixture);
+    let mut client = Connection::open(&gateway.address);
+    assert_eq!(client.ask("login ada").unwrap(), "ok v2 hello ada");
+    assert_eq!(client.ask("upgrade").unwrap(), "ok v2 tier=Pro");
+
+    // `Tier` gains a variant while `Session` keeps its version: refused, naming what to bump.
+    let tier_v2 = "    Free,\n    Pro,\n}";
+    assert!(V2.contains(tier_v2));
+    fixture.replace_file(
+        "gateway/src/lib.rs",
+        &V2.replace(tier_v2, "    Free,\n    Pro,\n    Enterprise,\n}"),
+    );
+    fixture.build_refused("unbumped.hotpatch").stderr_names(&[
+        "`gateway::Tier` changed",
+        "raise `gateway::Session`'s version",
+    ]);
+
+    // With `Session` at version 3 the sessions are rebuilt with the new `Tier`.
+    fixture.replace_file("gateway/src/lib.rs", V3);
+    let (patch, built) = fixture.build("v3.hotpatch");
+    built.success().stderr_names(&[
+        "`gateway::Tier` changed; allowed",
+        "Migrates gateway::Session v2 -> v3",
+    ]);
+    fixture.apply(&patch).success();
+    assert_eq!(
+        client.ask("get").unwrap(),
+        "ok v3 user=ada requests=3 notes= tier=Pro"
+    );
+    assert_eq!(client.ask("enterprise").unwrap(), "ok v3 tier=Enterprise");
+
+    // Rollback: version 2 has no enterprise tier; the down migration makes it Pro.
+    fixture.rollback().success();
+    assert_eq!(
+        client.ask("get").unwrap(),
+        "ok v2 user=ada requests=5 notes= tier=Pro"
+    );
 }
