@@ -10,9 +10,9 @@
 //!   [`#[hot_state]`](crate::state) type whose version was raised: values of the old layout may be
 //!   live in the process. The check reads the debug information of the base build and of the
 //!   patch, so keep `debug` on in the profile you patch; without it a warning says layouts go
-//!   unchecked. A plain type held inside a `#[hot_state]` type counts as a plain type: version the
-//!   state type and keep the plain type's layout, or make the plain type part of the state's
-//!   definition.
+//!   unchecked. A plain type that `#[hot_state]` values hold (an enum field gaining a variant) may
+//!   change when every state type holding it raises its version: the migration rebuilds those
+//!   values. The tool warns that a value of it kept anywhere else would be misread.
 //! - **Change a generic or `#[inline]` function that other crates use.** Those crates hold their
 //!   own compiled copies, which a patch of its crate cannot replace.
 //! - **Change the binary crate, a manifest, the lock file or a build script.**
