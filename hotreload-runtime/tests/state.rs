@@ -484,3 +484,52 @@ fn many_values_migrate_in_parallel_and_one_failure_among_them_changes_nothing() 
     assert!(handles.iter().all(|h| h.version() == 1));
     assert_eq!(handles[12_345].read().unwrap().nick, "user12345!");
 }
+
+mod empty_v1 {
+    use super::*;
+    #[hot_state(version = 1, name = "tests::NeverStored")]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Counter {
+        pub n: u32,
+    }
+}
+
+mod empty_v2 {
+    use super::*;
+    #[hot_state(version = 1, snapshot)]
+    #[derive(Serialize, Deserialize)]
+    pub struct CounterV1 {
+        pub n: u32,
+    }
+
+    #[hot_state(version = 2, name = "tests::NeverStored", previous = CounterV1)]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Counter {
+        pub n: u64,
+    }
+
+    impl Migrate<CounterV1> for Counter {
+        fn up(old: CounterV1) -> Result<Self, MigrationError> {
+            Ok(Counter { n: old.n.into() })
+        }
+        fn down(&self) -> Result<CounterV1, MigrationError> {
+            Ok(CounterV1 {
+                n: u32::try_from(self.n).map_err(MigrationError::new)?,
+            })
+        }
+    }
+}
+
+#[test]
+fn a_type_without_values_goes_back_to_its_running_version_on_rollback() {
+    let _turn = serial();
+    // No value of it was ever stored when the patch came, nor while it was applied.
+    Table::global()
+        .commit(Update::new("never stored v2").migrate::<empty_v2::Counter>())
+        .unwrap();
+    Table::global().rollback().unwrap();
+    // The running code (version 1) stores and reads its values as they are.
+    let counter = Handle::new(empty_v1::Counter { n: 7 });
+    assert_eq!(counter.version(), 1);
+    assert_eq!(counter.read().unwrap().n, 7);
+}

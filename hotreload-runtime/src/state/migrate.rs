@@ -82,8 +82,13 @@ impl TransitionSet {
         deadline: Instant,
         commit: impl FnOnce() -> R,
     ) -> Result<(R, Migrated), Error> {
-        let stores: Vec<&'static Store> =
-            self.transitions.iter().map(|t| Store::of(t.to)).collect();
+        // A type no value was stored of yet gets its store at the version the process runs, so
+        // the migration records that version to come back to.
+        let stores: Vec<&'static Store> = self
+            .transitions
+            .iter()
+            .map(|t| Store::of(super::running_type(t.to.name(), &[t.to]).unwrap_or(t.to)))
+            .collect();
         let mut commit = Some(commit);
         loop {
             match self.try_migrate(label, &stores, &mut commit) {
