@@ -193,8 +193,10 @@ impl Update {
         self.migrate_to(T::state_type())
     }
 
-    /// [`Update::migrate`] with the descriptor of the version to migrate to.
+    /// [`Update::migrate`] with the descriptor of the version to migrate to. A later call for the
+    /// same type name replaces an earlier one.
     pub fn migrate_to(mut self, to: &'static StateType) -> Self {
+        self.states.transitions.retain(|t| t.to.name() != to.name());
         self.states.transitions.push(Transition { to });
         self
     }

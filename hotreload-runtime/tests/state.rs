@@ -532,4 +532,17 @@ fn a_type_without_values_goes_back_to_its_running_version_on_rollback() {
     let counter = Handle::new(empty_v1::Counter { n: 7 });
     assert_eq!(counter.version(), 1);
     assert_eq!(counter.read().unwrap().n, 7);
+
+    // Naming a type twice in one update migrates it once, to the version named last.
+    let report = Table::global()
+        .commit(
+            Update::new("twice")
+                .migrate::<empty_v1::Counter>()
+                .migrate::<empty_v2::Counter>(),
+        )
+        .unwrap();
+    assert_eq!(report.states.len(), 1);
+    assert_eq!(counter.version(), 2);
+    Table::global().rollback().unwrap();
+    assert_eq!(counter.read().unwrap().n, 7);
 }
