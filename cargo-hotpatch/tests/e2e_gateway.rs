@@ -35,10 +35,15 @@ struct Gateway {
 
 impl Gateway {
     fn start(fixture: &Fixture) -> Self {
+        Self::start_with(fixture, "run")
+    }
+
+    /// `cargo hotpatch COMMAND` (`run` or `watch`) of the gateway.
+    fn start_with(fixture: &Fixture, command: &str) -> Self {
         let manifest = fixture.manifest();
         let mut tool = fixture
             .tool_command(&[
-                "run",
+                command,
                 "--manifest-path",
                 manifest.to_str().unwrap(),
                 "-p",
@@ -576,5 +581,65 @@ fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
     assert_eq!(
         client.ask("get").unwrap(),
         "ok v2 user=ada requests=5 notes= tier=Pro"
+    );
+}
+
+/// Waits until the tool's stderr, after `from` bytes, contains `needle`; returns what came after
+/// `from`.
+fn wait_for_tool(gateway: &Gateway, from: usize, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = gateway.stderr.lock().unwrap().clone();
+        let new = text.get(from..).unwrap_or_default().to_owned();
+        if new.contains(needle) {
+            return new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for `{needle}`; the tool printed:\n{new}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_migrates_sessions_on_save_and_back_on_revert() {
+    let _serial = lock_fixture_target();
+    let fixture = Fixture::gateway(Profile::Dev);
+    let gateway = Gateway::start_with(&fixture, "watch");
+    wait_for_tool(&gateway, 0, "Connected");
+    let mut client = Connection::open(&gateway.address);
+    assert_eq!(client.ask("login ada").unwrap(), "ok v1 hello ada");
+    assert_eq!(client.ask("note hi").unwrap(), "ok v1 notes=1");
+
+    let v1 = std::fs::read_to_string(fixture.root().join("gateway/src/lib.rs")).unwrap();
+    let mark = gateway.stderr.lock().unwrap().len();
+    fixture.replace_file("gateway/src/lib.rs", V2);
+    wait_for_tool(
+        &gateway,
+        mark,
+        "Migrated gateway::Session v1 -> v2: 1 value(s)",
+    );
+    assert_eq!(
+        client.ask("get").unwrap(),
+        "ok v2 user=ada requests=3 notes=hi tier=Free"
+    );
+
+    // Reverting the file is patched like any edit: the session goes back down to version 1.
+    let mark = gateway.stderr.lock().unwrap().len();
+    fixture.replace_file("gateway/src/lib.rs", &v1);
+    wait_for_tool(
+        &gateway,
+        mark,
+        "Migrated gateway::Session v2 -> v1: 1 value(s)",
+    );
+    assert_eq!(
+        client.ask("get").unwrap(),
+        "ok v1 user=ada requests=4 notes=hi"
+    );
+    let said = gateway.stderr.lock().unwrap().clone();
+    assert!(
+        !said.contains("Restarting"),
+        "a state change is patched, not restarted:\n{said}"
     );
 }
