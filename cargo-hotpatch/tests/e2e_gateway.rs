@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -16,13 +16,40 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{lock_fixture_target, read_lines, stop_tool_and_app, Fixture, Profile};
+use common::{
+    collect_output, lock_fixture_target, read_lines, spawn_app, stop_tool_and_app, wait_for_text,
+    Fixture, Profile,
+};
 use hotreload_runtime::patch_file::{PatchFile, PatchSignature};
 
 const CLIENTS: usize = 16;
 const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
-const V2_FAILING: &str = include_str!("fixtures/gateway/lib_v2_failing_migration.rs");
 const V3: &str = include_str!("fixtures/gateway/lib_v3.rs");
+
+/// Version 2 whose migration refuses the session of user `mallory`.
+fn v2_failing_for_mallory() -> String {
+    let carry_over = "        // Every field carries over; sessions start on the free tier.\n";
+    assert!(V2.contains(carry_over));
+    V2.replace(
+        carry_over,
+        "        if old.user.as_deref() == Some(\"mallory\") {\n            return Err(MigrationError::new(\"mallory's session cannot be migrated\"));\n        }\n",
+    )
+}
+
+/// Where the gateway listens, from the first line it prints; `said` tells what went wrong.
+fn listening_address(
+    lines: &Receiver<String>,
+    within: Duration,
+    said: impl Fn() -> String,
+) -> String {
+    let first = lines
+        .recv_timeout(within)
+        .unwrap_or_else(|_| panic!("the gateway never said where it listens:\n{}", said()));
+    first
+        .strip_prefix("gateway listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned()
+}
 
 /// The gateway run by `cargo hotpatch run`.
 struct Gateway {
@@ -57,33 +84,10 @@ impl Gateway {
             .spawn()
             .expect("starting `cargo hotpatch run -p gateway`");
         let lines = read_lines(tool.stdout.take().unwrap());
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut tool_stderr = tool.stderr.take().unwrap();
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = tool_stderr.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                collected
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
+        let stderr = collect_output(tool.stderr.take().unwrap());
+        let address = listening_address(&lines, Profile::Dev.first_build(), || {
+            stderr.lock().unwrap().clone()
         });
-        let first = lines
-            .recv_timeout(Profile::Dev.first_build())
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the gateway never said where it listens; the tool printed:\n{}",
-                    stderr.lock().unwrap()
-                )
-            });
-        let address = first
-            .strip_prefix("gateway listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_owned();
         Gateway {
             tool,
             address,
@@ -322,7 +326,7 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
     // A migration that fails on one session leaves every session as it was.
     let mut mallory = Connection::open(&gateway.address);
     assert_eq!(mallory.ask("login mallory").unwrap(), "ok v1 hello mallory");
-    fixture.replace_file("gateway/src/lib.rs", V2_FAILING);
+    fixture.replace_file("gateway/src/lib.rs", &v2_failing_for_mallory());
     let failing = fixture.build_patch("failing.hotpatch");
     let refused = fixture.apply(&failing).failure();
     refused.stderr_names(&[
@@ -368,23 +372,14 @@ impl Instance {
 
     fn start_with(fixture: &Fixture, name: &str, trusted: &str, env: &[(&str, &str)]) -> Self {
         let socket = fixture.root().join(format!("{name}.sock"));
-        let mut child = std::process::Command::new(fixture.target().join("debug/gateway"))
-            .envs(env.iter().copied())
-            .env("GATEWAY_ADDR", "127.0.0.1:0")
-            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
-            .env("HOTRELOAD_TRUSTED_KEYS", trusted)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting a gateway");
-        let lines = read_lines(child.stdout.take().unwrap());
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway says where it listens");
-        let address = first
-            .strip_prefix("gateway listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_owned();
+        let mut all = vec![
+            ("GATEWAY_ADDR", "127.0.0.1:0"),
+            ("HOTRELOAD_CONTROL_SOCKET", socket.to_str().unwrap()),
+            ("HOTRELOAD_TRUSTED_KEYS", trusted),
+        ];
+        all.extend_from_slice(env);
+        let (child, lines) = spawn_app(fixture, &all);
+        let address = listening_address(&lines, Duration::from_secs(30), String::new);
         Instance {
             child,
             address,
@@ -584,22 +579,9 @@ fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
     );
 }
 
-/// Waits until the tool's stderr, after `from` bytes, contains `needle`; returns what came after
-/// `from`.
+/// Waits until the tool's stderr, after `from` bytes, contains `needle`.
 fn wait_for_tool(gateway: &Gateway, from: usize, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = gateway.stderr.lock().unwrap().clone();
-        let new = text.get(from..).unwrap_or_default().to_owned();
-        if new.contains(needle) {
-            return new;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for `{needle}`; the tool printed:\n{new}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_text(|| gateway.stderr.lock().unwrap().clone(), from, needle)
 }
 
 #[test]

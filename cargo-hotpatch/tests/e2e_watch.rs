@@ -4,27 +4,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{lock_fixture_target, Fixture, Profile, RunningApp, NEW_VERSION};
+use common::{lock_fixture_target, wait_for_text, Fixture, Profile, RunningApp};
 
-/// Waits until the tool's stderr, after `from` bytes, contains `needle`.
+/// Waits until the tool's stderr, after `from` bytes, contains `needle`, reading the app's lines
+/// meanwhile (each is checked as it comes).
 fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
-    let deadline = Instant::now() + NEW_VERSION;
-    loop {
-        let text = app.stderr_text();
-        let new = text.get(from..).unwrap_or_default().to_owned();
-        if new.contains(needle) {
-            return new;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for `{needle}` from watch; it printed:\n{new}"
-        );
-        // Keep reading the app's lines meanwhile: each is checked as it comes.
-        app.drain();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_text(
+        || {
+            app.drain();
+            app.stderr_text()
+        },
+        from,
+        needle,
+    )
 }
 
 #[test]

@@ -10,10 +10,10 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,9 @@ use hotreload_runtime::control::protocol::{Reply, Request};
 #[path = "../../tests/common/mod.rs"]
 mod test_common;
 
-pub use test_common::{copy_dir, parent_of, request, stop_tool_and_app};
+pub use test_common::{
+    collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app,
+};
 
 /// The app's tick interval: a commit waits for the next safe point, once per tick.
 pub const TICK_MS: &str = "5";
@@ -153,23 +155,11 @@ impl Fixture {
         // the same environment as the tool's host build and rebuilds incrementally.
         let tool = std::fs::canonicalize(env!("CARGO_BIN_EXE_cargo-hotpatch"))
             .expect("the cargo-hotpatch binary");
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
             .expect("a temporary directory");
-        copy_dir(&manifest_dir.join("tests/fixtures/patchable"), dir.path());
-        let runtime = std::path::absolute(manifest_dir.join("../hotreload-runtime"))
-            .expect("the runtime's absolute path");
-        let runtime = runtime.to_str().expect("a UTF-8 path to the runtime");
-        let manifest = dir.path().join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).expect("the fixture's Cargo.toml");
-        let relative = "../../../../hotreload-runtime";
-        assert!(
-            text.contains(relative),
-            "the fixture's Cargo.toml no longer names the runtime as `{relative}`:\n{text}"
-        );
-        std::fs::write(&manifest, text.replace(relative, runtime)).expect("writing Cargo.toml");
+        copy_patchable_fixture(dir.path());
         // Not the e2e tests' target directory nor another benchmark's: their control sockets
         // are theirs.
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(target_dir);
@@ -379,25 +369,6 @@ pub fn read_lines(stdout: ChildStdout) -> Receiver<(Instant, String)> {
     lines
 }
 
-/// Collects `stderr` on a thread.
-fn collect_stderr(mut stderr: ChildStderr) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let collected = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            collected
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
-    text
-}
-
 /// A process's output lines, with the last few kept for a failed benchmark.
 pub struct Lines {
     lines: Receiver<(Instant, String)>,
@@ -492,7 +463,7 @@ impl ToolProcess {
             .spawn()
             .unwrap_or_else(|error| panic!("starting `cargo hotpatch {command}`: {error}"));
         let lines = Lines::new(read_lines(tool.stdout.take().expect("the tool's stdout")));
-        let stderr = collect_stderr(tool.stderr.take().expect("the tool's stderr"));
+        let stderr = collect_output(tool.stderr.take().expect("the tool's stderr"));
         let mut process = ToolProcess {
             command,
             tool,

@@ -12,7 +12,7 @@
 //! Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -99,24 +99,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(profile: Profile) -> Self {
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::Builder::new()
             .prefix("hotpatch-e2e-")
             .tempdir()
             .expect("a temporary directory");
-        copy_dir(&manifest_dir.join("tests/fixtures/patchable"), dir.path());
-        let runtime = std::path::absolute(manifest_dir.join("../hotreload-runtime"))
-            .expect("the runtime's absolute path");
-        let runtime = runtime.to_str().expect("a UTF-8 path to the runtime");
-        let manifest = dir.path().join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).expect("the fixture's Cargo.toml");
-        let relative = "../../../../hotreload-runtime";
-        assert!(
-            text.contains(relative),
-            "the fixture's Cargo.toml no longer names the runtime as `{relative}`:\n{text}"
-        );
-        std::fs::write(&manifest, text.replace(relative, runtime)).expect("writing Cargo.toml");
-
+        copy_patchable_fixture(dir.path());
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(profile.target_dir());
         let fixture = Fixture {
             dir,
@@ -153,8 +140,6 @@ impl Fixture {
             dir.path().join("Cargo.lock"),
         )
         .expect("copying Cargo.lock");
-        let runtime = std::path::absolute(manifest_dir.join("../hotreload-runtime"))
-            .expect("the runtime's absolute path");
         std::fs::write(
             dir.path().join("Cargo.toml"),
             format!(
@@ -167,7 +152,7 @@ hotreload-runtime = {{ path = {:?} }}
 serde = {{ version = "1", features = ["derive"] }}
 tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
 "#,
-                runtime.to_str().expect("a UTF-8 path to the runtime")
+                runtime_path()
             ),
         )
         .expect("writing Cargo.toml");
@@ -327,6 +312,31 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
             )
         })
     }
+}
+
+/// Copies `tests/fixtures/patchable` into `dir`, naming the runtime by its absolute path there.
+pub fn copy_patchable_fixture(dir: &Path) {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&manifest_dir.join("tests/fixtures/patchable"), dir);
+    let runtime = runtime_path();
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the fixture's Cargo.toml");
+    let relative = "../../../../hotreload-runtime";
+    assert!(
+        text.contains(relative),
+        "the fixture's Cargo.toml no longer names the runtime as `{relative}`:\n{text}"
+    );
+    std::fs::write(&manifest, text.replace(relative, &runtime)).expect("writing Cargo.toml");
+}
+
+/// The runtime crate's absolute path.
+fn runtime_path() -> String {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::path::absolute(manifest_dir.join("../hotreload-runtime"))
+        .expect("the runtime's absolute path")
+        .to_str()
+        .expect("a UTF-8 path to the runtime")
+        .to_owned()
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -504,21 +514,7 @@ impl RunningApp {
             .spawn()
             .unwrap_or_else(|error| panic!("starting `cargo hotpatch {command}`: {error}"));
         let lines = read_lines(tool.stdout.take().expect("the tool's stdout"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut tool_stderr = tool.stderr.take().expect("the tool's stderr");
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = tool_stderr.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                collected
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stderr = collect_output(tool.stderr.take().expect("the tool's stderr"));
         let mut app = RunningApp {
             tool,
             lines,
@@ -795,6 +791,44 @@ pub fn stop_tool_and_app(tool: &mut Child, socket: &Path, pid: Option<u32>) {
     let _ = tool.wait();
 }
 
+/// Calls `read` (which may do other work, such as draining an app's lines) until the text it
+/// returns has `needle` after its first `from` bytes, for at most [`NEW_VERSION`]; returns what
+/// came after `from`.
+pub fn wait_for_text(mut read: impl FnMut() -> String, from: usize, needle: &str) -> String {
+    let deadline = Instant::now() + NEW_VERSION;
+    loop {
+        let text = read();
+        let new = text.get(from..).unwrap_or_default().to_owned();
+        if new.contains(needle) {
+            return new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for `{needle}`; the tool printed:\n{new}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Everything `output` prints, collected on a thread of its own.
+pub fn collect_output(mut output: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let collected = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = output.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    text
+}
+
 /// The lines `output` prints, read on a thread of their own.
 pub fn read_lines(output: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (sender, lines) = mpsc::channel();
@@ -809,7 +843,10 @@ pub fn read_lines(output: impl std::io::Read + Send + 'static) -> Receiver<Strin
 }
 
 /// Starts the fixture's built app directly (not through the tool) with `env`; its stdout lines.
-pub fn spawn_app(fixture: &Fixture, env: &[(&str, &Path)]) -> (Child, Receiver<String>) {
+pub fn spawn_app<V: AsRef<std::ffi::OsStr>>(
+    fixture: &Fixture,
+    env: &[(&str, V)],
+) -> (Child, Receiver<String>) {
     let mut app = Command::new(fixture.target().join("debug").join(fixture.package))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
