@@ -323,21 +323,10 @@ fn update_for(
     let table = Table::global();
     let mut update = Update::new(patch.id.clone());
     for &ty in states {
-        let Some(running) = hot_state::running_type(ty.name(), states) else {
-            tracing::debug!(name = ty.name(), "patch adds a state type");
-            continue;
-        };
-        if running.layout() == ty.layout() {
-            continue;
+        let running = hot_state::running_type(ty.name(), states);
+        if state_to_migrate(patch, running, ty.name(), ty.version(), ty.layout())?.is_some() {
+            update = update.migrate_to(ty);
         }
-        if running.version() == ty.version() {
-            return Err(Error::StateVersionNotRaised {
-                patch: patch.short_id().to_owned(),
-                name: ty.name().to_owned(),
-                version: ty.version(),
-            });
-        }
-        update = update.migrate_to(ty);
     }
     for &registration in registrations {
         let Some(first) = table.first_registration(registration.key()) else {
@@ -371,19 +360,17 @@ fn update_for(
 fn predicted_states(patch: &PatchFile) -> Result<Vec<StateChange>, Error> {
     let mut states = Vec::new();
     for carried in &patch.manifest.states {
-        let Some(running) = hot_state::running_type(&carried.name, &[]) else {
+        let running = hot_state::running_type(&carried.name, &[]);
+        let Some(running) = state_to_migrate(
+            patch,
+            running,
+            &carried.name,
+            carried.version,
+            carried.layout,
+        )?
+        else {
             continue;
         };
-        if running.layout() == carried.layout {
-            continue;
-        }
-        if running.version() == carried.version {
-            return Err(Error::StateVersionNotRaised {
-                patch: patch.short_id().to_owned(),
-                name: carried.name.clone(),
-                version: carried.version,
-            });
-        }
         states.push(StateChange {
             name: carried.name.clone(),
             from: running.version(),
@@ -392,6 +379,33 @@ fn predicted_states(patch: &PatchFile) -> Result<Vec<StateChange>, Error> {
         });
     }
     Ok(states)
+}
+
+/// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
+/// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
+/// version if so. A changed layout with the same version is refused.
+fn state_to_migrate(
+    patch: &PatchFile,
+    running: Option<&'static StateType>,
+    name: &str,
+    version: u32,
+    layout: u64,
+) -> Result<Option<&'static StateType>, Error> {
+    let Some(running) = running else {
+        tracing::debug!(name, "patch adds a state type");
+        return Ok(None);
+    };
+    if running.layout() == layout {
+        return Ok(None);
+    }
+    if running.version() == version {
+        return Err(Error::StateVersionNotRaised {
+            patch: patch.short_id().to_owned(),
+            name: name.to_owned(),
+            version,
+        });
+    }
+    Ok(Some(running))
 }
 
 /// What applying `patch` would change, from its manifest: each hot function it carries that

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::Error;
 use crate::safe_point;
 use crate::slot::{self, HotFunction, HotKey, HotSlot};
-use crate::state::{HotState, StateChange, StateType, Transition, TransitionSet};
+use crate::state::{
+    HotState, Migrated, Replaced, StateChange, StateType, Transition, TransitionSet,
+};
 
 /// How long a commit waits for participating threads by default.
 pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -387,7 +389,7 @@ impl Table {
 
         // The slots are gathered inside the swap, under the state lock, so a library loaded
         // meanwhile has its slots either synchronised before the swap or written by it.
-        let install = || {
+        let install = |migrated: Migrated| {
             let mut state = self.lock_state();
             let mut changes = Vec::with_capacity(targets.len());
             let mut undo = Vec::with_capacity(targets.len());
@@ -414,7 +416,7 @@ impl Table {
             state.applied.push(AppliedUpdate {
                 id: update_id,
                 previous: undo,
-                previous_states: TransitionSet::default(),
+                previous_states: migrated.previous,
             });
             state.history.push(HistoryEntry {
                 update_id,
@@ -422,19 +424,14 @@ impl Table {
                 action: HistoryAction::Committed,
                 at: SystemTime::now(),
                 changes: changes.clone(),
-                states: Vec::new(),
+                states: migrated.changes.clone(),
             });
-            changes
+            (changes, migrated.changes)
         };
         let (outcome, waited) = at_safe_point(timeout, || {
             with_migration(&update.states, &update.label, timeout, install)
         })?;
-        let (changes, migrated) = outcome?;
-        let states = self.record_states(migrated.as_ref().map(|m| &m.changes), |state| {
-            if let (Some(applied), Some(migrated)) = (state.applied.last_mut(), &migrated) {
-                applied.previous_states = migrated.previous.clone();
-            }
-        });
+        let ((changes, states), replaced) = outcome?;
         tracing::info!(
             update_id,
             label = %update.label,
@@ -444,7 +441,7 @@ impl Table {
             "hot update committed"
         );
         // The old values are freed here, after every thread has gone on.
-        drop(migrated.map(|m| m.replaced));
+        drop(replaced);
         Ok(CommitReport {
             update_id,
             changes,
@@ -470,7 +467,7 @@ impl Table {
             (last.id, label, last.previous_states.clone())
         };
         let timeout = self.safe_point_timeout();
-        let install = || {
+        let install = |migrated: Migrated| {
             let mut state = self.lock_state();
             let last = state
                 .applied
@@ -494,15 +491,14 @@ impl Table {
                 action: HistoryAction::RolledBack,
                 at: SystemTime::now(),
                 changes: changes.clone(),
-                states: Vec::new(),
+                states: migrated.changes.clone(),
             });
-            changes
+            (changes, migrated.changes)
         };
         let (outcome, waited) = at_safe_point(timeout, || {
             with_migration(&states_back, &label, timeout, install)
         })?;
-        let (changes, migrated) = outcome?;
-        let states = self.record_states(migrated.as_ref().map(|m| &m.changes), |_| {});
+        let ((changes, states), replaced) = outcome?;
         tracing::info!(
             update_id,
             %label,
@@ -510,29 +506,13 @@ impl Table {
             states = states.len(),
             "hot update rolled back"
         );
-        drop(migrated.map(|m| m.replaced));
+        drop(replaced);
         Ok(CommitReport {
             update_id,
             changes,
             states,
             waited,
         })
-    }
-
-    /// Writes the state changes of the commit just made into its history entry, lets `also` update
-    /// the state under the same lock, and returns the changes.
-    fn record_states(
-        &self,
-        changes: Option<&Vec<StateChange>>,
-        also: impl FnOnce(&mut TableState),
-    ) -> Vec<StateChange> {
-        let changes = changes.cloned().unwrap_or_default();
-        let mut state = self.lock_state();
-        if let Some(entry) = state.history.last_mut() {
-            entry.states = changes.clone();
-        }
-        also(&mut state);
-        changes
     }
 
     /// Locks the state, first taking in functions registered since the last look (a library
@@ -604,20 +584,21 @@ impl TableState {
     }
 }
 
-/// Runs `install` after migrating the state `transitions` name, all under the values' locks; with no
-/// transitions, just `install`. Nothing changes if a migration fails.
+/// Runs `install` after migrating the state `transitions` name, all under the values' locks,
+/// handing it what the migration did; with no transitions, just `install`. Returns its result and
+/// the old values to free. Nothing changes if a migration fails.
 fn with_migration<R>(
     transitions: &TransitionSet,
     label: &str,
     timeout: Duration,
-    install: impl FnOnce() -> R,
-) -> Result<(R, Option<crate::state::Migrated>), Error> {
+    install: impl FnOnce(Migrated) -> R,
+) -> Result<(R, Option<Replaced>), Error> {
     if transitions.is_empty() {
-        return Ok((install(), None));
+        return Ok((install(Migrated::default()), None));
     }
     let deadline = Instant::now() + timeout;
-    let (result, migrated) = transitions.migrate(label, deadline, install)?;
-    Ok((result, Some(migrated)))
+    let (result, replaced) = transitions.migrate(label, deadline, install)?;
+    Ok((result, Some(replaced)))
 }
 
 /// Runs `swap` with every other participating thread parked; returns its result and the time

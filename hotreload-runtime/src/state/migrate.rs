@@ -60,12 +60,12 @@ impl Drop for Replaced {
 // SAFETY: the values are `HotState` values, which are `Send`; nothing else reaches them.
 unsafe impl Send for Replaced {}
 
-/// What a successful migration did: the changes, the types to go back to on rollback, and the old
-/// values to free.
+/// What a successful migration did, handed to the rest of the commit: the changes, and the
+/// versions to go back to on rollback.
+#[derive(Default)]
 pub(crate) struct Migrated {
     pub(crate) changes: Vec<StateChange>,
     pub(crate) previous: TransitionSet,
-    pub(crate) replaced: Replaced,
 }
 
 impl TransitionSet {
@@ -73,15 +73,16 @@ impl TransitionSet {
         self.transitions.is_empty()
     }
 
-    /// Migrates every value of every store the transitions name, then runs `commit` while still
-    /// holding every lock, so the values and what `commit` swaps change together. Nothing changes
-    /// if a migration fails or the locks are not all free by `deadline`.
+    /// Migrates every value of every store the transitions name, then runs `commit` with what the
+    /// migration did while still holding every lock, so the values and what `commit` swaps change
+    /// together. Returns `commit`'s result and the old values, to free once the commit is over.
+    /// Nothing changes if a migration fails or the locks are not all free by `deadline`.
     pub(crate) fn migrate<R>(
         &self,
         label: &str,
         deadline: Instant,
-        commit: impl FnOnce() -> R,
-    ) -> Result<(R, Migrated), Error> {
+        commit: impl FnOnce(Migrated) -> R,
+    ) -> Result<(R, Replaced), Error> {
         // A type no value was stored of yet gets its store at the version the process runs, so
         // the migration records that version to come back to.
         let stores: Vec<&'static Store> = self
@@ -111,8 +112,8 @@ impl TransitionSet {
         &self,
         label: &str,
         stores: &[&'static Store],
-        commit: &mut Option<impl FnOnce() -> R>,
-    ) -> Attempt<(R, Migrated)> {
+        commit: &mut Option<impl FnOnce(Migrated) -> R>,
+    ) -> Attempt<(R, Replaced)> {
         // Store locks first, then value locks, none of them waited for.
         let mut store_guards: Vec<MutexGuard<'static, Cells>> = Vec::with_capacity(stores.len());
         for store in stores {
@@ -199,17 +200,10 @@ impl TransitionSet {
             });
         }
         // The rest of the commit, while every value is still locked.
-        let result = (commit.take().expect("a commit runs once"))();
+        let result = (commit.take().expect("a commit runs once"))(Migrated { changes, previous });
         drop(value_guards);
         drop(store_guards);
-        Attempt::Done((
-            result,
-            Migrated {
-                changes,
-                previous,
-                replaced: Replaced(replaced),
-            },
-        ))
+        Attempt::Done((result, Replaced(replaced)))
     }
 }
 

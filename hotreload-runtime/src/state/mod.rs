@@ -93,7 +93,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use migrate::StateChange;
-pub(crate) use migrate::{Migrated, Transition, TransitionSet};
+pub(crate) use migrate::{Migrated, Replaced, Transition, TransitionSet};
 pub use store::{Handle, Locked, Singleton, StateMut, StateRef};
 
 /// The form a value takes between two versions of its type: serialised by the code of the version
