@@ -18,7 +18,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{at_most, iterations, measure, median, ms, print_figure, print_rows};
-use common::{Fixture, ToolProcess, TICK_MS};
+use common::{CargoBuildOutput, Fixture, ToolProcess, TICK_MS};
 use hotreload_runtime::control::protocol::PatchReport;
 
 /// Measured iterations unless `PATCH_CYCLE_ITERATIONS` says more.

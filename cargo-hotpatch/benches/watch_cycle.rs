@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use common::{at_least, at_most, iterations, measure, median, ms, parent_of};
 use common::{print_figure, print_rows};
-use common::{read_lines, Fixture, Lines, ToolProcess, TICK_MS};
+use common::{read_lines, CargoBuildOutput, Fixture, Lines, ToolProcess, TICK_MS};
 
 /// Measured iterations of each phase unless `WATCH_CYCLE_ITERATIONS` says more.
 const ITERATIONS: usize = 9;

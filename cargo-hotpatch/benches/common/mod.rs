@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use hotreload_runtime::control::protocol::{Reply, Request};
 mod test_common;
 
 pub use test_common::{
-    collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app,
+    collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app, ToolOutput,
 };
 
 /// The app's tick interval: a commit waits for the next safe point, once per tick.
@@ -247,7 +247,7 @@ impl Fixture {
             .stdin(Stdio::null())
             .output()
             .expect("running cargo-hotpatch");
-        ToolOutput::new(format!("cargo hotpatch {}", args.join(" ")), output).success()
+        ToolOutput::new(args, output).success()
     }
 
     /// `cargo build -p app` with the environment the host build gives cargo (see `host.rs`).
@@ -276,42 +276,21 @@ impl Fixture {
             .stdin(Stdio::null())
             .output()
             .expect("running cargo build");
-        ToolOutput::new("cargo build -p app".to_owned(), output).success()
+        ToolOutput::of_command("cargo build -p app".to_owned(), output).success()
     }
 }
 
-/// What a finished command printed.
-pub struct ToolOutput {
-    command: String,
-    code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+/// What the benchmarks read from a `cargo build --message-format=json...`.
+pub trait CargoBuildOutput {
+    /// The one executable it built.
+    fn executable(&self) -> PathBuf;
+    /// The crates a `cargo build` of an edit of `logic` compiled, checked to be `logic` and
+    /// perhaps `app`: an incremental rebuild with the host build's environment.
+    fn recompiled(&self) -> Vec<String>;
 }
 
-impl ToolOutput {
-    pub fn new(command: String, output: Output) -> Self {
-        ToolOutput {
-            command,
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "`{}` exited with {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.command, self.code, self.stdout, self.stderr
-        )
-    }
-
-    pub fn success(self) -> Self {
-        assert_eq!(self.code, Some(0), "expected success: {}", self.describe());
-        self
-    }
-
-    /// The one executable a `cargo build --message-format=json...` built.
-    pub fn executable(&self) -> PathBuf {
+impl CargoBuildOutput for ToolOutput {
+    fn executable(&self) -> PathBuf {
         let executables: Vec<PathBuf> = self
             .stdout
             .lines()
@@ -328,9 +307,7 @@ impl ToolOutput {
         }
     }
 
-    /// The crates a `cargo build` of an edit of `logic` compiled, checked to be `logic` and
-    /// perhaps `app`: an incremental rebuild with the host build's environment.
-    pub fn recompiled(&self) -> Vec<String> {
+    fn recompiled(&self) -> Vec<String> {
         let recompiled = self
             .stderr
             .lines()

@@ -366,8 +366,13 @@ pub struct ToolOutput {
 
 impl ToolOutput {
     pub fn new(args: &[&str], output: Output) -> Self {
+        Self::of_command(format!("cargo hotpatch {}", args.join(" ")), output)
+    }
+
+    /// The output of any `command` (as it is shown in messages).
+    pub fn of_command(command: String, output: Output) -> Self {
         ToolOutput {
-            command: format!("cargo hotpatch {}", args.join(" ")),
+            command,
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
