@@ -91,17 +91,25 @@ pub struct PatchAnalysis {
 }
 
 /// Analyses the patch objects against the host's local data symbols.
+///
+/// The objects are one graph: a crate's codegen units refer to each other's functions and
+/// statics by (hidden) symbol, so code a hot function reaches may sit in another object.
 pub fn analyse_objects(
     objects: &[PathBuf],
     host_local_data: &HostLocalData,
 ) -> anyhow::Result<PatchAnalysis> {
-    let mut analysis = PatchAnalysis::default();
-    for path in objects {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file =
-            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        analyse_object(&file, host_local_data, &mut analysis);
-    }
+    let data = objects
+        .iter()
+        .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
+        .collect::<anyhow::Result<Vec<Vec<u8>>>>()?;
+    let files = data
+        .iter()
+        .zip(objects)
+        .map(|(bytes, path)| {
+            object::File::parse(&**bytes).with_context(|| format!("parsing {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<object::File>>>()?;
+    let mut analysis = analyse_graph(&files, host_local_data);
     analysis.reached_statics.sort();
     analysis.reached_statics.dedup_by(|a, b| a.0 == b.0);
     analysis.new_statics.sort();
@@ -109,31 +117,57 @@ pub fn analyse_objects(
     Ok(analysis)
 }
 
-fn analyse_object(
-    file: &object::File,
-    host_local_data: &HostLocalData,
-    analysis: &mut PatchAnalysis,
-) {
+/// A section of one of the objects.
+type Node = (usize, object::SectionIndex);
+
+fn analyse_graph(files: &[object::File], host_local_data: &HostLocalData) -> PatchAnalysis {
+    let mut analysis = PatchAnalysis::default();
+    // Where each symbol visible to other objects is defined.
+    let mut definitions: HashMap<&str, Node> = HashMap::new();
+    for (at, file) in files.iter().enumerate() {
+        for symbol in file.symbols() {
+            // Not `is_definition`: for `object` a thread-local is none.
+            if let (true, Some(section), Ok(name)) = (
+                !symbol.is_undefined() && !symbol.is_local(),
+                symbol.section_index(),
+                symbol.name(),
+            ) {
+                definitions.entry(name).or_insert((at, section));
+            }
+        }
+    }
     // The graph: sections, linked by the relocations in them. With one section per function and
-    // per static (rustc's default) this is the call and reference graph of the crate.
-    let mut edges: HashMap<object::SectionIndex, Vec<object::SectionIndex>> = HashMap::new();
-    for section in file.sections() {
-        let targets = edges.entry(section.index()).or_default();
-        for (_, relocation) in section.relocations() {
-            if let RelocationTarget::Symbol(index) = relocation.target() {
-                if let Ok(symbol) = file.symbol_by_index(index) {
-                    if let Some(target) = symbol.section_index() {
-                        targets.push(target);
+    // per static (rustc's default) this is the call and reference graph of the crates.
+    let mut edges: HashMap<Node, Vec<Node>> = HashMap::new();
+    for (at, file) in files.iter().enumerate() {
+        for section in file.sections() {
+            let targets = edges.entry((at, section.index())).or_default();
+            for (_, relocation) in section.relocations() {
+                let RelocationTarget::Symbol(index) = relocation.target() else {
+                    continue;
+                };
+                let Ok(symbol) = file.symbol_by_index(index) else {
+                    continue;
+                };
+                match symbol.section_index() {
+                    Some(target) => targets.push((at, target)),
+                    None => {
+                        if let Some(&node) = symbol.name().ok().and_then(|n| definitions.get(n)) {
+                            targets.push(node);
+                        }
                     }
                 }
             }
         }
     }
-    // Private (local) data of this object: a public static resolves to the host's at load time.
-    let local_data: BTreeSet<&str> = file
-        .symbols()
+    // Private data of the objects: local, or hidden when several codegen units share it. A public
+    // static resolves to the host's at load time.
+    let local_data: BTreeSet<&str> = files
+        .iter()
+        .flat_map(|file| file.symbols())
         .filter(|symbol| {
-            symbol.is_local()
+            !symbol.is_undefined()
+                && symbol.scope() != object::SymbolScope::Dynamic
                 && matches!(
                     symbol.kind(),
                     object::SymbolKind::Data | object::SymbolKind::Tls
@@ -142,25 +176,27 @@ fn analyse_object(
         .filter_map(|symbol| symbol.name().ok())
         .collect();
     let mut roots = Vec::new();
-    for symbol in file.symbols() {
-        let Ok(name) = symbol.name() else { continue };
-        if let (Some((identity, fingerprint)), Some(section)) =
-            (hot_identity(name), symbol.section_index())
-        {
-            if symbol.is_definition() {
-                analysis.hot.insert(identity.clone(), fingerprint);
-                roots.push((section, identity));
+    for (at, file) in files.iter().enumerate() {
+        for symbol in file.symbols() {
+            let Ok(name) = symbol.name() else { continue };
+            if let (Some((identity, fingerprint)), Some(section)) =
+                (hot_identity(name), symbol.section_index())
+            {
+                if symbol.is_definition() {
+                    analysis.hot.insert(identity.clone(), fingerprint);
+                    roots.push(((at, section), identity));
+                }
             }
         }
     }
     for (root, identity) in roots {
         let mut seen = BTreeSet::new();
         let mut stack = vec![root];
-        while let Some(index) = stack.pop() {
-            if !seen.insert(index.0) {
+        while let Some(node) = stack.pop() {
+            if !seen.insert((node.0, node.1 .0)) {
                 continue;
             }
-            let Ok(section) = file.section_by_index(index) else {
+            let Ok(section) = files[node.0].section_by_index(node.1) else {
                 continue;
             };
             if let Some(mangled) = private_static_of(&section) {
@@ -174,11 +210,12 @@ fn analyse_object(
                 }
                 continue;
             }
-            if let Some(next) = edges.get(&index) {
+            if let Some(next) = edges.get(&node) {
                 stack.extend(next.iter().copied());
             }
         }
     }
+    analysis
 }
 
 /// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in

@@ -10,6 +10,7 @@ use crate::base::BaseRecord;
 use crate::cli::{BuildArgs, MessageFormat, RunArgs, TargetArgs, TargetFileArgs};
 use crate::client;
 use crate::host::{self, Layout};
+use crate::host_facts::HostFacts;
 use crate::patch;
 use crate::signing;
 use crate::status::status;
@@ -92,7 +93,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         ),
     );
     // Against the base: a patch is cumulative, so this is what it does to a process of the base.
-    let base_states = crate::states::read(&base.executable).unwrap_or_default();
+    let base_states = HostFacts::of(&base)
+        .map(|facts| facts.states)
+        .unwrap_or_default();
     for state in &manifest.states {
         if let Some(before) = base_states
             .iter()

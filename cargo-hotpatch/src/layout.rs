@@ -60,8 +60,21 @@ fn walk(
     let mut children = node.children();
     while let Some(child) = children.next()? {
         let entry = child.entry();
+        let tag = entry.tag();
+        if !matches!(
+            tag,
+            gimli::DW_TAG_namespace
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_union_type
+                | gimli::DW_TAG_enumeration_type
+        ) {
+            continue;
+        }
         let name = name_of(dwarf, unit, entry);
-        match entry.tag() {
+        match tag {
+            // Most of a unit describes other crates (std, the dependencies): skip those subtrees.
+            gimli::DW_TAG_namespace
+                if path.is_empty() && !name.as_ref().is_some_and(|name| crates.contains(name)) => {}
             gimli::DW_TAG_namespace => {
                 path.push(name.unwrap_or_default());
                 walk(dwarf, unit, child, path, crates, layouts)?;

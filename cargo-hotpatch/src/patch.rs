@@ -16,7 +16,9 @@ use crate::base::{BaseRecord, CrateRecord};
 use crate::capture::Invocation;
 use crate::copied_items;
 use crate::diff;
+use crate::host_facts::HostFacts;
 use crate::layout;
+use crate::linker::Linker;
 use crate::redirect::{self, Redirections};
 use crate::states;
 
@@ -110,6 +112,7 @@ pub fn build_including(
 
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
+    let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut objects = Vec::new();
     let started = Instant::now();
     let mut changed_functions = Vec::new();
@@ -126,7 +129,8 @@ pub fn build_including(
     let rustc = started.elapsed();
 
     let started = Instant::now();
-    let (host_hot, host_local_data) = analysis::host_hot_functions(&base.executable)?;
+    let host = HostFacts::of(base)?;
+    let (host_hot, host_local_data) = (&host.hot, &host.local_data);
     // Private statics earlier patches introduced are redirected to those patches' copies, like
     // the host's own.
     let mut introduced = Introduced::load(base, work_dir);
@@ -136,9 +140,18 @@ pub fn build_including(
             targets.insert(mangled.clone(), offset);
         }
     }
+    let merging = Instant::now();
+    if redirect::reaches_across_objects(&objects, &targets)? {
+        // Redirection works inside an object: merge the objects, so a private static one codegen
+        // unit defines and another reaches is reached inside one.
+        let merged = work_dir.join("patch.merged.o");
+        linker.merge(&objects, &merged)?;
+        objects = vec![merged];
+    }
+    let merge = merging.elapsed();
     let mut redirections = Redirections::default();
     for object in &objects {
-        redirect::redirect_object(object, &targets, &host_local_data, &mut redirections)?;
+        redirect::redirect_object(object, &targets, host_local_data, &mut redirections)?;
     }
     let found = analysis::analyse_objects(&objects, &targets)?;
     for (identity, fingerprint) in &found.hot {
@@ -176,13 +189,16 @@ pub fn build_including(
         .into());
     }
     introduced.refuse_forks(&found.new_statics)?;
-    let analysis = started.elapsed();
+    let analysis = started.elapsed() - merge;
 
     let started = Instant::now();
     let library_path = work_dir.join("patch.so");
-    link(&objects, &library_path, base.lld_dir.as_deref())?;
-    let link = started.elapsed();
-    let states = check_layouts(base, &changed, &library_path)?;
+    linker.link_library(&objects, &library_path)?;
+    let link = merge + started.elapsed();
+    // The layouts are read from the linked library: its debug information is relocated.
+    let started = Instant::now();
+    let states = check_layouts(&host, &changed, &library_path)?;
+    let analysis = analysis + started.elapsed();
     let cells = redirect::cell_offsets(
         &library_path,
         redirections
@@ -338,11 +354,11 @@ fn is_callsite(mangled: &str) -> bool {
 /// `#[hot_state]` types are the exception: their values are migrated, provided the version was
 /// raised. Returns the state types of the patch, for its manifest.
 fn check_layouts(
-    base: &BaseRecord,
+    host: &HostFacts,
     changed: &[&CrateRecord],
     library: &Path,
 ) -> anyhow::Result<Vec<PatchedState>> {
-    let base_states = states::read(&base.executable)?;
+    let base_states = &host.states;
     let patch_states = states::read(library)?;
     let carried = patch_states
         .iter()
@@ -352,11 +368,11 @@ fn check_layouts(
             layout: record.layout,
         })
         .collect();
-    let Some(host) = host_layouts(base)? else {
+    let Some(host_layouts) = &host.layouts else {
         crate::status::warning(
             "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
         );
-        states::migrated_types(&base_states, &patch_states, &[])
+        states::migrated_types(base_states, &patch_states, &[])
             .map_err(NotPatchable::NeedsRestart)?;
         return Ok(carried);
     };
@@ -364,8 +380,8 @@ fn check_layouts(
     let Some(now) = layout::read(library, &crates)? else {
         return Ok(carried);
     };
-    let mut types = layout::changed(&host, &now);
-    let migrated = states::migrated_types(&base_states, &patch_states, &types)
+    let mut types = layout::changed(host_layouts, &now);
+    let migrated = states::migrated_types(base_states, &patch_states, &types)
         .map_err(NotPatchable::NeedsRestart)?;
     types.retain(|t| !migrated.contains(t));
     let rebuilt = states::held_by_migrated_state(&now, &patch_states, &migrated, &types)
@@ -388,33 +404,6 @@ fn check_layouts(
     Ok(carried)
 }
 
-/// The layouts of the workspace crates' types in the base build, cached next to its record for
-/// that build (a base recorded later in the same place is another build).
-pub fn host_layouts(base: &BaseRecord) -> anyhow::Result<Option<layout::Layouts>> {
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct Cached {
-        build_id: String,
-        layouts: Option<layout::Layouts>,
-    }
-    let cache = base.executable.with_extension("layouts.json");
-    if let Ok(bytes) = std::fs::read(&cache) {
-        if let Ok(cached) = serde_json::from_slice::<Cached>(&bytes) {
-            if cached.build_id == base.identity.build_id {
-                return Ok(cached.layouts);
-            }
-        }
-    }
-    let crates: BTreeSet<String> = base.crates.iter().map(|c| c.name.clone()).collect();
-    let layouts = layout::read(&base.executable, &crates)?;
-    let cached = Cached {
-        build_id: base.identity.build_id.clone(),
-        layouts,
-    };
-    std::fs::write(&cache, serde_json::to_vec(&cached)?)
-        .with_context(|| format!("writing {}", cache.display()))?;
-    Ok(cached.layouts)
-}
-
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
 fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = &base.identity.build_id;
@@ -429,8 +418,11 @@ fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path
 /// `watch`) the way patches are compiled, and remembers its functions, so the first patch's list of
 /// changed functions compares like with like. What an earlier session remembered for the same
 /// build is replaced: it describes that session's last patch, and the app just started runs the
-/// base.
+/// base. Also reads the base's [`HostFacts`], for the same reason: the first patch is the one
+/// the user waits for.
 pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+    // Read before the first patch needs them.
+    HostFacts::of(base)?;
     for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
         let remembered = remembered_functions(base, record, work_dir);
         if !record.changed_sources().is_empty() {
@@ -485,7 +477,13 @@ fn static_name(mangled: &str) -> String {
     }
 }
 
-/// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects.
+/// Codegen units of a patch build when the profile names none: rustc's own default without
+/// incremental compilation. Halved the replay's time on a one-line edit; more units gained
+/// little and grew the objects to link.
+const PATCH_CODEGEN_UNITS: u32 = 16;
+
+/// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
+/// one per codegen unit.
 fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     compile(record, out_dir, false)
 }
@@ -565,40 +563,14 @@ fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Pat
             args.push(arg.clone());
         }
     }
+    if incremental.is_some() && invocation.codegen_option("codegen-units").is_none() {
+        // `--emit=obj` alone means one codegen unit, recompiled whole on every edit; with several,
+        // incremental compilation reuses the object code of every unit the edit left alone.
+        args.push("-C".to_owned());
+        args.push(format!("codegen-units={PATCH_CODEGEN_UNITS}"));
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         args.push("--color=always".to_owned());
     }
     args
-}
-
-/// Links objects into a shared library whose calls bind to its own new functions
-/// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to be
-/// resolved against the running host when it is loaded.
-///
-/// The toolchain's own `lld` links when the base recorded one (it is faster than the system's
-/// linker); `HOTPATCH_LINKER` names another compiler driver to link with.
-fn link(objects: &[PathBuf], output: &Path, lld_dir: Option<&Path>) -> anyhow::Result<()> {
-    let linker = std::env::var("HOTPATCH_LINKER").ok();
-    let mut command = Command::new(linker.as_deref().unwrap_or("cc"));
-    if let (None, Some(dir)) = (&linker, lld_dir) {
-        command
-            .arg(format!("-B{}", dir.display()))
-            .arg("-fuse-ld=lld");
-    }
-    let linker = linker.unwrap_or_else(|| "cc".to_owned());
-    let result = command
-        .arg("-shared")
-        .arg("-Wl,-Bsymbolic-functions")
-        .arg("-o")
-        .arg(output)
-        .args(objects)
-        .output()
-        .with_context(|| format!("running the linker `{linker}`"))?;
-    if !result.status.success() {
-        bail!(
-            "linking the patch failed:\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-    }
-    Ok(())
 }

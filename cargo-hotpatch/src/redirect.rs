@@ -40,6 +40,32 @@ pub struct Redirections {
     pub thread_local_cells: BTreeSet<String>,
 }
 
+/// Whether an object refers to one of `targets` (private statics to redirect) that another object
+/// defines. rustc splits a crate into codegen units, and a private static shared by two of them
+/// is a hidden symbol one defines and the other refers to. Redirection rewrites a static and its
+/// references together inside one object, so such objects must be merged first.
+pub fn reaches_across_objects(
+    objects: &[impl AsRef<Path>],
+    targets: &HostLocalData,
+) -> anyhow::Result<bool> {
+    for path in objects {
+        let path = path.as_ref();
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        let reaches = file.symbols().any(|symbol| {
+            symbol.is_undefined()
+                && symbol
+                    .name()
+                    .is_ok_and(|name| targets.contains_key(name) && !is_own_copy(name))
+        });
+        if reaches {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Rewrites an object file in place so its code reaches the host's private statics through cells.
 /// `targets` are the statics address cells may point at (the host's private statics and those
 /// earlier patches introduced); thread-locals are redirected to the host's only.
@@ -149,7 +175,13 @@ pub fn redirect_object(
         grow_nobits_section(&mut bytes, index, size)?;
     }
     redirect_thread_locals(&mut bytes, host_local_data, out)?;
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    // rustc hard-links the objects of codegen units it reuses from its incremental cache: writing
+    // through the link would edit the cache, and the next build would redirect twice. A new file
+    // replaces the link instead.
+    let rewritten = path.with_extension("redirected");
+    std::fs::write(&rewritten, bytes)
+        .with_context(|| format!("writing {}", rewritten.display()))?;
+    std::fs::rename(&rewritten, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 

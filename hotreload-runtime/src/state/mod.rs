@@ -546,7 +546,7 @@ pub mod __private {
 }
 
 /// A `.hotreload_states` record, as `cargo hotpatch` reads them from binaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StateRecord {
     /// The name values are kept under.
     pub name: String,
