@@ -418,11 +418,8 @@ fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path
 /// `watch`) the way patches are compiled, and remembers its functions, so the first patch's list of
 /// changed functions compares like with like. What an earlier session remembered for the same
 /// build is replaced: it describes that session's last patch, and the app just started runs the
-/// base. Also reads the base's [`HostFacts`], for the same reason: the first patch is the one
-/// the user waits for.
+/// base. Then reads the base's [`HostFacts`], so the first patch does not wait for them.
 pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
-    // Read before the first patch needs them.
-    HostFacts::of(base)?;
     for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
         let remembered = remembered_functions(base, record, work_dir);
         if !record.changed_sources().is_empty() {
@@ -436,6 +433,8 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
         std::fs::write(&remembered, serde_json::to_vec(&functions)?)
             .with_context(|| format!("writing {}", remembered.display()))?;
     }
+    // After the compile, which must see the sources before the first save changes them.
+    HostFacts::of(base)?;
     Ok(())
 }
 

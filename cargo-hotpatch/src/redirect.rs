@@ -75,7 +75,8 @@ pub fn redirect_object(
     host_local_data: &HostLocalData,
     out: &mut Redirections,
 ) -> anyhow::Result<()> {
-    let mut bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let original = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = original.clone();
     let mut byte_edits: Vec<(usize, u8)> = Vec::new();
     let mut grow: BTreeMap<usize, u64> = BTreeMap::new();
     {
@@ -175,6 +176,9 @@ pub fn redirect_object(
         grow_nobits_section(&mut bytes, index, size)?;
     }
     redirect_thread_locals(&mut bytes, host_local_data, out)?;
+    if bytes == original {
+        return Ok(());
+    }
     // rustc hard-links the objects of codegen units it reuses from its incremental cache: writing
     // through the link would edit the cache, and the next build would redirect twice. A new file
     // replaces the link instead.

@@ -27,8 +27,12 @@ use crate::host::{self, Layout};
 use crate::patch::{self, NotPatchable};
 use crate::status::{error_line, status, warning};
 
-/// How long the tree must stay quiet before a burst of events is handled.
+/// How long the tree must stay quiet before a burst of events is handled while a file of it may
+/// still be being written.
 const QUIET: Duration = Duration::from_millis(15);
+/// How long it must stay quiet once every file of the burst was closed after writing or renamed
+/// into place: the save is complete, and the wait only joins files saved back to back.
+const SETTLED_QUIET: Duration = Duration::from_millis(3);
 /// The longest a burst is allowed to postpone handling.
 const MAX_BURST: Duration = Duration::from_millis(500);
 
@@ -109,12 +113,12 @@ fn next_burst(
 ) -> anyhow::Result<Option<(BTreeSet<PathBuf>, Instant)>> {
     let layout = session.layout.clone();
     let layout = &layout;
-    let mut paths = BTreeSet::new();
+    let mut burst = Burst::default();
     let first = loop {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => {
-                collect(event, layout, &mut paths);
-                if !paths.is_empty() {
+                burst.add(event, layout);
+                if !burst.paths.is_empty() {
                     break Instant::now();
                 }
             }
@@ -126,29 +130,61 @@ fn next_burst(
         }
     };
     while first.elapsed() < MAX_BURST {
-        match events.recv_timeout(QUIET) {
-            Ok(event) => collect(event, layout, &mut paths),
+        match events.recv_timeout(burst.quiet()) {
+            Ok(event) => burst.add(event, layout),
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
         }
     }
-    Ok(Some((paths, first)))
+    Ok(Some((burst.paths, first)))
 }
 
-fn collect(event: notify::Result<notify::Event>, layout: &Layout, paths: &mut BTreeSet<PathBuf>) {
-    let Ok(event) = event else { return };
-    if !matches!(
-        event.kind,
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-    ) || matches!(
-        event.kind,
-        EventKind::Modify(notify::event::ModifyKind::Metadata(_))
-    ) {
-        return;
+/// The relevant paths a burst of events touched.
+#[derive(Debug, Default)]
+struct Burst {
+    paths: BTreeSet<PathBuf>,
+    /// Those written to (or renamed away) and not yet closed or renamed into place.
+    writing: BTreeSet<PathBuf>,
+}
+
+impl Burst {
+    fn add(&mut self, event: notify::Result<notify::Event>, layout: &Layout) {
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        let Ok(event) = event else { return };
+        // `Some(true)`: the event completes a write of its (last) path.
+        let completes = match event.kind {
+            EventKind::Modify(ModifyKind::Metadata(_)) => return,
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+            | EventKind::Remove(_) => Some(true),
+            EventKind::Create(_) | EventKind::Modify(_) => Some(false),
+            _ => None,
+        };
+        let Some(completes) = completes else { return };
+        // A rename's destination is its last path.
+        let Some(path) = event.paths.last() else {
+            return;
+        };
+        if !is_relevant(path, layout) {
+            return;
+        }
+        if completes {
+            self.writing.remove(path);
+        } else {
+            self.writing.insert(path.clone());
+        }
+        for path in &event.paths {
+            if is_relevant(path, layout) {
+                self.paths.insert(path.clone());
+            }
+        }
     }
-    for path in event.paths {
-        if is_relevant(&path, layout) {
-            paths.insert(path);
+
+    fn quiet(&self) -> Duration {
+        if self.writing.is_empty() {
+            SETTLED_QUIET
+        } else {
+            QUIET
         }
     }
 }
@@ -500,7 +536,95 @@ fn listed(names: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::listed;
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
+
+    fn layout() -> Layout {
+        Layout {
+            workspace_root: PathBuf::from("/ws"),
+            dir: PathBuf::from("/ws/target/hotpatch/dev"),
+            profile: "dev",
+        }
+    }
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Result<notify::Event> {
+        let mut event = notify::Event::new(kind);
+        for path in paths {
+            event = event.add_path(PathBuf::from(path));
+        }
+        Ok(event)
+    }
+
+    #[test]
+    fn a_burst_settles_once_each_file_written_is_closed_or_renamed_into_place() {
+        let layout = layout();
+        let mut burst = Burst::default();
+        burst.add(
+            event(
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                &["/ws/a/src/lib.rs"],
+            ),
+            &layout,
+        );
+        burst.add(
+            event(
+                EventKind::Create(CreateKind::File),
+                &["/ws/b/src/lib.rs.tmp~"],
+            ),
+            &layout,
+        );
+        assert_eq!(burst.quiet(), QUIET, "lib.rs is still being written");
+        burst.add(
+            event(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/ws/a/src/lib.rs"],
+            ),
+            &layout,
+        );
+        assert_eq!(burst.quiet(), SETTLED_QUIET);
+        // An editor renaming the file away first (a backup), then writing a new one in place.
+        burst.add(
+            event(
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                &["/ws/b/src/main.rs"],
+            ),
+            &layout,
+        );
+        assert_eq!(burst.quiet(), QUIET);
+        burst.add(
+            event(
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                &["/ws/b/src/.main.rs.swp", "/ws/b/src/main.rs"],
+            ),
+            &layout,
+        );
+        assert_eq!(burst.quiet(), SETTLED_QUIET);
+        // Metadata changes and reads are not changes; target/ and hidden files are not sources.
+        burst.add(
+            event(
+                EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
+                &["/ws/c.rs"],
+            ),
+            &layout,
+        );
+        burst.add(
+            event(
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                &["/ws/target/debug/x.rs"],
+            ),
+            &layout,
+        );
+        burst.add(
+            event(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                &["/ws/d.rs"],
+            ),
+            &layout,
+        );
+        assert_eq!(burst.quiet(), SETTLED_QUIET);
+        let paths: Vec<&str> = burst.paths.iter().filter_map(|p| p.to_str()).collect();
+        assert_eq!(paths, ["/ws/a/src/lib.rs", "/ws/b/src/main.rs"]);
+    }
 
     #[test]
     fn long_lists_are_cut_with_a_count() {
