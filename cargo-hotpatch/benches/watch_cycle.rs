@@ -332,15 +332,16 @@ impl Watch {
         }
     }
 
-    /// Waits until watch has had no child but the app for a while: no rustc (its base functions
-    /// compiled in the background, or a patch build) competes with the next edit.
+    /// Waits until watch has had no child but the app and its waiting compilers for a while: no
+    /// rustc (its base functions compiled in the background, or a patch build) competes with the
+    /// next edit.
     fn settle(&mut self) {
         let deadline = Instant::now() + NEW_VERSION;
         let mut quiet_since: Option<Instant> = None;
         loop {
             let busy = children_of(self.process.tool.id())
                 .into_iter()
-                .any(|child| Some(child) != self.process.pid);
+                .any(|child| Some(child) != self.process.pid && !waits_for_arguments(child));
             if busy {
                 quiet_since = None;
             } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
@@ -423,6 +424,13 @@ impl Drop for App {
 }
 
 /// The processes whose parent is `pid`, from `/proc`.
+/// Whether a process is blocked opening a named pipe: a compiler watch started ahead of the next
+/// save, waiting for its arguments.
+fn waits_for_arguments(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
+}
+
 fn children_of(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -29,6 +29,7 @@ mod rollout;
 mod signing;
 mod states;
 mod status;
+mod warm;
 mod watch;
 
 use clap::Parser;

@@ -21,6 +21,7 @@ use crate::layout;
 use crate::linker::Linker;
 use crate::redirect::{self, Redirections};
 use crate::states;
+use crate::warm::{WarmCompilers, WarmRustc};
 
 /// Why no patch was built, when that is not a failure of the tool.
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +52,18 @@ pub struct BuiltPatch {
 /// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it
 /// brings the process to the current sources whatever was applied before.
 pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Result<BuiltPatch> {
-    build_including(base, work_dir, output, &BTreeSet::new())
+    build_including(base, work_dir, output, &BTreeSet::new(), None)
 }
 
 /// [`build`], also rebuilding the library crates named in `also` even if they now equal the base
-/// (so an edit reverted to the base's text is patched back like any other edit).
+/// (so an edit reverted to the base's text is patched back like any other edit), with the
+/// compilers of `warm` where one waits for a crate.
 pub fn build_including(
     base: &BaseRecord,
     work_dir: &Path,
     output: &Path,
     also: &BTreeSet<String>,
+    mut warm: Option<&mut WarmCompilers>,
 ) -> anyhow::Result<BuiltPatch> {
     let changed: Vec<&CrateRecord> = base
         .crates
@@ -117,7 +120,8 @@ pub fn build_including(
     let started = Instant::now();
     let mut changed_functions = Vec::new();
     for record in &changed {
-        let crate_objects = compile_to_objects(record, &work_dir.join(&record.name))?;
+        let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
+        let crate_objects = compile_to_objects(record, &work_dir.join(&record.name), warm)?;
         changed_functions.extend(changed_since_last_build(
             base,
             record,
@@ -483,16 +487,25 @@ const PATCH_CODEGEN_UNITS: u32 = 16;
 
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
 /// one per codegen unit.
-fn compile_to_objects(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, false)
+fn compile_to_objects(
+    record: &CrateRecord,
+    out_dir: &Path,
+    warm: Option<WarmRustc>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    compile(record, out_dir, false, warm)
 }
 
 /// [`compile_to_objects`] without diagnostics on the terminal.
 fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, true)
+    compile(record, out_dir, true, None)
 }
 
-fn compile(record: &CrateRecord, out_dir: &Path, quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
+fn compile(
+    record: &CrateRecord,
+    out_dir: &Path,
+    quiet: bool,
+    warm: Option<WarmRustc>,
+) -> anyhow::Result<Vec<PathBuf>> {
     if out_dir.exists() {
         std::fs::remove_dir_all(out_dir)
             .with_context(|| format!("clearing {}", out_dir.display()))?;
@@ -504,18 +517,22 @@ fn compile(record: &CrateRecord, out_dir: &Path, quiet: bool) -> anyhow::Result<
         .parent()
         .map(|work| work.join("incremental").join(&record.name));
     let args = replay_args(invocation, out_dir, incremental.as_deref());
-    let mut command = Command::new(&invocation.rustc);
-    command
-        .args(&args)
-        .env_clear()
-        .envs(&invocation.env)
-        .current_dir(&invocation.cwd);
-    if quiet {
-        command.stderr(std::process::Stdio::null());
+    let status = match warm.and_then(|warm| warm.run(&args)) {
+        Some(mut rustc) => rustc.wait(),
+        None => {
+            let mut command = Command::new(&invocation.rustc);
+            command
+                .args(&args)
+                .env_clear()
+                .envs(&invocation.env)
+                .current_dir(&invocation.cwd);
+            if quiet {
+                command.stderr(std::process::Stdio::null());
+            }
+            command.status()
+        }
     }
-    let status = command
-        .status()
-        .with_context(|| format!("running {}", invocation.rustc.display()))?;
+    .with_context(|| format!("running {}", invocation.rustc.display()))?;
     if !status.success() {
         bail!("could not compile `{}`", record.name);
     }

@@ -26,6 +26,7 @@ use crate::diff;
 use crate::host::{self, Layout};
 use crate::patch::{self, NotPatchable};
 use crate::status::{error_line, status, warning};
+use crate::warm::{WarmCompilers, MAX_WAITING};
 
 /// How long the tree must stay quiet before a burst of events is handled while a file of it may
 /// still be being written.
@@ -247,12 +248,15 @@ struct Session {
     /// Compiling the base's libraries the way patches are, to compare the first patch with; a
     /// patch build waits for it, so it never compares with the differently compiled base build.
     baseline: Option<std::thread::JoinHandle<()>>,
+    /// Compilers waiting for the next patch of the crates most likely to change.
+    warm: WarmCompilers,
 }
 
 impl Session {
     /// Builds and starts the app; if the build fails, the first save tries again.
     fn start(args: WatchArgs, layout: Layout) -> anyhow::Result<Self> {
         let link = AppLink::listen(&layout.dir)?;
+        let layout_dir = layout.dir.clone();
         let mut session = Session {
             link,
             args,
@@ -263,6 +267,7 @@ impl Session {
             app: None,
             patched_crates: BTreeSet::new(),
             patches_built: 0,
+            warm: WarmCompilers::new(&layout_dir.join("watch")),
         };
         session.restart("");
         Ok(session)
@@ -293,6 +298,21 @@ impl Session {
     }
 
     fn handle(&mut self, paths: BTreeSet<PathBuf>, first_event: Instant) {
+        self.patch_or_restart(paths, first_event);
+        self.prepare_compilers();
+    }
+
+    /// Keeps a compiler waiting for each library crate patched or changed since the base.
+    fn prepare_compilers(&mut self) {
+        let Some(base) = &self.base else { return };
+        for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
+            if self.patched_crates.contains(&record.name) || !record.changed_sources().is_empty() {
+                self.warm.prepare(record);
+            }
+        }
+    }
+
+    fn patch_or_restart(&mut self, paths: BTreeSet<PathBuf>, first_event: Instant) {
         let changed: Vec<PathBuf> = paths
             .into_iter()
             .filter(|path| {
@@ -332,6 +352,7 @@ impl Session {
             &self.layout.work_dir(),
             &output,
             &self.patched_crates,
+            Some(&mut self.warm),
         ) {
             Ok(built) => built,
             Err(error) => {
@@ -431,6 +452,16 @@ impl Session {
             Ok((base, executable)) => {
                 self.seen = seen_from(&base);
                 self.baseline = Some(remember_in_background(&base, &self.layout));
+                // Which crate the first save changes is anyone's guess: the first few.
+                self.warm.clear();
+                for record in base
+                    .crates
+                    .iter()
+                    .filter(|c| c.is_patchable_library())
+                    .take(MAX_WAITING)
+                {
+                    self.warm.prepare(record);
+                }
                 self.base = Some(base);
                 self.patched_crates.clear();
                 if let Err(error) = self.spawn(&executable) {
