@@ -480,6 +480,9 @@ fn static_name(mangled: &str) -> String {
     }
 }
 
+/// Where patch builds keep rustc's incremental state, under the work directory.
+const INCREMENTAL_DIR: &str = "rustc-incremental";
+
 /// Codegen units of a patch build when the profile names none: rustc's own default without
 /// incremental compilation. Halved the replay's time on a one-line edit; more units gained
 /// little and grew the objects to link.
@@ -513,9 +516,12 @@ fn compile(
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let invocation = &record.invocation;
     // One incremental directory per crate, shared by every patch build of it (and the baseline).
-    let incremental = out_dir
-        .parent()
-        .map(|work| work.join("incremental").join(&record.name));
+    let incremental = out_dir.parent().map(|work| {
+        // Tools before this one edited objects through rustc's hard links into `incremental`:
+        // what they left there may already be redirected, so it is not reused.
+        let _ = std::fs::remove_dir_all(work.join("incremental"));
+        work.join(INCREMENTAL_DIR).join(&record.name)
+    });
     let args = replay_args(invocation, out_dir, incremental.as_deref());
     let status = match warm.and_then(|warm| warm.run(&args)) {
         Some(mut rustc) => rustc.wait(),
