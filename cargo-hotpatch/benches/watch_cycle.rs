@@ -28,7 +28,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{at_least, at_most, iterations, measure, median, ms, parent_of};
+use common::waits_for_arguments;
+use common::{at_least, at_most, children_of, iterations, measure, median, ms};
 use common::{print_figure, print_rows};
 use common::{read_lines, CargoBuildOutput, Fixture, Lines, ToolProcess, TICK_MS};
 
@@ -421,23 +422,4 @@ impl Drop for App {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The processes whose parent is `pid`, from `/proc`.
-/// Whether a process is blocked opening a named pipe: a compiler watch started ahead of the next
-/// save, waiting for its arguments.
-fn waits_for_arguments(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-        .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&child| parent_of(child) == Some(pid))
-        .collect()
 }

@@ -462,6 +462,12 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
             continue;
         }
         let objects = compile_quietly(record, &work_dir.join(format!("{}.baseline", record.name)))?;
+        if !record.changed_sources().is_empty() {
+            // Saved while compiling: rustc may have read the new text, which would make the
+            // first patch look like it changes nothing.
+            let _ = std::fs::remove_file(&remembered);
+            continue;
+        }
         let functions = diff::function_fingerprints(&objects)?;
         std::fs::create_dir_all(work_dir)?;
         std::fs::write(&remembered, serde_json::to_vec(&functions)?)

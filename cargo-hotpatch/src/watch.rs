@@ -124,7 +124,7 @@ fn next_burst(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                session.notice_exit();
+                session.when_idle();
                 return Ok(None);
             }
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
@@ -284,6 +284,29 @@ impl Session {
             .with_context(|| format!("running {}", executable.display()))?;
         self.app = Some(child);
         Ok(())
+    }
+
+    /// Between saves: notices the app exiting and, once the baseline is compiled, starts
+    /// compilers for the first few libraries (which crate the first save changes is anyone's
+    /// guess). Not before: they would compete with the baseline, which must read the sources
+    /// before the first save changes them.
+    fn when_idle(&mut self) {
+        self.notice_exit();
+        if self.baseline.as_ref().is_some_and(|b| b.is_finished()) {
+            if let Some(baseline) = self.baseline.take() {
+                let _ = baseline.join();
+            }
+            if let Some(base) = &self.base {
+                for record in base
+                    .crates
+                    .iter()
+                    .filter(|c| c.is_patchable_library())
+                    .take(MAX_WAITING)
+                {
+                    self.warm.prepare(record);
+                }
+            }
+        }
     }
 
     /// Reports an app that exited; the next save starts it again.
@@ -452,16 +475,8 @@ impl Session {
             Ok((base, executable)) => {
                 self.seen = seen_from(&base);
                 self.baseline = Some(remember_in_background(&base, &self.layout));
-                // Which crate the first save changes is anyone's guess: the first few.
+                // Started once the baseline is compiled (see `when_idle`).
                 self.warm.clear();
-                for record in base
-                    .crates
-                    .iter()
-                    .filter(|c| c.is_patchable_library())
-                    .take(MAX_WAITING)
-                {
-                    self.warm.prepare(record);
-                }
                 self.base = Some(base);
                 self.patched_crates.clear();
                 if let Err(error) = self.spawn(&executable) {

@@ -35,11 +35,15 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
         said.contains(&format!("app (pid {pid}, build")),
         "watch reports the app that connected to it: {said}"
     );
+    // The first patch lists what changed against the base compiled the way patches are.
+    app.wait_until_watch_is_ready();
 
     // An edit is patched into the running app: same process, counts continue.
     let mark = app.stderr_text().len();
-    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
-    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+    fixture.edit_all(
+        "logic/src/lib.rs",
+        &[("\"v1\"", "\"v2\""), ("failure from v1", "failure from v2")],
+    );
     app.wait_for_version("v2");
     let said = wait_for_stderr(&mut app, mark, "Patched");
     assert!(
@@ -85,17 +89,20 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     app.expect_serving("v2", "after a broken build");
 
     // Fixing it and editing on patches again.
-    fixture.edit(
+    fixture.edit_all(
         "logic/src/lib.rs",
-        "\"v2\" self.steps",
-        "\"v3\", self.steps",
+        &[
+            ("\"v2\" self.steps", "\"v3\", self.steps"),
+            ("failure from v2", "failure from v3"),
+        ],
     );
-    fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
     app.wait_for_version("v3");
 
     // Reverting to the original text is patched like any other edit, without a restart.
-    fixture.edit("logic/src/lib.rs", "\"v3\"", "\"v1\"");
-    fixture.edit("logic/src/lib.rs", "failure from v3", "failure from v1");
+    fixture.edit_all(
+        "logic/src/lib.rs",
+        &[("\"v3\"", "\"v1\""), ("failure from v3", "failure from v1")],
+    );
     app.wait_for_version("v1");
     app.expect_serving("v1", "after reverting to the base's text");
 
@@ -103,13 +110,14 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     // and restarts the app, which then runs the new code from a fresh start.
     let mark = app.stderr_text().len();
     app.expect_restart();
-    fixture.edit(
+    fixture.edit_all(
         "logic/src/lib.rs",
-        "pub fn fail() -> u32",
-        "pub fn fail() -> u64",
+        &[
+            ("pub fn fail() -> u32", "pub fn fail() -> u64"),
+            ("\"v1\"", "\"v4\""),
+            ("failure from v1", "failure from v4"),
+        ],
     );
-    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v4\"");
-    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v4");
     let said = wait_for_stderr(&mut app, mark, "rebuilding and restarting");
     assert!(
         said.contains("logic::fail") && said.contains("signature"),
@@ -128,8 +136,10 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     // SAFETY: signalling a process this test started (through watch) has no memory effects.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     wait_for_stderr(&mut app, mark, "the app exited");
-    fixture.edit("logic/src/lib.rs", "\"v4\"", "\"v5\"");
-    fixture.edit("logic/src/lib.rs", "failure from v4", "failure from v5");
+    fixture.edit_all(
+        "logic/src/lib.rs",
+        &[("\"v4\"", "\"v5\""), ("failure from v4", "failure from v5")],
+    );
     app.wait_for_version("v5");
     assert!(app.restarted(), "the app was started again");
     app.expect_serving("v5", "after starting the app again");
@@ -158,8 +168,10 @@ fn with_no_restart_an_unpatchable_change_is_explained_and_the_app_keeps_running(
     assert_eq!(app.pid(), Some(pid), "the app was not restarted");
 
     // Patchable edits still patch.
-    fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
-    fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
+    fixture.edit_all(
+        "logic/src/lib.rs",
+        &[("\"v1\"", "\"v2\""), ("failure from v1", "failure from v2")],
+    );
     app.wait_for_version("v2");
     assert_eq!(app.pid(), Some(pid));
 }

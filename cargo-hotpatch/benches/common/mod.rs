@@ -23,8 +23,11 @@ use hotreload_runtime::control::protocol::{Reply, Request};
 #[path = "../../tests/common/mod.rs"]
 mod test_common;
 
+// Each benchmark uses part of these.
+#[allow(unused_imports)]
 pub use test_common::{
-    collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app, ToolOutput,
+    children_of, collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app,
+    waits_for_arguments, ToolOutput,
 };
 
 /// The app's tick interval: a commit waits for the next safe point, once per tick.

@@ -202,13 +202,22 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
 
     /// Replaces `from` (which must occur) by `to` in a fixture source file.
     pub fn edit(&self, file: &str, from: &str, to: &str) {
+        self.edit_all(file, &[(from, to)]);
+    }
+
+    /// Makes every `(from, to)` replacement in `file` in one write: one save, as an editor makes
+    /// it (two writes in a row are two saves, which `watch` may patch one by one).
+    pub fn edit_all(&self, file: &str, edits: &[(&str, &str)]) {
         let path = self.root().join(file);
-        let text = std::fs::read_to_string(&path).expect("a fixture source file");
-        assert!(
-            text.contains(from),
-            "{file} does not contain `{from}`:\n{text}"
-        );
-        std::fs::write(&path, text.replace(from, to)).expect("writing a fixture source file");
+        let mut text = std::fs::read_to_string(&path).expect("a fixture source file");
+        for (from, to) in edits {
+            assert!(
+                text.contains(from),
+                "{file} does not contain `{from}`:\n{text}"
+            );
+            text = text.replace(from, to);
+        }
+        std::fs::write(&path, text).expect("writing a fixture source file");
     }
 
     /// `cargo-hotpatch hotpatch ARGS`, run to completion.
@@ -657,6 +666,24 @@ impl RunningApp {
         }
     }
 
+    /// Waits until `watch` has compiled its baseline (the base's functions, which the first
+    /// patch's list of changed functions is compared with): it then starts compilers for the
+    /// next save, which wait on their argument pipes.
+    pub fn wait_until_watch_is_ready(&self) {
+        let deadline = Instant::now() + NEW_VERSION;
+        while !children_of(self.tool.id())
+            .into_iter()
+            .any(waits_for_arguments)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "watch started no compiler for the next save\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The next ticks may come from a restarted app (watch rebuilt it): a tick 0 starts anew.
     pub fn expect_restart(&mut self) {
         self.restart_expected = true;
@@ -863,6 +890,25 @@ pub fn spawn_app<V: AsRef<std::ffi::OsStr>>(
 }
 
 /// The parent pid of `pid`, from `/proc`.
+/// The processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent_of(child) == Some(pid))
+        .collect()
+}
+
+/// Whether a process is blocked opening a named pipe: a compiler `watch` started ahead of the
+/// next save, waiting for its arguments.
+pub fn waits_for_arguments(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
+}
+
 pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
