@@ -54,63 +54,120 @@ fn add_object(data: &[u8], out: &mut Fingerprints) {
         // rustc puts every function in its own section.
         let Ok(code) = section.data() else { continue };
         let mut text = sha256_hex(code);
-        for (offset, relocation) in section.relocations() {
-            let target = match relocation.target() {
-                RelocationTarget::Symbol(index) => file
-                    .symbol_by_index(index)
-                    .ok()
-                    .map(|s| target_key(&file, &s))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            text.push_str(&format!(
-                "|{offset}:{:?}:{}:{target}",
-                relocation.flags(),
-                relocation.addend()
-            ));
-        }
+        append_relocations(&file, &section, 0..code.len() as u64, 0, &mut text);
         out.insert(normalise(name), sha256_hex(text.as_bytes()));
     }
 }
 
-/// What a relocation points at, stable across builds: a global's name, or a local constant's bytes.
-fn target_key(file: &object::File, symbol: &object::Symbol) -> String {
+/// How deep constants that point at other constants are followed.
+const CONSTANT_DEPTH: usize = 3;
+
+/// Appends each relocation of `section` inside `range` (its offset from the range's start, kind
+/// and target) to `text`.
+fn append_relocations(
+    file: &object::File,
+    section: &object::Section,
+    range: std::ops::Range<u64>,
+    depth: usize,
+    text: &mut String,
+) {
+    for (offset, relocation) in section.relocations() {
+        if !range.contains(&offset) {
+            continue;
+        }
+        let target = match relocation.target() {
+            RelocationTarget::Symbol(index) => file
+                .symbol_by_index(index)
+                .ok()
+                .map(|symbol| target_key(file, &symbol, &relocation, depth))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "|{}:{:?}:{target}",
+            offset - range.start,
+            relocation.flags()
+        ));
+    }
+}
+
+/// What a relocation points at, stable across builds and across how the crate was split into
+/// codegen units: a global's name (and the addend), or a local constant's contents. A string in
+/// a merged string section is the string itself (its offset there depends on the other strings
+/// of the unit); a constant that points at others (`&str`s, panic locations, vtables) is its
+/// bytes and what it points at.
+fn target_key(
+    file: &object::File,
+    symbol: &object::Symbol,
+    relocation: &object::Relocation,
+    depth: usize,
+) -> String {
+    let addend = relocation.addend();
     let local_data = symbol.is_local()
         && matches!(
             symbol.kind(),
             object::SymbolKind::Data | object::SymbolKind::Section | object::SymbolKind::Unknown
         );
-    if local_data {
-        if let Some(section) = symbol
-            .section_index()
-            .and_then(|index| file.section_by_index(index).ok())
-        {
-            let constant = matches!(
-                section.kind(),
-                SectionKind::ReadOnlyData
-                    | SectionKind::ReadOnlyString
-                    | SectionKind::ReadOnlyDataWithRel
-            );
-            if constant {
-                let start = if symbol.kind() == object::SymbolKind::Section {
-                    0
-                } else {
-                    symbol.address()
-                };
-                if let Ok(data) = section.data() {
-                    let start = (start as usize).min(data.len());
-                    let end = if symbol.size() > 0 {
-                        (start + symbol.size() as usize).min(data.len())
-                    } else {
-                        data.len()
-                    };
-                    return format!("const:{}", sha256_hex(&data[start..end]));
-                }
-            }
-            return normalise(section.name().unwrap_or_default());
-        }
+    let section = symbol
+        .section_index()
+        .and_then(|index| file.section_by_index(index).ok());
+    let (Some(section), true) = (section, local_data) else {
+        return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
+    };
+    let writable_static = matches!(
+        section.kind(),
+        SectionKind::Data | SectionKind::UninitializedData
+    ) && !section
+        .name()
+        .is_ok_and(|name| name.starts_with(".data.rel.ro"));
+    let Ok(data) = section.data() else {
+        return normalise(section.name().unwrap_or_default());
+    };
+    if writable_static || depth >= CONSTANT_DEPTH {
+        return format!(
+            "{}{addend:+}",
+            normalise(section.name().unwrap_or_default())
+        );
     }
-    normalise(symbol.name().unwrap_or_default())
+    // Where the reference lands: a code reference is relative to the end of its 4-byte field.
+    let pc_relative = matches!(
+        relocation.kind(),
+        object::RelocationKind::Relative
+            | object::RelocationKind::PltRelative
+            | object::RelocationKind::GotRelative
+    );
+    let base = if symbol.kind() == object::SymbolKind::Section {
+        0
+    } else {
+        symbol.address() as i64
+    };
+    let lands = base + addend + if pc_relative { 4 } else { 0 };
+    let strings = matches!(
+        section.flags(),
+        object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_STRINGS) != 0
+    );
+    if strings {
+        let at = (lands.max(0) as usize).min(data.len());
+        let end = data[at..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(data.len(), |nul| at + nul);
+        return format!("str:{}", sha256_hex(&data[at..end]));
+    }
+    // One constant: the symbol's extent, or the whole section (rustc gives each its own).
+    let (start, end) = if symbol.kind() == object::SymbolKind::Section || symbol.size() == 0 {
+        (0, data.len() as u64)
+    } else {
+        let start = symbol.address().min(data.len() as u64);
+        (start, (start + symbol.size()).min(data.len() as u64))
+    };
+    let mut text = format!(
+        "const:{}@{}",
+        sha256_hex(&data[start as usize..end as usize]),
+        lands - start as i64
+    );
+    append_relocations(file, &section, start..end, depth + 1, &mut text);
+    text
 }
 
 /// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.

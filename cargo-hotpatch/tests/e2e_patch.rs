@@ -30,6 +30,23 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
+    // Compared with cargo's own objects of the base (split into other codegen units), only the
+    // two edited functions changed.
+    let manifest = PatchFile::parse(&std::fs::read(&p2).unwrap())
+        .expect("a patch file")
+        .manifest;
+    let changed: Vec<&str> = manifest
+        .changed_functions
+        .iter()
+        .map(|name| name.split("::__hot_original_").next().unwrap_or(name))
+        .map(|name| name.split(" as ").next().unwrap_or(name))
+        .collect();
+    assert_eq!(
+        changed,
+        ["<logic::Report", "logic::fail"],
+        "the patch lists exactly the changed functions: {:?}",
+        manifest.changed_functions
+    );
     app.drain();
     let steps_before = app.last.as_ref().unwrap().steps;
     // `check` says what `apply` would change, methods included, and changes nothing.
