@@ -122,17 +122,35 @@ type Node = (usize, object::SectionIndex);
 
 fn analyse_graph(files: &[object::File], host_local_data: &HostLocalData) -> PatchAnalysis {
     let mut analysis = PatchAnalysis::default();
-    // Where each symbol visible to other objects is defined.
+    // Where each symbol visible to other objects is defined; the private data of the objects
+    // (local, or hidden when several codegen units share it: a public static resolves to the
+    // host's at load time); the hot functions, where the walks start.
     let mut definitions: HashMap<&str, Node> = HashMap::new();
+    let mut local_data: BTreeSet<&str> = BTreeSet::new();
+    let mut roots = Vec::new();
     for (at, file) in files.iter().enumerate() {
         for symbol in file.symbols() {
             // Not `is_definition`: for `object` a thread-local is none.
-            if let (true, Some(section), Ok(name)) = (
-                !symbol.is_undefined() && !symbol.is_local(),
-                symbol.section_index(),
-                symbol.name(),
-            ) {
+            let (false, Some(section), Ok(name)) =
+                (symbol.is_undefined(), symbol.section_index(), symbol.name())
+            else {
+                continue;
+            };
+            if !symbol.is_local() {
                 definitions.entry(name).or_insert((at, section));
+            }
+            let data = matches!(
+                symbol.kind(),
+                object::SymbolKind::Data | object::SymbolKind::Tls
+            );
+            if data && symbol.scope() != object::SymbolScope::Dynamic {
+                local_data.insert(name);
+            }
+            if let (Some((identity, fingerprint)), true) =
+                (hot_identity(name), symbol.is_definition())
+            {
+                analysis.hot.insert(identity.clone(), fingerprint);
+                roots.push(((at, section), identity));
             }
         }
     }
@@ -156,35 +174,6 @@ fn analyse_graph(files: &[object::File], host_local_data: &HostLocalData) -> Pat
                             targets.push(node);
                         }
                     }
-                }
-            }
-        }
-    }
-    // Private data of the objects: local, or hidden when several codegen units share it. A public
-    // static resolves to the host's at load time.
-    let local_data: BTreeSet<&str> = files
-        .iter()
-        .flat_map(|file| file.symbols())
-        .filter(|symbol| {
-            !symbol.is_undefined()
-                && symbol.scope() != object::SymbolScope::Dynamic
-                && matches!(
-                    symbol.kind(),
-                    object::SymbolKind::Data | object::SymbolKind::Tls
-                )
-        })
-        .filter_map(|symbol| symbol.name().ok())
-        .collect();
-    let mut roots = Vec::new();
-    for (at, file) in files.iter().enumerate() {
-        for symbol in file.symbols() {
-            let Ok(name) = symbol.name() else { continue };
-            if let (Some((identity, fingerprint)), Some(section)) =
-                (hot_identity(name), symbol.section_index())
-            {
-                if symbol.is_definition() {
-                    analysis.hot.insert(identity.clone(), fingerprint);
-                    roots.push(((at, section), identity));
                 }
             }
         }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use object::{Object as _, ObjectSymbol as _};
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
 const LINKER_ENV: &str = "HOTPATCH_LINKER";
@@ -63,12 +62,17 @@ impl Linker {
 
     /// Links `objects` into a shared library whose calls bind to its own new functions
     /// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to
-    /// be resolved against the running host when it is loaded.
-    pub fn link_library(&self, objects: &[PathBuf], output: &Path) -> anyhow::Result<()> {
-        // Code referring to its own module's handle (`__dso_handle`) needs the C runtime's start
-        // files, which only the compiler driver knows where to find.
+    /// be resolved against the running host when it is loaded. With `needs_c_runtime` (the code
+    /// refers to `__dso_handle`), the compiler driver links, as only it knows where the C
+    /// runtime's start files are.
+    pub fn link_library(
+        &self,
+        objects: &[PathBuf],
+        output: &Path,
+        needs_c_runtime: bool,
+    ) -> anyhow::Result<()> {
         let linker = match self {
-            Linker::Lld(path) if refers_to_dso_handle(objects)? => Linker::Driver {
+            Linker::Lld(path) if needs_c_runtime => Linker::Driver {
                 program: "cc".to_owned(),
                 lld_dir: path.parent().map(|bin| bin.join("gcc-ld")),
             },
@@ -123,22 +127,6 @@ impl Linker {
         }
         Ok(())
     }
-}
-
-/// Whether any object has an undefined reference to `__dso_handle`.
-fn refers_to_dso_handle(objects: &[PathBuf]) -> anyhow::Result<bool> {
-    for path in objects {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file =
-            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        if file
-            .symbols()
-            .any(|symbol| symbol.is_undefined() && symbol.name() == Ok("__dso_handle"))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -145,7 +145,8 @@ pub fn build_including(
         }
     }
     let merging = Instant::now();
-    if redirect::reaches_across_objects(&objects, &targets)? {
+    let undefined = redirect::undefined_symbols(&objects)?;
+    if redirect::reaches_across_objects(&undefined, &targets) {
         // Redirection works inside an object: merge the objects, so a private static one codegen
         // unit defines and another reaches is reached inside one.
         let merged = work_dir.join("patch.merged.o");
@@ -197,7 +198,9 @@ pub fn build_including(
 
     let started = Instant::now();
     let library_path = work_dir.join("patch.so");
-    linker.link_library(&objects, &library_path)?;
+    // Code referring to its own module's handle needs the C runtime's start files.
+    let needs_c_runtime = undefined.contains("__dso_handle");
+    linker.link_library(&objects, &library_path, needs_c_runtime)?;
     let link = merge + started.elapsed();
     // The layouts are read from the linked library: its debug information is relocated.
     let started = Instant::now();

@@ -40,30 +40,31 @@ pub struct Redirections {
     pub thread_local_cells: BTreeSet<String>,
 }
 
-/// Whether an object refers to one of `targets` (private statics to redirect) that another object
-/// defines. rustc splits a crate into codegen units, and a private static shared by two of them
-/// is a hidden symbol one defines and the other refers to. Redirection rewrites a static and its
-/// references together inside one object, so such objects must be merged first.
-pub fn reaches_across_objects(
-    objects: &[impl AsRef<Path>],
-    targets: &HostLocalData,
-) -> anyhow::Result<bool> {
+/// The names of the symbols the objects refer to without defining them there.
+pub fn undefined_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSet<String>> {
+    let mut undefined = BTreeSet::new();
     for path in objects {
         let path = path.as_ref();
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let file =
             object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        let reaches = file.symbols().any(|symbol| {
-            symbol.is_undefined()
-                && symbol
-                    .name()
-                    .is_ok_and(|name| targets.contains_key(name) && !is_own_copy(name))
-        });
-        if reaches {
-            return Ok(true);
-        }
+        undefined.extend(
+            file.symbols()
+                .filter(|symbol| symbol.is_undefined())
+                .filter_map(|symbol| symbol.name().ok().map(str::to_owned)),
+        );
     }
-    Ok(false)
+    Ok(undefined)
+}
+
+/// Whether an object refers (`undefined`, from [`undefined_symbols`]) to one of `targets` that
+/// another object defines. rustc splits a crate into codegen units, and a private static shared
+/// by two of them is a hidden symbol one defines and the other refers to. Redirection rewrites a
+/// static and its references together inside one object, so such objects must be merged first.
+pub fn reaches_across_objects(undefined: &BTreeSet<String>, targets: &HostLocalData) -> bool {
+    undefined
+        .iter()
+        .any(|name| targets.contains_key(name) && !is_own_copy(name))
 }
 
 /// Rewrites an object file in place so its code reaches the host's private statics through cells.
