@@ -6,18 +6,16 @@ use anyhow::Context as _;
 use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, StatusReport};
 
 use crate::app_link::AppLink;
-use crate::base::BaseRecord;
 use crate::cli::{BuildArgs, MessageFormat, RunArgs, TargetArgs, TargetFileArgs};
 use crate::client;
-use crate::host::{self, Layout};
-use crate::host_facts::HostFacts;
+use crate::host::{self, BaseRecord, HostFacts, HotpatchDirs};
 use crate::patch;
-use crate::signing;
+use crate::patch::signing;
 use crate::status::status;
 
 /// `cargo hotpatch run`: build the host, record the base, run the app; returns its exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let layout = Layout::of(&args.selection)?;
+    let layout = HotpatchDirs::of(&args.selection)?;
     let (record, executable) = host::build(&args.selection, &layout)?;
     status(
         "Recorded",
@@ -49,7 +47,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     );
     let link = AppLink::listen(&layout.dir)?;
     link.expect_build(&record.identity.build_id);
-    let exit = host::app_command(&executable, &args.app_args, &socket, &link)
+    let exit = crate::app_link::app_command(&executable, &args.app_args, &socket, &link)
         .status()
         .with_context(|| format!("running {}", executable.display()))?;
     Ok(exit.code().unwrap_or(101))
@@ -57,7 +55,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
 /// `cargo hotpatch build`: write a patch of the current sources against a base build.
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
-    let layout = Layout::of(&args.selection)?;
+    let layout = HotpatchDirs::of(&args.selection)?;
     let base_dir = host::base_dir_or_default(args.base.as_deref(), &layout);
     let mut base = BaseRecord::load(&base_dir)?;
     base.relocate(&base_dir, &layout.workspace_root);

@@ -9,30 +9,20 @@
 //! | 1 | the command failed (the error and its causes are printed) |
 //! | 2 | the command line could not be parsed |
 
-mod analysis;
 mod app_link;
-mod base;
-mod capture;
 mod cli;
 mod client;
 mod commands;
-mod copied_items;
-mod diff;
-mod elf;
 mod host;
-mod host_facts;
-mod layout;
-mod linker;
+mod object;
 mod patch;
-mod redirect;
 mod rollout;
-mod signing;
-mod states;
 mod status;
-mod warm;
 mod watch;
 
 use clap::Parser;
+
+use host::capture;
 
 pub use cli::{Cargo, Command};
 /// What the host build adds to cargo's command line (the benchmarks build the same way).
@@ -83,7 +73,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Status(args) => commands::status_command(args)?,
         Command::Rollback(args) => commands::rollback(args)?,
         Command::History(args) => commands::history(args)?,
-        Command::Keygen(args) => signing::keygen(&args.output)?,
+        Command::Keygen(args) => patch::signing::keygen(&args.output)?,
     }
     Ok(0)
 }

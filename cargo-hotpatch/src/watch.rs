@@ -19,14 +19,13 @@ use hotreload_runtime::patch_file::sha256_hex;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::app_link::AppLink;
-use crate::base::BaseRecord;
 use crate::cli::WatchArgs;
 use crate::client;
-use crate::diff;
-use crate::host::{self, Layout};
+use crate::host::{self, BaseRecord, HotpatchDirs};
+use crate::patch::changes::machine_code;
+use crate::patch::compile::warm::{WarmCompilers, MAX_WAITING};
 use crate::patch::{self, NotPatchable};
 use crate::status::{error_line, status, warning};
-use crate::warm::{WarmCompilers, MAX_WAITING};
 
 /// How long the tree must stay quiet before a burst of events is handled while a file of it may
 /// still be being written.
@@ -39,7 +38,7 @@ const MAX_BURST: Duration = Duration::from_millis(500);
 
 /// Runs `watch`; returns when the watcher fails.
 pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
-    let layout = Layout::of(&args.run.selection)?;
+    let layout = HotpatchDirs::of(&args.run.selection)?;
     let (events_tx, events) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = events_tx.send(event);
@@ -70,7 +69,10 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
 
 /// The directories to watch: every workspace member, recursively, except the target directory,
 /// plus the workspace root itself for its manifest and lock file.
-fn watch_roots(args: &WatchArgs, layout: &Layout) -> anyhow::Result<Vec<(PathBuf, RecursiveMode)>> {
+fn watch_roots(
+    args: &WatchArgs,
+    layout: &HotpatchDirs,
+) -> anyhow::Result<Vec<(PathBuf, RecursiveMode)>> {
     let mut command = MetadataCommand::new();
     command.no_deps();
     if let Some(path) = &args.run.selection.manifest_path {
@@ -149,7 +151,7 @@ struct Burst {
 }
 
 impl Burst {
-    fn add(&mut self, event: notify::Result<notify::Event>, layout: &Layout) {
+    fn add(&mut self, event: notify::Result<notify::Event>, layout: &HotpatchDirs) {
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
         let Ok(event) = event else { return };
         // `Some(true)`: the event completes a write of its (last) path.
@@ -192,7 +194,7 @@ impl Burst {
 
 /// Whether a changed path can matter to the build: not under `target/`, not hidden, not an
 /// editor's temporary file.
-pub fn is_relevant(path: &Path, layout: &Layout) -> bool {
+pub fn is_relevant(path: &Path, layout: &HotpatchDirs) -> bool {
     if path.components().any(|c| c.as_os_str() == "target") || path.starts_with(&layout.dir) {
         return false;
     }
@@ -234,7 +236,7 @@ fn needs_restart(path: &Path) -> bool {
 /// The app under watch and what has been patched into it.
 struct Session {
     args: WatchArgs,
-    layout: Layout,
+    layout: HotpatchDirs,
     /// The build the running app was made from; none while the app could not be built.
     base: Option<BaseRecord>,
     app: Option<Child>,
@@ -254,7 +256,7 @@ struct Session {
 
 impl Session {
     /// Builds and starts the app; if the build fails, the first save tries again.
-    fn start(args: WatchArgs, layout: Layout) -> anyhow::Result<Self> {
+    fn start(args: WatchArgs, layout: HotpatchDirs) -> anyhow::Result<Self> {
         let link = AppLink::listen(&layout.dir)?;
         let layout_dir = layout.dir.clone();
         let mut session = Session {
@@ -279,9 +281,10 @@ impl Session {
         if let Some(base) = &self.base {
             self.link.expect_build(&base.identity.build_id);
         }
-        let child = host::app_command(executable, &self.args.run.app_args, &socket, &self.link)
-            .spawn()
-            .with_context(|| format!("running {}", executable.display()))?;
+        let child =
+            crate::app_link::app_command(executable, &self.args.run.app_args, &socket, &self.link)
+                .spawn()
+                .with_context(|| format!("running {}", executable.display()))?;
         self.app = Some(child);
         Ok(())
     }
@@ -383,7 +386,7 @@ impl Session {
                     Some(NotPatchable::NothingChanged) => {}
                     Some(NotPatchable::NeedsRestart(reason)) => {
                         let reason = reason.clone();
-                        self.unpatchable(&reason);
+                        self.unpatchable(&reason.to_string());
                     }
                     None => error_line(format!(
                         "{error:#}; the app keeps running its last good code"
@@ -431,7 +434,7 @@ impl Session {
                         ),
                     );
                 }
-                let (hot, other) = diff::classify_changes(&manifest.changed_functions);
+                let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
                 if hot.is_empty() && other.is_empty() {
                     status("Unchanged", "no function's code changed");
                 }
@@ -529,7 +532,7 @@ fn tracing_versions(functions: &[String]) {
 
 /// Compiles the base's libraries the way patches are, off the main thread, so the first save's
 /// list of changed functions is exact.
-fn remember_in_background(base: &BaseRecord, layout: &Layout) -> std::thread::JoinHandle<()> {
+fn remember_in_background(base: &BaseRecord, layout: &HotpatchDirs) -> std::thread::JoinHandle<()> {
     let base = base.clone();
     let work_dir = layout.work_dir();
     std::thread::spawn(move || {
@@ -585,8 +588,8 @@ mod tests {
     use super::*;
     use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
 
-    fn layout() -> Layout {
-        Layout {
+    fn layout() -> HotpatchDirs {
+        HotpatchDirs {
             workspace_root: PathBuf::from("/ws"),
             dir: PathBuf::from("/ws/target/hotpatch/dev"),
             profile: "dev",

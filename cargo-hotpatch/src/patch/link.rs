@@ -5,10 +5,15 @@
 //! driver in front of it (`cc`, `collect2`, the `ld.lld` wrapper) cost 12 ms of a 29 ms link.
 //! `HOTPATCH_LINKER` names another compiler driver to link with instead.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
+
+use crate::host::HostLocalData;
+use crate::object::read::undefined_symbols;
+use crate::patch::redirect::reaches_across_objects;
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
 const LINKER_ENV: &str = "HOTPATCH_LINKER";
@@ -48,10 +53,29 @@ impl Linker {
         }
     }
 
+    /// The objects to redirect and link, with the symbols they refer to without defining them.
+    /// Redirection works inside an object: when one object reaches a redirect target another
+    /// defines, the objects are merged into `work_dir/patch.merged.o`, so a private static one
+    /// codegen unit defines and another reaches is reached inside one.
+    pub fn merge_for_redirection(
+        &self,
+        objects: Vec<PathBuf>,
+        targets: &HostLocalData,
+        work_dir: &Path,
+    ) -> anyhow::Result<(Vec<PathBuf>, BTreeSet<String>)> {
+        let undefined = undefined_symbols(&objects)?;
+        if !reaches_across_objects(&undefined, targets) {
+            return Ok((objects, undefined));
+        }
+        let merged = work_dir.join("patch.merged.o");
+        self.merge(&objects, &merged)?;
+        Ok((vec![merged], undefined))
+    }
+
     /// Merges the objects of one crate's codegen units into `output` (a relocatable link), so
     /// every reference between them is one inside an object: a private static one unit defines
     /// and another reads is then seen, and redirected, like any other.
-    pub fn merge(&self, objects: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    fn merge(&self, objects: &[PathBuf], output: &Path) -> anyhow::Result<()> {
         let mut command = self.command();
         if matches!(self, Linker::Driver { .. }) {
             command.arg("-nostdlib");

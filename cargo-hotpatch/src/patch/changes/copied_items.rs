@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use quote::ToTokens;
 use syn::{Attribute, Generics, ImplItem, Item, TraitItem};
 
-use crate::base::{BaseRecord, CrateRecord};
+use crate::host::{BaseRecord, CrateRecord};
 
 /// Whether an item's code is copied into dependents, and its tokens.
 type Items = BTreeMap<String, (bool, String)>;

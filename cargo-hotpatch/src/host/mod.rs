@@ -1,4 +1,20 @@
-//! Building the app as a patchable host and recording its base build.
+//! The first stage: building the app as a patchable host (every workspace crate's rustc
+//! invocation captured) and recording its base build, which every later patch is built against.
+//!
+//! [`capture`] is the rustc wrapper cargo runs; [`record`] is the base record, filled from the
+//! captured invocations, the [`sources`] they read and the [`toolchain`] that ran them; [`portable`]
+//! copies a record to another machine; [`facts`] are what the host executable says of itself.
+//! Nothing here knows about patches.
+
+pub mod capture;
+pub mod facts;
+pub mod portable;
+pub mod record;
+pub mod sources;
+pub mod toolchain;
+
+pub use facts::{hot_identity, HostFacts, HostLocalData, HotFunctions};
+pub use record::{BaseRecord, CrateRecord};
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -7,13 +23,12 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _};
 use cargo_metadata::{Message, MetadataCommand};
 
-use crate::base::BaseRecord;
-use crate::capture::CAPTURE_DIR_ENV;
 use crate::cli::BuildSelection;
+use crate::host::capture::CAPTURE_DIR_ENV;
 
 /// Where a workspace keeps its hotpatch state for one profile.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct HotpatchDirs {
     /// The workspace root.
     pub workspace_root: PathBuf,
     /// `target/hotpatch/<profile>`.
@@ -22,7 +37,7 @@ pub struct Layout {
     pub profile: &'static str,
 }
 
-impl Layout {
+impl HotpatchDirs {
     /// Finds the workspace of the selection.
     pub fn of(selection: &BuildSelection) -> anyhow::Result<Self> {
         let mut command = MetadataCommand::new();
@@ -34,7 +49,7 @@ impl Layout {
             .exec()
             .context("reading the workspace with `cargo metadata`")?;
         let profile = if selection.release { "release" } else { "dev" };
-        Ok(Layout {
+        Ok(HotpatchDirs {
             workspace_root: metadata.workspace_root.into_std_path_buf(),
             dir: metadata
                 .target_directory
@@ -88,7 +103,10 @@ pub fn config_args(release: bool) -> Vec<String> {
 
 /// Builds the host with cargo, capturing every workspace crate's rustc invocation, and records
 /// the base build. Returns the record and the executable to run.
-pub fn build(selection: &BuildSelection, layout: &Layout) -> anyhow::Result<(BaseRecord, PathBuf)> {
+pub fn build(
+    selection: &BuildSelection,
+    dirs: &HotpatchDirs,
+) -> anyhow::Result<(BaseRecord, PathBuf)> {
     let wrapper = std::env::current_exe().context("locating the cargo-hotpatch executable")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -96,7 +114,7 @@ pub fn build(selection: &BuildSelection, layout: &Layout) -> anyhow::Result<(Bas
         .arg("build")
         .arg("--message-format=json-render-diagnostics")
         .env("RUSTC_WORKSPACE_WRAPPER", &wrapper)
-        .env(CAPTURE_DIR_ENV, layout.capture_dir())
+        .env(CAPTURE_DIR_ENV, dirs.capture_dir())
         .stdout(Stdio::piped());
     // Proc macros run at every patch build: unoptimised, expanding a crate's macros was 40% of
     // its patch compile time. Optimise them (and build scripts) unless the profile says otherwise.
@@ -152,46 +170,16 @@ pub fn build(selection: &BuildSelection, layout: &Layout) -> anyhow::Result<(Bas
         ),
     };
     let record = BaseRecord::record(
-        &layout.base_dir(),
-        &layout.capture_dir(),
+        &dirs.base_dir(),
+        &dirs.capture_dir(),
         &executable,
-        &layout.workspace_root,
-        layout.profile,
+        &dirs.workspace_root,
+        dirs.profile,
     )?;
     Ok((record, executable))
 }
 
 /// The base record in `dir`, or the workspace's default one.
-pub fn base_dir_or_default(base: Option<&Path>, layout: &Layout) -> PathBuf {
-    base.map(Path::to_owned)
-        .unwrap_or_else(|| layout.base_dir())
-}
-
-/// The command that starts the app: with its control socket and the tool's socket to connect to,
-/// and (on Linux) told to stop when the tool stops, so an app is never left running without the
-/// tool that watches it.
-pub fn app_command(
-    executable: &Path,
-    args: &[String],
-    socket: &Path,
-    link: &crate::app_link::AppLink,
-) -> Command {
-    let mut command = Command::new(executable);
-    command
-        .args(args)
-        .env("HOTRELOAD_CONTROL_SOCKET", socket)
-        .env(crate::app_link::TOOL_SOCKET_ENV, link.path());
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: `prctl(PR_SET_PDEATHSIG)` is async-signal-safe and touches no memory of the
-        // parent; it runs in the child between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-    }
-    command
+pub fn base_dir_or_default(base: Option<&Path>, dirs: &HotpatchDirs) -> PathBuf {
+    base.map(Path::to_owned).unwrap_or_else(|| dirs.base_dir())
 }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
-use crate::base::CrateRecord;
+use crate::host::CrateRecord;
 
 /// How many crates keep a rustc waiting: each one is an idle process of about 30 MB.
 pub const MAX_WAITING: usize = 4;
@@ -184,7 +184,7 @@ impl Drop for WarmRustc {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::capture::Invocation;
+    use crate::host::capture::Invocation;
 
     /// A crate whose "compiler" is a shell printing its argument file into `out`.
     fn record(name: &str, dir: &Path) -> CrateRecord {

@@ -1,29 +1,12 @@
-//! The `#[hot_state]` types of a binary, from the `.hotreload_states` records the macro writes:
-//! what versions the base build and a patch have, so a layout change without a version bump is
+//! The `#[hot_state]` types of a binary (from the `.hotreload_states` records the macro writes,
+//! read by [`crate::object::read::state_records`]): what versions the base build and a patch have, so a layout change without a version bump is
 //! refused at patch build and the manifest says which types a patch migrates.
 
-use std::path::Path;
+use hotreload_runtime::state::StateRecord;
 
-use anyhow::Context as _;
-use hotreload_runtime::state::{parse_records, StateRecord};
-use object::{Object as _, ObjectSection as _};
-
-/// The section `#[hot_state]` records go in.
-const SECTION: &str = ".hotreload_states";
-
-/// The state records of the binary or library at `path` (none when it has no state types).
-pub fn read(path: &Path) -> anyhow::Result<Vec<StateRecord>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file =
-        object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-    let Some(section) = file.section_by_name(SECTION) else {
-        return Ok(Vec::new());
-    };
-    let bytes = section
-        .uncompressed_data()
-        .with_context(|| format!("reading {SECTION} of {}", path.display()))?;
-    Ok(parse_records(&bytes))
-}
+use crate::object::dwarf::Layouts;
+use crate::patch::layouts::type_layouts;
+use crate::patch::refusal::Refusal;
 
 /// Of the types whose layout `changed` (by their Rust path), those that are `#[hot_state]` types
 /// of the patch with a raised version: their values are migrated, so the change is allowed.
@@ -32,7 +15,7 @@ pub fn migrated_types(
     base: &[StateRecord],
     patch: &[StateRecord],
     changed: &[String],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Refusal> {
     let mut migrated = Vec::new();
     for record in patch {
         let Some(before) = base.iter().find(|b| b.name == record.name) else {
@@ -43,12 +26,10 @@ pub fn migrated_types(
             continue;
         }
         if before.version == record.version {
-            return Err(format!(
-                "the layout of `#[hot_state]` type `{}` changed but its version stayed {}; raise it to `#[hot_state(version = {}, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated",
-                record.path,
-                record.version,
-                record.version + 1
-            ));
+            return Err(Refusal::StateVersionKept {
+                state_type: record.path.clone(),
+                version: record.version,
+            });
         }
         migrated.push(record.path.clone());
     }
@@ -61,21 +42,21 @@ pub fn migrated_types(
 /// kept its version is an error naming that type. Returns the allowed ones; the rest of `changed`
 /// is for the caller to refuse.
 pub fn held_by_migrated_state(
-    now: &crate::layout::Layouts,
+    now: &Layouts,
     patch: &[StateRecord],
     migrated: &[String],
     changed: &[String],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Refusal> {
     let mut allowed = Vec::new();
     for record in patch {
-        let held = crate::layout::held_by(now, &record.path);
+        let held = type_layouts::held_by(now, &record.path);
         let is_migrated = migrated.contains(&record.path);
         for plain in changed.iter().filter(|c| held.contains(*c)) {
             if !is_migrated {
-                return Err(format!(
-                    "the layout of `{plain}` changed, and values of `#[hot_state]` type `{}` hold it; raise `{}`'s version (with a migration) so its values are rebuilt with the new `{plain}`",
-                    record.path, record.path
-                ));
+                return Err(Refusal::HeldTypeChanged {
+                    held: plain.clone(),
+                    state_type: record.path.clone(),
+                });
             }
             if !allowed.contains(plain) {
                 allowed.push(plain.clone());
@@ -107,7 +88,7 @@ mod tests {
             Ok(vec!["app::Session".to_owned()])
         );
         let kept = [record("app::Session", 1, 11)];
-        let error = migrated_types(&base, &kept, &[]).unwrap_err();
+        let error = migrated_types(&base, &kept, &[]).unwrap_err().to_string();
         assert!(
             error.contains("`app::Session` changed but its version stayed 1"),
             "{error}"
@@ -120,7 +101,7 @@ mod tests {
 
     #[test]
     fn a_plain_type_held_by_state_changes_only_with_the_state_s_version() {
-        let now: crate::layout::Layouts = [
+        let now: Layouts = [
             (
                 "app::Session".to_owned(),
                 "(structure name=Session (member DW_AT_type=structure:Tier:1))".to_owned(),
@@ -136,7 +117,9 @@ mod tests {
             held_by_migrated_state(&now, &patch, &["app::Session".into()], &changed),
             Ok(vec!["app::Tier".to_owned()])
         );
-        let error = held_by_migrated_state(&now, &patch, &[], &changed).unwrap_err();
+        let error = held_by_migrated_state(&now, &patch, &[], &changed)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("`app::Tier` changed")
                 && error.contains("raise `app::Session`'s version"),

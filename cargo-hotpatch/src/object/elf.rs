@@ -169,9 +169,3 @@ fn string_at(bytes: &[u8], table: &Section, offset: u32) -> anyhow::Result<Strin
     let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     Ok(String::from_utf8_lossy(&raw[..len]).into_owned())
 }
-
-/// Rewrites a relocation entry's type in place.
-pub fn set_rela_kind(bytes: &mut [u8], rela: &Rela, kind: u32) {
-    let info = (u64::from(rela.symbol) << 32) | u64::from(kind);
-    bytes[rela.entry_at + 8..rela.entry_at + 16].copy_from_slice(&info.to_le_bytes());
-}

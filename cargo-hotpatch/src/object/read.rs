@@ -1,0 +1,129 @@
+//! Reads of a binary's or object's symbol table and named sections that every stage shares:
+//! undefined symbols, where symbols lie, the build id, the `#[hot_state]` records section.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Context as _;
+use hotreload_runtime::patch_file::hex;
+use hotreload_runtime::state::{parse_records, StateRecord};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
+
+/// The names of the symbols the objects refer to without defining them there.
+pub fn undefined_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSet<String>> {
+    let mut undefined = BTreeSet::new();
+    for path in objects {
+        let path = path.as_ref();
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        undefined.extend(
+            file.symbols()
+                .filter(|symbol| symbol.is_undefined())
+                .filter_map(|symbol| symbol.name().ok().map(str::to_owned)),
+        );
+    }
+    Ok(undefined)
+}
+
+/// Where each of `statics` lies in a linked library, for the ones that are ordinary data (not
+/// thread-locals): `(mangled name, offset from the library's base)`.
+pub fn data_offsets<'a>(
+    library: &Path,
+    statics: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let statics: BTreeSet<&String> = statics.collect();
+    let data = std::fs::read(library).with_context(|| format!("reading {}", library.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", library.display()))?;
+    Ok(file
+        .symbols()
+        .filter(|symbol| symbol.is_definition() && symbol.kind() == object::SymbolKind::Data)
+        .filter_map(|symbol| {
+            let name = symbol.name().ok()?.to_owned();
+            statics.contains(&name).then(|| (name, symbol.address()))
+        })
+        .collect())
+}
+
+/// Where each cell lies in the linked library: `(mangled name, offset in the library)`.
+pub fn cell_offsets<'a>(
+    library: &Path,
+    statics: impl Iterator<Item = &'a String> + Clone,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let statics: BTreeSet<&String> = statics.collect();
+    let data = std::fs::read(library).with_context(|| format!("reading {}", library.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", library.display()))?;
+    let mut out = BTreeMap::new();
+    for symbol in file.symbols() {
+        if let Ok(name) = symbol.name() {
+            if statics.contains(&name.to_owned()) && symbol.is_definition() {
+                out.insert(name.to_owned(), symbol.address());
+            }
+        }
+    }
+    for name in &statics {
+        anyhow::ensure!(
+            out.contains_key(*name),
+            "the linked patch lost the symbol of `{}`",
+            rustc_demangle::demangle(name)
+        );
+    }
+    Ok(out)
+}
+
+/// The GNU build id of an ELF file, hex.
+pub fn read_build_id(path: &Path) -> anyhow::Result<String> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+    let id = file
+        .build_id()
+        .with_context(|| format!("reading the build id of {}", path.display()))?
+        .with_context(|| {
+            format!(
+                "{} has no GNU build id; patchable hosts need one (the default on Linux)",
+                path.display()
+            )
+        })?;
+    Ok(hex(id))
+}
+
+/// The section `#[hot_state]` records go in.
+const STATES_SECTION: &str = ".hotreload_states";
+
+/// The state records of the binary or library at `path` (none when it has no state types).
+pub fn state_records(path: &Path) -> anyhow::Result<Vec<StateRecord>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(section) = file.section_by_name(STATES_SECTION) else {
+        return Ok(Vec::new());
+    };
+    let bytes = section
+        .uncompressed_data()
+        .with_context(|| format!("reading {STATES_SECTION} of {}", path.display()))?;
+    Ok(parse_records(&bytes))
+}
+
+/// The mangled name of the static a writable data section holds (`.bss.NAME`, `.tdata.NAME`).
+pub fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a str> {
+    let name = section.name().ok()?;
+    if name.starts_with(".data.rel.ro") {
+        return None;
+    }
+    let writable = matches!(
+        section.kind(),
+        SectionKind::Data
+            | SectionKind::UninitializedData
+            | SectionKind::Tls
+            | SectionKind::UninitializedTls
+    );
+    if !writable {
+        return None;
+    }
+    [".bss.", ".data.", ".tbss.", ".tdata."]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+}

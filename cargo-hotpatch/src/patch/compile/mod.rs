@@ -1,0 +1,131 @@
+//! Compiling the changed crates: each crate's captured rustc invocation replayed with
+//! `--emit=obj` into a directory of its own, with a private incremental state, through a
+//! compiler that already waits for it ([`warm`]) where there is one.
+
+pub mod warm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+use crate::host::capture::Invocation;
+use crate::host::CrateRecord;
+use warm::WarmRustc;
+
+/// Where patch builds keep rustc's incremental state, under the work directory.
+const INCREMENTAL_DIR: &str = "rustc-incremental";
+
+/// Codegen units of a patch build when the profile names none: rustc's own default without
+/// incremental compilation. Halved the replay's time on a one-line edit; more units gained
+/// little and grew the objects to link.
+const PATCH_CODEGEN_UNITS: u32 = 16;
+
+/// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
+/// one per codegen unit.
+pub fn compile_to_objects(
+    record: &CrateRecord,
+    out_dir: &Path,
+    warm: Option<WarmRustc>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    compile(record, out_dir, false, warm)
+}
+
+/// [`compile_to_objects`] without diagnostics on the terminal.
+pub fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    compile(record, out_dir, true, None)
+}
+
+fn compile(
+    record: &CrateRecord,
+    out_dir: &Path,
+    quiet: bool,
+    warm: Option<WarmRustc>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if out_dir.exists() {
+        std::fs::remove_dir_all(out_dir)
+            .with_context(|| format!("clearing {}", out_dir.display()))?;
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let invocation = &record.invocation;
+    // One incremental directory per crate, shared by every patch build of it (and the baseline).
+    let incremental = out_dir.parent().map(|work| {
+        // Tools before this one edited objects through rustc's hard links into `incremental`:
+        // what they left there may already be redirected, so it is not reused.
+        let _ = std::fs::remove_dir_all(work.join("incremental"));
+        work.join(INCREMENTAL_DIR).join(&record.name)
+    });
+    let args = replay_args(invocation, out_dir, incremental.as_deref());
+    let status = match warm.and_then(|warm| warm.run(&args)) {
+        Some(mut rustc) => rustc.wait(),
+        None => {
+            let mut command = Command::new(&invocation.rustc);
+            command
+                .args(&args)
+                .env_clear()
+                .envs(&invocation.env)
+                .current_dir(&invocation.cwd);
+            if quiet {
+                command.stderr(std::process::Stdio::null());
+            }
+            command.status()
+        }
+    }
+    .with_context(|| format!("running {}", invocation.rustc.display()))?;
+    if !status.success() {
+        bail!("could not compile `{}`", record.name);
+    }
+    let mut objects: Vec<PathBuf> = std::fs::read_dir(out_dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "o"))
+        .collect();
+    objects.sort();
+    anyhow::ensure!(
+        !objects.is_empty(),
+        "rustc wrote no object file for `{}` in {}",
+        record.name,
+        out_dir.display()
+    );
+    Ok(objects)
+}
+
+/// The captured arguments, changed to write object files only, into `out_dir`, with human
+/// diagnostics, no incremental state shared with cargo and no jobserver.
+fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Path>) -> Vec<String> {
+    let mut args = Vec::with_capacity(invocation.args.len());
+    let mut iter = invocation.args.iter().peekable();
+    while let Some(arg) = iter.next() {
+        if arg.starts_with("--emit=") {
+            args.push("--emit=obj".to_owned());
+        } else if arg == "--error-format=json" || arg.starts_with("--json=") {
+            continue;
+        } else if arg == "--out-dir" {
+            iter.next();
+            args.push("--out-dir".to_owned());
+            args.push(out_dir.display().to_string());
+        } else if arg == "-C"
+            && iter
+                .peek()
+                .is_some_and(|next| next.starts_with("incremental="))
+        {
+            // Cargo's incremental state stays cargo's; patches keep their own, if any.
+            iter.next();
+            if let Some(dir) = incremental {
+                args.push("-C".to_owned());
+                args.push(format!("incremental={}", dir.display()));
+            }
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    if incremental.is_some() && invocation.codegen_option("codegen-units").is_none() {
+        // `--emit=obj` alone means one codegen unit, recompiled whole on every edit; with several,
+        // incremental compilation reuses the object code of every unit the edit left alone.
+        args.push("-C".to_owned());
+        args.push(format!("codegen-units={PATCH_CODEGEN_UNITS}"));
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        args.push("--color=always".to_owned());
+    }
+    args
+}

@@ -1,0 +1,116 @@
+//! Private statics that earlier patches against the same base introduced: where each lives, so
+//! a later (cumulative) patch reaches the running copy instead of getting a fresh one, or is
+//! refused when it cannot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::host::{BaseRecord, HostLocalData};
+use crate::object::read::data_offsets;
+use crate::patch::redirect::static_name;
+use crate::patch::refusal::Refusal;
+
+/// Private statics that patches built against a base introduced: where each lives, so later
+/// (cumulative) patches reach the running copy instead of getting a fresh one.
+#[derive(Default)]
+pub struct Introduced {
+    file: PathBuf,
+    statics: BTreeMap<String, Origin>,
+}
+
+/// The patch that introduced a static and its offset in that patch's library (none for a
+/// thread-local, which cannot be redirected into a patch).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Origin {
+    patch: String,
+    offset: Option<u64>,
+}
+
+impl Introduced {
+    pub fn load(base: &BaseRecord, work_dir: &Path) -> Self {
+        let id = &base.identity.build_id;
+        let file = work_dir.join(format!(
+            "introduced-statics.{}.json",
+            &id[..12.min(id.len())]
+        ));
+        let statics = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Introduced { file, statics }
+    }
+
+    /// Refuses a patch whose live code would get a fresh copy of a static an earlier patch
+    /// introduced (one that could not be redirected).
+    pub fn refuse_forks(&self, new_statics: &[(String, String)]) -> Result<(), Refusal> {
+        if let Some((mangled, via)) = new_statics
+            .iter()
+            .find(|(mangled, _)| self.statics.contains_key(mangled) && !is_callsite(mangled))
+        {
+            return Err(Refusal::IntroducedStaticWouldFork {
+                name: static_name(mangled),
+                via: via.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The statics address cells may point at: the host's private statics, and those earlier
+    /// patches introduced (redirected to those patches' copies, like the host's own).
+    pub fn redirect_targets(&self, host_local_data: &HostLocalData) -> HostLocalData {
+        let mut targets = host_local_data.clone();
+        for (mangled, origin) in &self.statics {
+            if let Some(offset) = origin.offset {
+                targets.insert(mangled.clone(), offset);
+            }
+        }
+        targets
+    }
+
+    /// The patch that introduced `mangled`, unless the host has it.
+    pub fn origin_patch(&self, mangled: &str, host_local_data: &HostLocalData) -> Option<String> {
+        self.statics
+            .get(mangled)
+            .filter(|_| !host_local_data.contains_key(mangled))
+            .map(|origin| origin.patch.clone())
+    }
+
+    /// Remembers the statics this patch introduces, with their place in its library.
+    pub fn record(
+        &mut self,
+        patch: &str,
+        library: &Path,
+        new_statics: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let fresh: Vec<&String> = new_statics
+            .iter()
+            .map(|(mangled, _)| mangled)
+            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_callsite(mangled))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let offsets = data_offsets(library, fresh.iter().copied())?;
+        for mangled in fresh {
+            self.statics.insert(
+                mangled.clone(),
+                Origin {
+                    patch: patch.to_owned(),
+                    offset: offsets.get(mangled).copied(),
+                },
+            );
+        }
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&self.file, serde_json::to_vec(&self.statics)?)
+            .with_context(|| format!("writing {}", self.file.display()))
+    }
+}
+
+/// A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
+fn is_callsite(mangled: &str) -> bool {
+    mangled.contains("__CALLSITE")
+}

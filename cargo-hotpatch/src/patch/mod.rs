@@ -1,0 +1,152 @@
+//! Building a patch, stage by stage: [`select`] the changed crates, [`compile`] them to objects,
+//! compare their functions with the last build ([`changes`]), [`redirect`] their references to
+//! the host's private statics, [`analyse`] what they reach, [`link`] them into a library that
+//! resolves everything else against the running host, check type [`layouts`], and [`package`]
+//! the patch file. [`build_including`] is the driver and reads as that list.
+//!
+//! Patches are built against a base recorded by [`crate::host`]; nothing there depends on this.
+
+pub mod analyse;
+pub mod changes;
+pub mod compile;
+mod introduced;
+pub mod layouts;
+pub mod link;
+mod package;
+pub mod redirect;
+mod refusal;
+mod select;
+pub mod signing;
+mod timings;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hotreload_runtime::patch_file::PatchFile;
+
+pub use changes::remember_base_functions;
+pub use refusal::NotPatchable;
+
+use crate::host::{BaseRecord, CrateRecord, HostFacts};
+use compile::warm::WarmCompilers;
+use introduced::Introduced;
+use link::Linker;
+use timings::{Cost, Timings};
+
+/// A patch written to disk, and what building it cost.
+#[derive(Debug)]
+pub struct BuiltPatch {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// The patch file.
+    pub file: PatchFile,
+    /// Time in rustc.
+    pub rustc: Duration,
+    /// Time linking.
+    pub link: Duration,
+    /// Time checking the objects.
+    pub analysis: Duration,
+}
+
+/// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it
+/// brings the process to the current sources whatever was applied before.
+pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Result<BuiltPatch> {
+    build_including(base, work_dir, output, &BTreeSet::new(), None)
+}
+
+/// [`build`], also rebuilding the library crates named in `also` even if they now equal the base
+/// (so an edit reverted to the base's text is patched back like any other edit), with the
+/// compilers of `warm` where one waits for a crate.
+pub fn build_including(
+    base: &BaseRecord,
+    work_dir: &Path,
+    output: &Path,
+    also: &BTreeSet<String>,
+    warm: Option<&mut WarmCompilers>,
+) -> anyhow::Result<BuiltPatch> {
+    let changed = select::changed_crates(base, also)?;
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let linker = Linker::for_base(base.lld_dir.as_deref());
+    let mut timings = Timings::default();
+    let (objects, changed_functions) = timings.time(Cost::Rustc, || {
+        compile_changed(base, &changed, work_dir, warm)
+    })?;
+    let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+        Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
+    })?;
+    let targets = introduced.redirect_targets(&host.local_data);
+    let (objects, undefined) = timings.time(Cost::Link, || {
+        linker.merge_for_redirection(objects, &targets, work_dir)
+    })?;
+    let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+        let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
+        let found = analyse::analyse_objects(&objects, &targets)?;
+        analyse::refuse_changed_signatures(&found, &host.hot)?;
+        analyse::refuse_forks(&found, &redirections)?;
+        introduced.refuse_forks(&found.new_statics)?;
+        Ok((redirections, found))
+    })?;
+    let library = work_dir.join("patch.so");
+    // Code referring to its own module's handle needs the C runtime's start files.
+    let needs_c_runtime = undefined.contains("__dso_handle");
+    timings.time(Cost::Link, || {
+        linker.link_library(&objects, &library, needs_c_runtime)
+    })?;
+    // The layouts are read from the linked library: its debug information is relocated.
+    let states = timings.time(Cost::Analysis, || {
+        layouts::check_layouts(&host, &changed, &library)
+    })?;
+    let redirects = package::static_redirects(
+        &library,
+        &redirections,
+        &introduced,
+        &host.local_data,
+        &targets,
+    )?;
+    let manifest = package::manifest(
+        base,
+        &changed,
+        &found.hot,
+        changed_functions,
+        redirects,
+        states,
+    );
+    let file = package::package(manifest, &library)?;
+    introduced.record(&file.id, &library, &found.new_statics)?;
+    package::write(&file, output)?;
+    Ok(BuiltPatch {
+        path: output.to_owned(),
+        file,
+        rustc: timings.spent(Cost::Rustc),
+        link: timings.spent(Cost::Link),
+        analysis: timings.spent(Cost::Analysis),
+    })
+}
+
+/// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does)
+/// and lists the functions each changed since its last build: the objects, and those functions.
+fn compile_changed(
+    base: &BaseRecord,
+    changed: &[&CrateRecord],
+    work_dir: &Path,
+    mut warm: Option<&mut WarmCompilers>,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+    let mut objects = Vec::new();
+    let mut changed_functions = Vec::new();
+    for record in changed {
+        let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
+        let crate_objects =
+            compile::compile_to_objects(record, &work_dir.join(&record.name), warm)?;
+        changed_functions.extend(changes::changed_since_last_build(
+            base,
+            record,
+            work_dir,
+            &crate_objects,
+        )?);
+        objects.extend(crate_objects);
+    }
+    Ok((objects, changed_functions))
+}

@@ -1,0 +1,105 @@
+//! Redirecting a patch's references to the host's private statics.
+//!
+//! A private static of the rebuilt crate is a local symbol: the patch library gets its own copy,
+//! and the dynamic loader cannot bind it to the host's. At low optimisation levels rustc reaches a
+//! static only by taking its address, `lea X(%rip), %reg`. Turning that instruction into
+//! `mov X(%rip), %reg` makes it load an address from the patch's copy of `X` instead, so the
+//! patch's copy becomes a cell: after loading the library, the runtime writes the host's address of
+//! `X` into it (the host's module base plus `X`'s offset, found through the build id), and every
+//! access lands in the host's static. The patch stays independent of load addresses.
+//!
+//! A static reached any other way (optimised code reading it directly, thread-locals, a pointer to
+//! it in data) cannot be redirected; a patch whose live code reaches one is refused, naming it.
+
+mod statics;
+mod thread_locals;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::host::HostLocalData;
+
+/// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
+const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__HOT_STATE", "__INVENTORY"];
+
+/// What redirection did to the objects of a patch.
+#[derive(Debug, Default)]
+pub struct Redirections {
+    /// Mangled names of the host statics every code reference of which now goes through a cell.
+    pub redirected: BTreeSet<String>,
+    /// Host statics that some reference reaches in a way that cannot be redirected, with why.
+    pub unredirectable: BTreeMap<String, String>,
+    /// Cells that hold the address of the host static of the same name.
+    pub address_cells: BTreeSet<String>,
+    /// Cells through which thread-locals are reached: they hold the executable's TLS module id.
+    pub thread_local_cells: BTreeSet<String>,
+}
+
+/// Whether an object refers (`undefined`, from
+/// [`undefined_symbols`](crate::object::read::undefined_symbols)) to one of `targets` that
+/// another object defines. rustc splits a crate into codegen units, and a private static shared
+/// by two of them is a hidden symbol one defines and the other refers to. Redirection rewrites a
+/// static and its references together inside one object, so such objects must be merged first.
+pub fn reaches_across_objects(undefined: &BTreeSet<String>, targets: &HostLocalData) -> bool {
+    undefined
+        .iter()
+        .any(|name| targets.contains_key(name) && !is_own_copy(name))
+}
+
+/// Rewrites every object in place so its code reaches the host's private statics through cells
+/// (see [`redirect_object`]).
+pub fn redirect_objects(
+    objects: &[PathBuf],
+    targets: &HostLocalData,
+    host_local_data: &HostLocalData,
+) -> anyhow::Result<Redirections> {
+    let mut redirections = Redirections::default();
+    for object in objects {
+        redirect_object(object, targets, host_local_data, &mut redirections)?;
+    }
+    Ok(redirections)
+}
+
+/// Rewrites an object file in place so its code reaches the host's private statics through cells.
+/// `targets` are the statics address cells may point at (the host's private statics and those
+/// earlier patches introduced); thread-locals are redirected to the host's only.
+fn redirect_object(
+    path: &Path,
+    targets: &HostLocalData,
+    host_local_data: &HostLocalData,
+    out: &mut Redirections,
+) -> anyhow::Result<()> {
+    let original = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = original.clone();
+    statics::redirect(path, &mut bytes, targets, out)?;
+    thread_locals::redirect(&mut bytes, host_local_data, out)?;
+    if bytes == original {
+        return Ok(());
+    }
+    // rustc hard-links the objects of codegen units it reuses from its incremental cache: writing
+    // through the link would edit the cache, and the next build would redirect twice. A new file
+    // replaces the link instead.
+    let rewritten = path.with_extension("redirected");
+    std::fs::write(&rewritten, bytes)
+        .with_context(|| format!("writing {}", rewritten.display()))?;
+    std::fs::rename(&rewritten, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in
+/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own).
+pub fn is_own_copy(mangled: &str) -> bool {
+    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
+}
+
+/// A static's name as its user wrote it: a thread-local's hidden inner static is shown as the
+/// `thread_local!` it belongs to.
+pub fn static_name(mangled: &str) -> String {
+    let name = format!("{:#}", rustc_demangle::demangle(mangled));
+    match name.find("::{{constant}}") {
+        Some(end) => name[..end].to_owned(),
+        None => name,
+    }
+}

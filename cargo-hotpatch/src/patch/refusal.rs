@@ -1,0 +1,302 @@
+//! Why a change cannot be patched: one variant per reason, each carrying the items it names and
+//! rendering the message users see. [`Refusal::kind`] is a stable name for scripts and docs.
+//!
+//! [`Refusal`] is deliberately not a `std::error::Error`: it travels inside
+//! [`NotPatchable::NeedsRestart`], which is what callers look for (`downcast_ref::<NotPatchable>`),
+//! and `?` on a refusal in a function returning `anyhow::Result` wraps it so.
+
+use std::fmt;
+
+/// Why no patch was built, when that is not a failure of the tool.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPatchable {
+    /// No source differs from the base build.
+    #[error("no source file differs from the base build: nothing to patch")]
+    NothingChanged,
+    /// A change that needs a rebuild and restart.
+    #[error("{0}")]
+    NeedsRestart(Refusal),
+}
+
+impl From<Refusal> for NotPatchable {
+    fn from(refusal: Refusal) -> Self {
+        NotPatchable::NeedsRestart(refusal)
+    }
+}
+
+impl From<Refusal> for anyhow::Error {
+    fn from(refusal: Refusal) -> Self {
+        NotPatchable::NeedsRestart(refusal).into()
+    }
+}
+
+/// A change that a running process cannot take: the app must be rebuilt and restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A crate that is not a library (a binary, a proc macro) changed: only libraries are patched.
+    BinaryCrateChanged {
+        krate: String,
+        crate_types: Vec<String>,
+        /// The changed source files.
+        files: Vec<String>,
+    },
+    /// A generic or `#[inline]` item changed whose code dependent crates compiled copies of.
+    CopiedItemChanged {
+        /// The item's path.
+        item: String,
+        /// The crates holding copies.
+        dependents: Vec<String>,
+        /// The crate the patch rebuilds.
+        krate: String,
+    },
+    /// A hot function's signature changed.
+    HotSignatureChanged { function: String },
+    /// Patched code reaches private statics of the host that cannot be redirected to the running
+    /// copies: a patch would fork them. Holds at least one.
+    PrivateStaticWouldFork { statics: Vec<ForkedStatic> },
+    /// Patched code reaches a private static an earlier patch introduced, which cannot be
+    /// redirected: a new patch would get a fresh copy.
+    IntroducedStaticWouldFork {
+        /// The static, as its user wrote it.
+        name: String,
+        /// The hot function whose code reaches it.
+        via: String,
+    },
+    /// The layout of types whose values live in the process changed. Holds at least one.
+    LayoutChanged { types: Vec<String> },
+    /// A `#[hot_state]` type's layout changed but its version was kept.
+    StateVersionKept { state_type: String, version: u32 },
+    /// A type held by `#[hot_state]` values changed, and the state type's version was kept.
+    HeldTypeChanged { held: String, state_type: String },
+}
+
+/// A private static a patch would fork, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkedStatic {
+    /// The static, as its user wrote it.
+    pub name: String,
+    /// The hot function whose code reaches it.
+    pub via: String,
+    /// Why it cannot be redirected.
+    pub why: String,
+}
+
+impl Refusal {
+    /// A stable kebab-case name of the reason, for JSON output and documentation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::BinaryCrateChanged { .. } => "binary-crate-changed",
+            Refusal::CopiedItemChanged { .. } => "copied-item-changed",
+            Refusal::HotSignatureChanged { .. } => "hot-signature-changed",
+            Refusal::PrivateStaticWouldFork { .. } => "private-static-would-fork",
+            Refusal::IntroducedStaticWouldFork { .. } => "introduced-static-would-fork",
+            Refusal::LayoutChanged { .. } => "layout-changed",
+            Refusal::StateVersionKept { .. } => "state-version-kept",
+            Refusal::HeldTypeChanged { .. } => "held-type-changed",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::BinaryCrateChanged { krate, crate_types, files } => write!(
+                f,
+                "crate `{krate}` ({}) changed ({}); only library crates can be patched, so the app must be rebuilt and restarted (move code you want to patch into a library crate)",
+                crate_types.join(", "),
+                files.join(", ")
+            ),
+            Refusal::CopiedItemChanged { item, dependents, krate } => write!(
+                f,
+                "`{item}` changed, and it is generic or #[inline], so `{}` compiled copies of it that a patch of `{krate}` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
+                dependents.join("`, `")
+            ),
+            Refusal::HotSignatureChanged { function } => write!(
+                f,
+                "the signature of hot function `{function}` changed; a running process cannot switch signatures, so the app must be rebuilt and restarted"
+            ),
+            Refusal::PrivateStaticWouldFork { statics } => fork_message(f, statics),
+            Refusal::IntroducedStaticWouldFork { name, via } => write!(
+                f,
+                "the patched code of `{via}` uses the private static `{name}`, which an earlier patch introduced and which cannot be redirected to it; a new patch would get a fresh copy of it instead of the running one, so the app must be rebuilt and restarted (or make the static `pub`: public statics are shared)"
+            ),
+            Refusal::LayoutChanged { types } => {
+                let first = types.first().map_or("", String::as_str);
+                let others = types.len().saturating_sub(1);
+                write!(
+                    f,
+                    "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+                    if others > 0 { format!(" (and {others} more)") } else { String::new() }
+                )
+            }
+            Refusal::StateVersionKept { state_type, version } => write!(
+                f,
+                "the layout of `#[hot_state]` type `{state_type}` changed but its version stayed {version}; raise it to `#[hot_state(version = {}, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated",
+                version + 1
+            ),
+            Refusal::HeldTypeChanged { held, state_type } => write!(
+                f,
+                "the layout of `{held}` changed, and values of `#[hot_state]` type `{state_type}` hold it; raise `{state_type}`'s version (with a migration) so its values are rebuilt with the new `{held}`"
+            ),
+        }
+    }
+}
+
+/// Names every static the patch would fork: the user must see each one.
+fn fork_message(f: &mut fmt::Formatter<'_>, statics: &[ForkedStatic]) -> fmt::Result {
+    let Some(ForkedStatic { name, via, why }) = statics.first() else {
+        return Ok(());
+    };
+    let others: Vec<String> = statics[1..]
+        .iter()
+        .map(|ForkedStatic { name, via, why }| format!("`{name}` (used by `{via}`: {why})"))
+        .collect();
+    write!(
+        f,
+        "the patched code of `{via}` uses the private static `{name}`, which cannot be redirected to the running process's copy ({why}){}; a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+        if others.is_empty() { String::new() } else { format!(" (and {})", others.join(", ")) }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn forked(name: &str, via: &str, why: &str) -> ForkedStatic {
+        ForkedStatic {
+            name: name.into(),
+            via: via.into(),
+            why: why.into(),
+        }
+    }
+
+    fn check(refusal: Refusal, kind: &str, wording: &str) {
+        assert_eq!(refusal.kind(), kind);
+        assert_eq!(refusal.to_string(), wording);
+        // What callers print: the refusal inside `NotPatchable`, through anyhow.
+        assert_eq!(anyhow::Error::from(refusal).to_string(), wording);
+    }
+
+    #[test]
+    fn a_changed_binary_crate() {
+        check(
+            Refusal::BinaryCrateChanged {
+                krate: "app".into(),
+                crate_types: strings(&["bin"]),
+                files: strings(&["/w/app/src/main.rs", "/w/app/src/cli.rs"]),
+            },
+            "binary-crate-changed",
+            "crate `app` (bin) changed (/w/app/src/main.rs, /w/app/src/cli.rs); only library crates can be patched, so the app must be rebuilt and restarted (move code you want to patch into a library crate)",
+        );
+    }
+
+    #[test]
+    fn a_changed_copied_item() {
+        check(
+            Refusal::CopiedItemChanged {
+                item: "logic::clamp".into(),
+                dependents: strings(&["app", "server"]),
+                krate: "logic".into(),
+            },
+            "copied-item-changed",
+            "`logic::clamp` changed, and it is generic or #[inline], so `app`, `server` compiled copies of it that a patch of `logic` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
+        );
+    }
+
+    #[test]
+    fn a_changed_hot_signature() {
+        check(
+            Refusal::HotSignatureChanged {
+                function: "logic::step".into(),
+            },
+            "hot-signature-changed",
+            "the signature of hot function `logic::step` changed; a running process cannot switch signatures, so the app must be rebuilt and restarted",
+        );
+    }
+
+    #[test]
+    fn private_statics_that_would_fork() {
+        let one = forked(
+            "logic::COUNT",
+            "logic::step",
+            "the optimised code reads it directly",
+        );
+        check(
+            Refusal::PrivateStaticWouldFork {
+                statics: vec![one.clone()],
+            },
+            "private-static-would-fork",
+            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (the optimised code reads it directly); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+        );
+        let two = forked(
+            "logic::SEEN",
+            "logic::tick",
+            "a pointer to it is stored in data",
+        );
+        check(
+            Refusal::PrivateStaticWouldFork {
+                statics: vec![one, two],
+            },
+            "private-static-would-fork",
+            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (the optimised code reads it directly) (and `logic::SEEN` (used by `logic::tick`: a pointer to it is stored in data)); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+        );
+    }
+
+    #[test]
+    fn an_introduced_static_that_would_fork() {
+        check(
+            Refusal::IntroducedStaticWouldFork {
+                name: "logic::NEW".into(),
+                via: "logic::step".into(),
+            },
+            "introduced-static-would-fork",
+            "the patched code of `logic::step` uses the private static `logic::NEW`, which an earlier patch introduced and which cannot be redirected to it; a new patch would get a fresh copy of it instead of the running one, so the app must be rebuilt and restarted (or make the static `pub`: public statics are shared)",
+        );
+    }
+
+    #[test]
+    fn changed_layouts() {
+        check(
+            Refusal::LayoutChanged {
+                types: strings(&["logic::Order"]),
+            },
+            "layout-changed",
+            "the layout of type `logic::Order` changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+        );
+        check(
+            Refusal::LayoutChanged {
+                types: strings(&["logic::Order", "logic::Line", "logic::Tier"]),
+            },
+            "layout-changed",
+            "the layout of type `logic::Order` (and 2 more) changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+        );
+    }
+
+    #[test]
+    fn a_kept_state_version() {
+        check(
+            Refusal::StateVersionKept {
+                state_type: "app::Session".into(),
+                version: 1,
+            },
+            "state-version-kept",
+            "the layout of `#[hot_state]` type `app::Session` changed but its version stayed 1; raise it to `#[hot_state(version = 2, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated",
+        );
+    }
+
+    #[test]
+    fn a_changed_held_type() {
+        check(
+            Refusal::HeldTypeChanged {
+                held: "app::Tier".into(),
+                state_type: "app::Session".into(),
+            },
+            "held-type-changed",
+            "the layout of `app::Tier` changed, and values of `#[hot_state]` type `app::Session` hold it; raise `app::Session`'s version (with a migration) so its values are rebuilt with the new `app::Tier`",
+        );
+    }
+}

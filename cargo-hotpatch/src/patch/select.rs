@@ -1,0 +1,73 @@
+//! Selecting what a patch rebuilds: the crates whose sources differ from the base (and those the
+//! caller names), refusing at once what no patch can carry: a changed crate that is not a
+//! library, or a changed generic or `#[inline]` item that dependent crates hold copies of.
+
+use std::collections::BTreeSet;
+
+use crate::host::{BaseRecord, CrateRecord};
+use crate::patch::changes::copied_items;
+use crate::patch::refusal::{NotPatchable, Refusal};
+
+/// The crates a patch rebuilds: every crate whose sources differ from the base, and the library
+/// crates named in `also`.
+pub fn changed_crates<'a>(
+    base: &'a BaseRecord,
+    also: &BTreeSet<String>,
+) -> anyhow::Result<Vec<&'a CrateRecord>> {
+    let changed: Vec<&CrateRecord> = base
+        .crates
+        .iter()
+        .filter(|record| {
+            !record.changed_sources().is_empty()
+                || (also.contains(&record.name) && record.is_patchable_library())
+        })
+        .collect();
+    if changed.is_empty() {
+        return Err(NotPatchable::NothingChanged.into());
+    }
+    refuse_non_libraries(&changed)?;
+    refuse_copied_items(base, &changed)?;
+    Ok(changed)
+}
+
+/// Only library crates can be patched.
+fn refuse_non_libraries(changed: &[&CrateRecord]) -> Result<(), Refusal> {
+    for record in changed {
+        if !record.is_patchable_library() {
+            return Err(Refusal::BinaryCrateChanged {
+                krate: record.name.clone(),
+                crate_types: record.crate_types.clone(),
+                files: record
+                    .changed_sources()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A changed crate's generic and `#[inline]` items are compiled into the crates that depend on
+/// it too, where a patch of the crate cannot replace them.
+fn refuse_copied_items(base: &BaseRecord, changed: &[&CrateRecord]) -> Result<(), Refusal> {
+    for record in changed {
+        let dependents: Vec<String> = base
+            .crates
+            .iter()
+            .filter(|other| other.name != record.name && other.depends_on(&record.name))
+            .map(|other| other.name.clone())
+            .collect();
+        if dependents.is_empty() {
+            continue;
+        }
+        if let Some(item) = copied_items::changed(base, record).first() {
+            return Err(Refusal::CopiedItemChanged {
+                item: item.clone(),
+                dependents,
+                krate: record.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
