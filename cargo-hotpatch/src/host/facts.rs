@@ -1,5 +1,6 @@
 //! What the base build's executable says about itself that every patch built against it needs:
-//! its hot functions, its private data, its `#[hot_state]` records and its type layouts.
+//! its hot functions, its private data, its `#[hot_state]` records and its type layouts; and how
+//! a hot function's symbol names it ([`hot_identity`], read from patches too).
 //!
 //! Reading them is a pass over a binary of tens of megabytes and its debug information (about
 //! 50 ms for the 26 MB test host, a third of a patch build), and the executable of a base never

@@ -1,6 +1,6 @@
 //! In-place edits of an ELF64 relocatable object's bytes, at the positions
-//! [`Elf`](crate::object::elf::Elf) recorded:
-//! relocation types, symbol types, and sections turned from thread-local into plain data.
+//! [`Elf`](crate::object::elf::Elf) recorded: relocation types, symbol types, `.bss` sizes, and
+//! sections turned from thread-local into plain data.
 
 use crate::object::elf::{self, Rela, Section, Symbol};
 

@@ -1,6 +1,7 @@
 //! The `#[hot_state]` types of a binary (from the `.hotreload_states` records the macro writes,
-//! read by [`crate::object::read::state_records`]): what versions the base build and a patch have, so a layout change without a version bump is
-//! refused at patch build and the manifest says which types a patch migrates.
+//! read by [`crate::object::read::state_records`]): what versions the base build and a patch
+//! have, so a layout change without a version bump is refused at patch build and the manifest
+//! says which types a patch migrates.
 
 use hotreload_runtime::state::StateRecord;
 
