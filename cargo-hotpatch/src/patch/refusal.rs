@@ -1,5 +1,16 @@
 //! Why a change cannot be patched: one variant per reason, each carrying the items it names and
-//! rendering the message users see. [`Refusal::kind`] is a stable name for scripts and docs.
+//! rendering the message users see. [`Refusal::kind`] is a stable name for scripts and docs:
+//!
+//! | kind | the change |
+//! | --- | --- |
+//! | `binary-crate-changed` | a crate that is not a library (a binary, a proc macro) changed |
+//! | `copied-item-changed` | a generic or `#[inline]` item that dependent crates hold copies of |
+//! | `hot-signature-changed` | a hot function's signature |
+//! | `private-static-would-fork` | code reaching a private static that cannot be redirected |
+//! | `introduced-static-would-fork` | code reaching a static an earlier patch introduced |
+//! | `layout-changed` | the layout of a type whose values live in the process |
+//! | `state-version-kept` | a `#[hot_state]` type's layout, with its version kept |
+//! | `held-type-changed` | a type `#[hot_state]` values hold, with the state's version kept |
 //!
 //! [`Refusal`] is deliberately not a `std::error::Error`: it travels inside
 //! [`NotPatchable::NeedsRestart`], which is what callers look for (`downcast_ref::<NotPatchable>`),
