@@ -4,27 +4,22 @@
 //! code; then a rollback with the same guarantees. A failing migration changes nothing, and a
 //! layout change without a version bump is refused at build.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    collect_output, lock_fixture_target, read_lines, spawn_app, stop_tool_and_app, wait_for_text,
-    Fixture, Profile,
+use hotreload_tests::{locations, 
+    read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile, ToolRun,
 };
-use hotreload_runtime::patch_file::{PatchFile, PatchSignature};
 
 const CLIENTS: usize = 16;
-const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
-const V3: &str = include_str!("fixtures/gateway/lib_v3.rs");
+const V2: &str = include_str!("../fixtures/gateway/lib_v2.rs");
+const V3: &str = include_str!("../fixtures/gateway/lib_v3.rs");
 
 /// Version 2 whose migration refuses the session of user `mallory`.
 fn v2_failing_for_mallory() -> String {
@@ -51,12 +46,10 @@ fn listening_address(
         .to_owned()
 }
 
-/// The gateway run by `cargo hotpatch run`.
+/// The gateway run by `cargo hotpatch run` (or `watch`); ended when dropped.
 struct Gateway {
-    tool: Child,
+    run: ToolRun,
     address: String,
-    socket: std::path::PathBuf,
-    stderr: Arc<Mutex<String>>,
     _lines: Receiver<String>,
 }
 
@@ -67,40 +60,19 @@ impl Gateway {
 
     /// `cargo hotpatch COMMAND` (`run` or `watch`) of the gateway.
     fn start_with(fixture: &Fixture, command: &str) -> Self {
-        let manifest = fixture.manifest();
-        let mut tool = fixture
-            .tool_command(&[
-                command,
-                "--manifest-path",
-                manifest.to_str().unwrap(),
-                "-p",
-                "gateway",
-            ])
-            .env("GATEWAY_ADDR", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("starting `cargo hotpatch run -p gateway`");
-        let lines = read_lines(tool.stdout.take().unwrap());
-        let stderr = collect_output(tool.stderr.take().unwrap());
-        let address = listening_address(&lines, Profile::Dev.first_build(), || {
-            stderr.lock().unwrap().clone()
-        });
+        let (run, stdout) = ToolRun::start(fixture, command, &[]);
+        let lines = read_lines(stdout);
+        let address = listening_address(&lines, Profile::Dev.first_build(), || run.stderr_text());
         Gateway {
-            tool,
+            run,
             address,
-            socket: fixture.socket(),
-            stderr,
             _lines: lines,
         }
     }
-}
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        stop_tool_and_app(&mut self.tool, &self.socket, None);
+    /// Everything the tool printed on stderr so far.
+    fn stderr_text(&self) -> String {
+        self.run.stderr_text()
     }
 }
 
@@ -211,8 +183,7 @@ fn slow_request(address: &str, millis: u64) -> (PendingReply, Instant) {
 
 #[test]
 fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     let gateway = Gateway::start(&fixture);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<Client> = (0..CLIENTS)
@@ -350,7 +321,7 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
             .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
         assert!(sent > 20, "client {i} sent only {sent} requests");
     }
-    let stderr = gateway.stderr.lock().unwrap().clone();
+    let stderr = gateway.stderr_text();
     assert!(
         !stderr.contains("connection from"),
         "no connection ended with an error:\n{stderr}"
@@ -418,8 +389,7 @@ fn foreign_build(patch: &std::path::Path, key_file: &std::path::Path) -> std::pa
 
 #[test]
 fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     // `run` builds the host and records the base; the instances run that same binary.
     drop(Gateway::start(&fixture));
     let key = fixture.root().join("release.key");
@@ -536,8 +506,7 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
 
 #[test]
 fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     // The running build is version 2: sessions hold a `Tier`.
     fixture.replace_file("gateway/src/lib.rs", V2);
     let gateway = Gateway::start(&fixture);
@@ -581,13 +550,12 @@ fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`.
 fn wait_for_tool(gateway: &Gateway, from: usize, needle: &str) -> String {
-    wait_for_text(|| gateway.stderr.lock().unwrap().clone(), from, needle)
+    wait_for_text(|| gateway.stderr_text(), from, needle)
 }
 
 #[test]
 fn watch_migrates_sessions_on_save_and_back_on_revert() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     let gateway = Gateway::start_with(&fixture, "watch");
     wait_for_tool(&gateway, 0, "Connected");
     let mut client = Connection::open(&gateway.address);
@@ -595,7 +563,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
     assert_eq!(client.ask("note hi").unwrap(), "ok v1 notes=1");
 
     let v1 = std::fs::read_to_string(fixture.root().join("gateway/src/lib.rs")).unwrap();
-    let mark = gateway.stderr.lock().unwrap().len();
+    let mark = gateway.stderr_text().len();
     fixture.replace_file("gateway/src/lib.rs", V2);
     wait_for_tool(
         &gateway,
@@ -608,7 +576,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
     );
 
     // Reverting the file is patched like any edit: the session goes back down to version 1.
-    let mark = gateway.stderr.lock().unwrap().len();
+    let mark = gateway.stderr_text().len();
     fixture.replace_file("gateway/src/lib.rs", &v1);
     wait_for_tool(
         &gateway,
@@ -619,7 +587,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
         client.ask("get").unwrap(),
         "ok v1 user=ada requests=4 notes=hi"
     );
-    let said = gateway.stderr.lock().unwrap().clone();
+    let said = gateway.stderr_text();
     assert!(
         !said.contains("Restarting"),
         "a state change is patched, not restarted:\n{said}"

@@ -14,16 +14,13 @@
 //! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
 //!
 //! The release fixture builds have a target directory of their own
-//! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this binary and `e2e_patch` never share a
+//! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this test and the dev ones never share a
 //! cargo lock or the hotpatch state, even when they run at once.
-
-mod common;
 
 use std::path::Path;
 use std::time::Instant;
 
-use common::{lock_fixture_target, Fixture, Profile, RunningApp};
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_tests::{locations, Fixture, Manifest, PatchFile, Profile, RunningApp};
 
 /// A patch this test applied, innermost last: what rolling it back must undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +45,12 @@ enum Outcome {
 #[test]
 fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     let started = Instant::now();
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Release);
+    let fixture = Fixture::new(locations!(), Profile::Release);
     let mut app = RunningApp::start(&fixture);
     let first_tick = started.elapsed();
 
     // 0. The app is the optimised base build.
-    let pid = app.pid.expect("the app's pid");
+    let pid = app.pid().expect("the app's pid");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the app's executable");
     assert_eq!(
         exe,
@@ -278,7 +274,7 @@ fn read_base(target: &Path) -> serde_json::Value {
 }
 
 /// The manifest of a patch file.
-fn patch_manifest(path: &Path) -> hotreload_runtime::patch_file::Manifest {
+fn patch_manifest(path: &Path) -> Manifest {
     let bytes = std::fs::read(path).expect("reading a patch file");
     PatchFile::parse(&bytes)
         .expect("a valid patch file")

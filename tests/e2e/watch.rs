@@ -2,11 +2,9 @@
 //! running app runs it; a broken build leaves the app on its last good code; a reverted edit is
 //! patched back; an unchanged save does nothing; an unpatchable change rebuilds and restarts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{lock_fixture_target, wait_for_text, Fixture, Profile, RunningApp};
+use hotreload_tests::{locations, wait_for_text, Fixture, Profile, RunningApp};
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`, reading the app's lines
 /// meanwhile (each is checked as it comes).
@@ -23,8 +21,7 @@ fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
 
 #[test]
 fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start_with(&fixture, "watch");
     wait_for_stderr(&mut app, 0, "Watching");
     app.expect_serving("v1", "before any edit");
@@ -147,8 +144,7 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
 
 #[test]
 fn with_no_restart_an_unpatchable_change_is_explained_and_the_app_keeps_running() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start_with_args(&fixture, "watch", &["--no-restart"]);
     wait_for_stderr(&mut app, 0, "Watching");
     app.expect_serving("v1", "before any edit");

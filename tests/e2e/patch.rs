@@ -1,24 +1,17 @@
 //! End to end: `cargo hotpatch run` the fixture workspace `tests/fixtures/patchable`, then build,
 //! apply, stack, inspect and roll back patches of the running app, and check what is refused.
 //!
-//! The fixture app and how its output is checked are described in `common/mod.rs`.
-//!
-//! Fixture builds share one target directory (`$CARGO_TARGET_TMPDIR/fixture-target`) so tokio and
-//! the runtime compile once; its `hotpatch/dev` state (base record, control socket) is shared too,
-//! so the tests of this file take [`lock_fixture_target`] and run one at a time.
+//! The fixture app and how its output is checked are described in the kit (`tests/kit/lib.rs`,
+//! `tests/kit/ticks.rs`).
 
-mod common;
-
-use common::{lock_fixture_target, patch_id, Fixture, Profile, RunningApp};
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_tests::{locations, patch_id, Fixture, PatchFile, Profile, RunningApp};
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
 
 #[test]
 fn patches_apply_stack_roll_back_and_refuse_bad_input() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
 
     // 1. The base build runs v1.
@@ -97,7 +90,7 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     let status = fixture.status();
     assert_eq!(
         status.pid,
-        app.pid.unwrap(),
+        app.pid().unwrap(),
         "status is the app's: {status:?}"
     );
     let ids = [patch_id(&p2), patch_id(&p3), patch_id(&p4)];
@@ -320,8 +313,7 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
 
 #[test]
 fn private_statics_and_thread_locals_are_shared_with_patches() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
 
@@ -425,8 +417,7 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
 
 #[test]
 fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
-    let _serial = lock_fixture_target();
-    let mut fixture = Fixture::new(Profile::Dev);
+    let mut fixture = Fixture::new(locations!(), Profile::Dev);
     let trusted_key = fixture.root().join("trusted.key");
     let other_key = fixture.root().join("other.key");
     let keygen = fixture
