@@ -86,18 +86,19 @@ fn cycle(fixture: &Fixture, app: &mut ToolProcess, from: &str, to: &str, i: usiz
     // (a) build, apply, and the first line showing the new version.
     let patch = fixture.root().join(format!("patches/p{i}.hotpatch"));
     let started = Instant::now();
-    let built = fixture.tool(&[
-        "build",
-        "--manifest-path",
-        fixture.manifest().to_str().unwrap(),
-        "-p",
-        "app",
-        "-o",
-        patch.to_str().unwrap(),
-        "--message-format",
-        "json",
-    ])
-    .success();
+    let built = fixture
+        .tool(&[
+            "build",
+            "--manifest-path",
+            fixture.manifest().to_str().unwrap(),
+            "-p",
+            "app",
+            "-o",
+            patch.to_str().unwrap(),
+            "--message-format",
+            "json",
+        ])
+        .success();
     let build = ms(started.elapsed());
     let built: serde_json::Value = built
         .stdout
@@ -112,15 +113,16 @@ fn cycle(fixture: &Fixture, app: &mut ToolProcess, from: &str, to: &str, i: usiz
     };
 
     let started = Instant::now();
-    let applied = fixture.tool(&[
-        "apply",
-        patch.to_str().unwrap(),
-        "--target",
-        fixture.socket().to_str().unwrap(),
-        "--message-format",
-        "json",
-    ])
-    .success();
+    let applied = fixture
+        .tool(&[
+            "apply",
+            patch.to_str().unwrap(),
+            "--target",
+            fixture.socket().to_str().unwrap(),
+            "--message-format",
+            "json",
+        ])
+        .success();
     let apply = ms(started.elapsed());
     let report: PatchReport = serde_json::from_str(applied.stdout.trim()).unwrap_or_else(|error| {
         panic!(

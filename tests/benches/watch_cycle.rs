@@ -26,9 +26,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hotreload_tests::bench::TICK_MS;
 use hotreload_tests::bench::{at_least, at_most, bench_fixture, iterations, measure, median, ms};
 use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput, Lines, ToolProcess};
-use hotreload_tests::bench::TICK_MS;
 use hotreload_tests::{children_of, locations, read_timed_lines, waits_for_arguments, Fixture};
 
 /// Measured iterations of each phase unless `WATCH_CYCLE_ITERATIONS` says more.
@@ -47,7 +47,11 @@ const GOAL_SPEEDUP: f64 = 3.0;
 fn main() {
     let iterations = iterations("WATCH_CYCLE_ITERATIONS", ITERATIONS);
     // Holds its target directory while it lives: another run waits.
-    let fixture = bench_fixture(locations!(), "hotpatch-watch-bench-", "watch-fixture-target");
+    let fixture = bench_fixture(
+        locations!(),
+        "hotpatch-watch-bench-",
+        "watch-fixture-target",
+    );
     eprintln!(
         "watch_cycle: fixture in {}, target {}",
         fixture.root().display(),
@@ -382,7 +386,9 @@ impl App {
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", executable.display()));
-        let lines = Lines::new(read_timed_lines(child.stdout.take().expect("the app's stdout")));
+        let lines = Lines::new(read_timed_lines(
+            child.stdout.take().expect("the app's stdout"),
+        ));
         App {
             child: Some(child),
             lines,

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hotreload_tests::{locations, 
-    read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile, ToolRun,
+use hotreload_tests::{
+    locations, read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile,
+    ToolRun,
 };
 
 const CLIENTS: usize = 16;

@@ -8,7 +8,8 @@
 //! or `fixture-target-release`), so tokio and the runtime compile once per profile; its hotpatch
 //! state (base record, control socket) is shared too, so every [`hotreload_tests::Fixture`] holds
 //! a cross-process lock on its target directory while it lives: tests on the same directory run
-//! one at a time, in this binary or any other process; the dev and release tests may overlap.
+//! one at a time, in this binary or any other process. The release test holds the dev directory
+//! too, so its optimised first build never competes with a dev test's.
 
 mod fixture_lock;
 mod gateway;

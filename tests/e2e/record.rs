@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use hotreload_tests::{locations, copy_dir, Fixture, Profile, RunningApp};
+use hotreload_tests::{copy_dir, locations, Fixture, Profile, RunningApp};
 
 #[test]
 fn a_patch_built_elsewhere_against_a_kept_record_applies_to_the_deployed_build() {

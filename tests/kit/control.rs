@@ -34,7 +34,9 @@ pub fn request(socket: &Path, request: &Request) -> Result<Reply, String> {
 pub fn hello(socket: &Path) -> Result<u32, String> {
     match request(socket, &Request::Hello)? {
         Reply::Hello { pid, .. } => Ok(pid),
-        other => Err(format!("`hello` was answered with another reply: {other:?}")),
+        other => Err(format!(
+            "`hello` was answered with another reply: {other:?}"
+        )),
     }
 }
 

@@ -20,7 +20,9 @@ pub struct Fixture {
     pub(crate) tool: PathBuf,
     /// Environment for the tool, and so for the app it starts.
     pub(crate) env: Vec<(String, String)>,
-    _lock: TargetLock,
+    /// Held from before the copy is made: a copy older than the last build in the target
+    /// directory would look fresh to cargo, which would not rebuild (nor capture) its crates.
+    _locks: Vec<TargetLock>,
 }
 
 impl Fixture {
@@ -32,14 +34,16 @@ impl Fixture {
     /// A copy of `tests/fixtures/patchable` in a temporary directory named `prefix...`, built in
     /// `$CARGO_TARGET_TMPDIR/TARGET_DIR` (a benchmark's own: control sockets are their run's).
     pub fn patchable(at: Locations, profile: Profile, prefix: &str, target_dir: &str) -> Self {
+        let locks = lock_target(at, profile, target_dir);
         let dir = temporary_dir(prefix);
         copy_patchable_fixture(dir.path());
-        Self::create(at, dir, profile, target_dir, "app")
+        Self::create(at, dir, locks, profile, target_dir, "app")
     }
 
     /// A workspace of its own in a temporary directory holding a copy of `examples/gateway`,
     /// built into the same target directory as the fixture of `profile`.
     pub fn gateway(at: Locations, profile: Profile) -> Self {
+        let locks = lock_target(at, profile, profile.target_dir());
         let dir = temporary_dir("hotpatch-gw-");
         copy_dir(
             &workspace_root().join("examples/gateway"),
@@ -67,7 +71,7 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
             ),
         )
         .expect("writing Cargo.toml");
-        let mut fixture = Self::create(at, dir, profile, profile.target_dir(), "gateway");
+        let mut fixture = Self::create(at, dir, locks, profile, profile.target_dir(), "gateway");
         // Under `run` and `watch`, on a free port: it says which on its first line.
         fixture.set_env("GATEWAY_ADDR", "127.0.0.1:0");
         fixture
@@ -76,6 +80,7 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
     fn create(
         at: Locations,
         dir: tempfile::TempDir,
+        locks: Vec<TargetLock>,
         profile: Profile,
         target_dir: &str,
         package: &'static str,
@@ -83,7 +88,7 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
         let target = Path::new(at.scratch).join(target_dir);
         let tool = std::fs::canonicalize(at.tool).expect("the cargo-hotpatch binary under test");
         let fixture = Fixture {
-            _lock: TargetLock::acquire(&target),
+            _locks: locks,
             dir,
             target,
             profile,
@@ -164,6 +169,22 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
         }
         self.replace_file(file, &text);
     }
+}
+
+/// Holds `target_dir` in `at`'s scratch directory, and for a release fixture the dev fixtures'
+/// directory first: its first build (tokio at `-O3`) would otherwise compete for the cores with a
+/// dev test's first build, whose bound assumes it has them. (Always the dev lock first, so two
+/// holders never wait on each other.)
+fn lock_target(at: Locations, profile: Profile, target_dir: &str) -> Vec<TargetLock> {
+    let scratch = Path::new(at.scratch);
+    let mut locks = Vec::new();
+    if profile == Profile::Release {
+        locks.push(TargetLock::acquire(
+            &scratch.join(Profile::Dev.target_dir()),
+        ));
+    }
+    locks.push(TargetLock::acquire(&scratch.join(target_dir)));
+    locks
 }
 
 fn temporary_dir(prefix: &str) -> tempfile::TempDir {

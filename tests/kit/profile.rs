@@ -28,7 +28,7 @@ impl Profile {
     }
 
     /// The fixture builds of each profile have a target directory of their own, so tests of the
-    /// two can run at once without sharing cargo's lock or the hotpatch state.
+    /// two never share cargo's lock or the hotpatch state.
     pub fn target_dir(self) -> &'static str {
         match self {
             Profile::Dev => "fixture-target",

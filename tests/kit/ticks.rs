@@ -63,7 +63,13 @@ pub fn check_caught(tick: &Tick, line: &str) {
 
 /// Checks that `tick`, read as `line`, continues `last`: `count` may advance by one of
 /// `count_steps`, `here` by one of `here_steps`.
-pub fn check_continues(last: &Tick, tick: &Tick, line: &str, count_steps: &[u64], here_steps: &[u64]) {
+pub fn check_continues(
+    last: &Tick,
+    tick: &Tick,
+    line: &str,
+    count_steps: &[u64],
+    here_steps: &[u64],
+) {
     assert_eq!(
         tick.tick,
         last.tick + 1,
