@@ -70,7 +70,7 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
         Outcome::Refused(why) => format!("refused: {why}"),
     };
     eprintln!(
-        "e2e_release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        "e2e::release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
         describe(&counter),
         describe(&perthread),
         first_tick,
