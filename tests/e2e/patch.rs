@@ -362,7 +362,14 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
+    a_patch_adds_to_the_host_s_private_static(&fixture, &mut app);
+    a_patch_adds_to_the_host_s_private_thread_local(&fixture, &mut app);
+    rolling_both_back_keeps_the_state(&fixture, &mut app);
+    a_patch_introduces_a_private_static(&fixture, &mut app);
+    the_next_patch_reaches_the_introduced_static(&fixture, &mut app);
+}
 
+fn a_patch_adds_to_the_host_s_private_static(fixture: &Fixture, app: &mut RunningApp) {
     // `counter::count` adds to a private static: the patch's code must add to the host's copy.
     app.count_steps = vec![1, 1000];
     fixture.edit(
@@ -377,7 +384,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1000];
     app.expect_serving("v1", "after patching code that uses a private static");
+}
 
+fn a_patch_adds_to_the_host_s_private_thread_local(fixture: &Fixture, app: &mut RunningApp) {
     // `perthread::count_here` adds to a private thread-local: the same for the host's copy.
     app.here_steps = vec![1, 1000];
     fixture.edit(
@@ -392,7 +401,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.here_steps = vec![1000];
     app.expect_serving("v1", "after patching code that uses a private thread-local");
+}
 
+fn rolling_both_back_keeps_the_state(fixture: &Fixture, app: &mut RunningApp) {
     // Rolling both back returns to the original code, still on the same state.
     app.here_steps = vec![1, 1000];
     fixture.rollback().success();
@@ -407,7 +418,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1];
     app.expect_serving("v1", "after rolling both back");
+}
 
+fn a_patch_introduces_a_private_static(fixture: &Fixture, app: &mut RunningApp) {
     // A private static that a patch introduces is not in the host: the next (cumulative) patch
     // reaches the running copy in the earlier patch's library instead of a fresh one. (The
     // sources go back to the base first: the two patches above were rolled back.)
@@ -440,7 +453,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1001];
     app.expect_serving("v1", "after a patch that introduces a static");
+}
 
+fn the_next_patch_reaches_the_introduced_static(fixture: &Fixture, app: &mut RunningApp) {
     // The next patch steps the new static by 2000: a fresh copy would restart it at 0 and make
     // the count drop, which the line checks would catch.
     app.count_steps = vec![1001, 2001];
