@@ -128,7 +128,7 @@ pub fn bench_fixture(at: Locations, prefix: &str, target_dir: &str) -> Fixture {
 }
 
 impl Fixture {
-    /// `cargo build -p app` with the environment the host build gives cargo (see `host.rs`).
+    /// `cargo build -p app` with the environment the tool's host build gives cargo.
     pub fn cargo_build(&self) -> ToolOutput {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
@@ -141,7 +141,7 @@ impl Fixture {
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", self.target())
             .env("RUSTC_WORKSPACE_WRAPPER", self.tool_path())
-            // As `cargo hotpatch run` builds the host (see the tool's `host::build`).
+            // As `cargo hotpatch run` builds the host.
             .env(
                 "CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL",
                 std::env::var("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL")

@@ -10,13 +10,12 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Held while it lives: the exclusive `flock` of `<target dir>.lock`.
 #[derive(Debug)]
 pub struct TargetLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl TargetLock {
@@ -36,11 +35,6 @@ impl TargetLock {
             );
             assert!(locked(libc::LOCK_EX), "locking {}", path.display());
         }
-        TargetLock { _file: file, path }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        TargetLock { _file: file }
     }
 }
