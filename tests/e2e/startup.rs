@@ -1,13 +1,11 @@
 //! End to end: a process started with `HOTRELOAD_PATCH_DIR` applies the approved patches for its
 //! own build before it serves; a patch after which it crashed is quarantined at the next start.
 
-mod common;
-
 use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use common::{lock_fixture_target, spawn_app, Fixture, Profile, RunningApp};
+use hotreload_tests::{locations, spawn_app, Fixture, Profile, RunningApp};
 
 /// Starts the fixture's built app with a patch directory; returns its first line (if any) and,
 /// if it ended by itself within a few seconds, how.
@@ -31,8 +29,7 @@ fn start_app(fixture: &Fixture, patch_dir: &Path) -> (Option<String>, Option<Exi
 
 #[test]
 fn approved_patches_apply_at_start_and_a_crashing_one_is_quarantined() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let patch_dir = fixture.root().join("approved");
     std::fs::create_dir_all(&patch_dir).unwrap();
 

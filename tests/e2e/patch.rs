@@ -1,32 +1,50 @@
 //! End to end: `cargo hotpatch run` the fixture workspace `tests/fixtures/patchable`, then build,
 //! apply, stack, inspect and roll back patches of the running app, and check what is refused.
 //!
-//! The fixture app and how its output is checked are described in `common/mod.rs`.
-//!
-//! Fixture builds share one target directory (`$CARGO_TARGET_TMPDIR/fixture-target`) so tokio and
-//! the runtime compile once; its `hotpatch/dev` state (base record, control socket) is shared too,
-//! so the tests of this file take [`lock_fixture_target`] and run one at a time.
+//! The fixture app and how its output is checked are described in the kit (`tests/kit/lib.rs`,
+//! `tests/kit/ticks.rs`).
 
-mod common;
+use std::path::{Path, PathBuf};
 
-use common::{lock_fixture_target, patch_id, Fixture, Profile, RunningApp};
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_tests::{locations, patch_id, Fixture, PatchFile, Profile, RunningApp, StatusReport};
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
 
 #[test]
 fn patches_apply_stack_roll_back_and_refuse_bad_input() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
-
     // 1. The base build runs v1.
+    the_base_runs_v1(&mut app);
+    // 2. A patch of `logic` to v2: the version string and the panic message.
+    let p2 = v2_is_checked_then_applied(&fixture, &mut app);
+    // 3. Stacked patches: each build is cumulative against the base.
+    let p3 = stacked_patch_applies(&fixture, &mut app, "v2", "v3");
+    let p4 = stacked_patch_applies(&fixture, &mut app, "v3", "v4");
+    // 4. Status.
+    let status = fixture.status();
+    let ids = [patch_id(&p2), patch_id(&p3), patch_id(&p4)];
+    status_shows_each_function_s_patch(&status, &mut app, &ids);
+    history_lists_the_commits(&fixture);
+    status_lists_the_patches_and_their_commits(&status, &ids);
+    // 5. Rollbacks: v3, v2, then the base's v1.
+    rollbacks_return_to_the_base(&fixture, &mut app);
+    // 6a. Changes a running process cannot take are refused at build time.
+    unpatchable_changes_are_refused(&fixture, &mut app);
+    // 6b-6d. Damaged patches and patches for another build are refused, changing nothing.
+    bad_patch_files_are_refused(&fixture, &mut app, &p2);
+    // 6e. The same patch twice.
+    the_same_patch_twice_changes_nothing(&fixture, &mut app, &p4);
+}
+
+fn the_base_runs_v1(app: &mut RunningApp) {
     let v1 = app.wait_for_version("v1");
     let before_patch = app.expect_serving("v1", "before any patch");
     assert!(before_patch.steps > v1.steps);
+}
 
-    // 2. A patch of `logic` to v2: the version string and the panic message.
+fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBuf {
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
@@ -77,30 +95,38 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         applied.describe()
     );
     app.expect_patched("v2", steps_before);
+    p2
+}
 
-    // 3. Stacked patches: each build is cumulative against the base.
-    fixture.edit("logic/src/lib.rs", "\"v2\"", "\"v3\"");
-    fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
-    let p3 = fixture.build_patch("p3.hotpatch");
-    fixture.apply(&p3).success();
-    app.wait_for_version("v3");
-    app.expect_serving("v3", "after applying v3");
+/// Edits `from` to `to`, builds the patch (cumulative against the base) and applies it.
+fn stacked_patch_applies(fixture: &Fixture, app: &mut RunningApp, from: &str, to: &str) -> PathBuf {
+    fixture.edit(
+        "logic/src/lib.rs",
+        &format!("\"{from}\""),
+        &format!("\"{to}\""),
+    );
+    fixture.edit(
+        "logic/src/lib.rs",
+        &format!("failure from {from}"),
+        &format!("failure from {to}"),
+    );
+    let patch = fixture.build_patch(&format!("p{}.hotpatch", &to[1..]));
+    fixture.apply(&patch).success();
+    app.wait_for_version(to);
+    app.expect_serving(to, &format!("after applying {to}"));
+    patch
+}
 
-    fixture.edit("logic/src/lib.rs", "\"v3\"", "\"v4\"");
-    fixture.edit("logic/src/lib.rs", "failure from v3", "failure from v4");
-    let p4 = fixture.build_patch("p4.hotpatch");
-    fixture.apply(&p4).success();
-    app.wait_for_version("v4");
-    app.expect_serving("v4", "after applying v4");
-
-    // 4. Status.
-    let status = fixture.status();
+fn status_shows_each_function_s_patch(
+    status: &StatusReport,
+    app: &mut RunningApp,
+    ids: &[String; 3],
+) {
     assert_eq!(
         status.pid,
-        app.pid.unwrap(),
+        app.pid().unwrap(),
         "status is the app's: {status:?}"
     );
-    let ids = [patch_id(&p2), patch_id(&p3), patch_id(&p4)];
     let step = status
         .functions
         .iter()
@@ -123,6 +149,9 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         Some(ids[2].as_str()),
         "the method runs the last patch's code: {display:?}"
     );
+}
+
+fn history_lists_the_commits(fixture: &Fixture) {
     let history = fixture
         .tool(&["history", "--target", fixture.socket().to_str().unwrap()])
         .success();
@@ -137,6 +166,9 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         "{}",
         history.describe()
     );
+}
+
+fn status_lists_the_patches_and_their_commits(status: &StatusReport, ids: &[String; 3]) {
     let listed: Vec<&str> = status.patches.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
         listed, ids,
@@ -170,8 +202,9 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         status.mapped_bytes > 0,
         "patch code is kept mapped: {status:?}"
     );
+}
 
-    // 5. Rollbacks: v3, v2, then the base's v1.
+fn rollbacks_return_to_the_base(fixture: &Fixture, app: &mut RunningApp) {
     for version in ["v3", "v2", "v1"] {
         fixture.rollback().success();
         app.wait_for_version(version);
@@ -202,7 +235,9 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         "history has the three rollbacks: {:?}",
         status.history
     );
+}
 
+fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
     // 6a. A hot function's signature changed: refused at build time, naming it.
     fixture.edit(
         "logic/src/lib.rs",
@@ -256,9 +291,11 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         "format!(\"<{value}>\")",
     );
     app.expect_serving("v1", "after the refused change of a generic function");
+}
 
+fn bad_patch_files_are_refused(fixture: &Fixture, app: &mut RunningApp, p2: &Path) {
     let status_before = fixture.status();
-    let p2_bytes = std::fs::read(&p2).expect("reading p2");
+    let p2_bytes = std::fs::read(p2).expect("reading p2");
     let library_offset = p2_bytes.len() - PatchFile::parse(&p2_bytes).unwrap().library.len();
 
     // 6b. A corrupt patch: one byte of the library flipped.
@@ -298,13 +335,15 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
         status_before,
         "refused patches change nothing"
     );
+}
 
+fn the_same_patch_twice_changes_nothing(fixture: &Fixture, app: &mut RunningApp, p4: &Path) {
     // 6e. The same patch twice: re-applying the rolled-back v4, then again.
-    fixture.apply(&p4).success();
+    fixture.apply(p4).success();
     app.wait_for_version("v4");
     app.expect_serving("v4", "after re-applying v4");
     let status_before = fixture.status();
-    let again = fixture.apply(&p4).success();
+    let again = fixture.apply(p4).success();
     assert!(
         again.stdout.contains("already applied") || again.stderr.contains("already applied"),
         "applying a patch twice says it is already applied: {}",
@@ -320,11 +359,17 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
 
 #[test]
 fn private_statics_and_thread_locals_are_shared_with_patches() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
+    a_patch_adds_to_the_host_s_private_static(&fixture, &mut app);
+    a_patch_adds_to_the_host_s_private_thread_local(&fixture, &mut app);
+    rolling_both_back_keeps_the_state(&fixture, &mut app);
+    a_patch_introduces_a_private_static(&fixture, &mut app);
+    the_next_patch_reaches_the_introduced_static(&fixture, &mut app);
+}
 
+fn a_patch_adds_to_the_host_s_private_static(fixture: &Fixture, app: &mut RunningApp) {
     // `counter::count` adds to a private static: the patch's code must add to the host's copy.
     app.count_steps = vec![1, 1000];
     fixture.edit(
@@ -339,7 +384,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1000];
     app.expect_serving("v1", "after patching code that uses a private static");
+}
 
+fn a_patch_adds_to_the_host_s_private_thread_local(fixture: &Fixture, app: &mut RunningApp) {
     // `perthread::count_here` adds to a private thread-local: the same for the host's copy.
     app.here_steps = vec![1, 1000];
     fixture.edit(
@@ -354,7 +401,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.here_steps = vec![1000];
     app.expect_serving("v1", "after patching code that uses a private thread-local");
+}
 
+fn rolling_both_back_keeps_the_state(fixture: &Fixture, app: &mut RunningApp) {
     // Rolling both back returns to the original code, still on the same state.
     app.here_steps = vec![1, 1000];
     fixture.rollback().success();
@@ -369,7 +418,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1];
     app.expect_serving("v1", "after rolling both back");
+}
 
+fn a_patch_introduces_a_private_static(fixture: &Fixture, app: &mut RunningApp) {
     // A private static that a patch introduces is not in the host: the next (cumulative) patch
     // reaches the running copy in the earlier patch's library instead of a fresh one. (The
     // sources go back to the base first: the two patches above were rolled back.)
@@ -402,7 +453,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     });
     app.count_steps = vec![1001];
     app.expect_serving("v1", "after a patch that introduces a static");
+}
 
+fn the_next_patch_reaches_the_introduced_static(fixture: &Fixture, app: &mut RunningApp) {
     // The next patch steps the new static by 2000: a fresh copy would restart it at 0 and make
     // the count drop, which the line checks would catch.
     app.count_steps = vec![1001, 2001];
@@ -425,8 +478,7 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
 
 #[test]
 fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
-    let _serial = lock_fixture_target();
-    let mut fixture = Fixture::new(Profile::Dev);
+    let mut fixture = Fixture::new(locations!(), Profile::Dev);
     let trusted_key = fixture.root().join("trusted.key");
     let other_key = fixture.root().join("other.key");
     let keygen = fixture

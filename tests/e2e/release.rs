@@ -14,16 +14,13 @@
 //! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
 //!
 //! The release fixture builds have a target directory of their own
-//! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this binary and `e2e_patch` never share a
-//! cargo lock or the hotpatch state, even when they run at once.
-
-mod common;
+//! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this test and the dev ones never share a
+//! cargo lock or the hotpatch state.
 
 use std::path::Path;
 use std::time::Instant;
 
-use common::{lock_fixture_target, Fixture, Profile, RunningApp};
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_tests::{locations, Fixture, Manifest, PatchFile, Profile, RunningApp};
 
 /// A patch this test applied, innermost last: what rolling it back must undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +45,42 @@ enum Outcome {
 #[test]
 fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     let started = Instant::now();
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Release);
+    let fixture = Fixture::new(locations!(), Profile::Release);
     let mut app = RunningApp::start(&fixture);
     let first_tick = started.elapsed();
 
     // 0. The app is the optimised base build.
-    let pid = app.pid.expect("the app's pid");
+    let build_id = the_app_is_the_optimised_base_build(&fixture, &mut app);
+    let mut applied = Vec::new();
+
+    // 1. `logic` v1 to v2, built with `build --release` against the release base.
+    logic_is_patched_against_the_release_base(&fixture, &mut app, &build_id, &mut applied);
+
+    // 2. `counter::count` adds to a private static.
+    let counter = private_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
+
+    // 3. `perthread::count_here` adds to a private thread-local.
+    let perthread = private_thread_local_is_shared_or_refused(&fixture, &mut app, &mut applied);
+
+    // 4. Rolling every patch back returns to v1 on the same state.
+    every_patch_rolls_back(&fixture, &mut app, applied);
+
+    let describe = |outcome: &Outcome| match outcome {
+        Outcome::Shared => "shared with the running process".to_owned(),
+        Outcome::Refused(why) => format!("refused: {why}"),
+    };
+    eprintln!(
+        "e2e::release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        describe(&counter),
+        describe(&perthread),
+        first_tick,
+        started.elapsed()
+    );
+}
+
+/// Checks that the app runs the release base recorded at `-O3`; returns its build id.
+fn the_app_is_the_optimised_base_build(fixture: &Fixture, app: &mut RunningApp) -> String {
+    let pid = app.pid().expect("the app's pid");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the app's executable");
     assert_eq!(
         exe,
@@ -86,9 +112,15 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     );
     app.wait_for_version("v1");
     app.expect_serving("v1", "before any patch");
-    let mut applied = Vec::new();
+    build_id
+}
 
-    // 1. `logic` v1 to v2, built with `build --release` against the release base.
+fn logic_is_patched_against_the_release_base(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    build_id: &str,
+    applied: &mut Vec<Applied>,
+) {
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
@@ -98,7 +130,7 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
             manifest.base.profile.as_str(),
             manifest.base.build_id.as_str()
         ),
-        ("release", build_id.as_str()),
+        ("release", build_id),
         "`build --release` patches the release base"
     );
     assert_eq!(manifest.crates, ["logic"], "the patch is of `logic` alone");
@@ -107,15 +139,20 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     fixture.apply(&p2).success();
     applied.push(Applied::Logic);
     app.expect_patched("v2", steps_before);
+}
 
-    // 2. `counter::count` adds to a private static.
+fn private_static_is_shared_or_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) -> Outcome {
     app.count_steps = vec![1, 1000];
     fixture.edit(
         "counter/src/lib.rs",
         "fetch_add(1, Ordering::SeqCst)",
         "fetch_add(1000, Ordering::SeqCst)",
     );
-    let counter = build_shared_or_refused(&fixture, &mut app, "counter", "counter::PRIVATE_COUNT");
+    let counter = build_shared_or_refused(fixture, app, "counter", "counter::PRIVATE_COUNT");
     match counter {
         Outcome::Shared => {
             // The first tick of the patched code adds 1000 to the host's count, not to a copy.
@@ -136,8 +173,14 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
             );
         }
     }
+    counter
+}
 
-    // 3. `perthread::count_here` adds to a private thread-local.
+fn private_thread_local_is_shared_or_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) -> Outcome {
     let here_steps_before = app.here_steps.clone();
     app.here_steps = vec![1, 1000];
     fixture.edit(
@@ -145,8 +188,7 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
         "PER_THREAD.get() + 1)",
         "PER_THREAD.get() + 1000)",
     );
-    let perthread =
-        build_shared_or_refused(&fixture, &mut app, "perthread", "perthread::PER_THREAD");
+    let perthread = build_shared_or_refused(fixture, app, "perthread", "perthread::PER_THREAD");
     match perthread {
         Outcome::Shared => {
             // Continuing from the host thread's value: a forked thread-local would start at 1000.
@@ -167,8 +209,11 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
             );
         }
     }
+    perthread
+}
 
-    // 4. Rolling every patch back returns to v1 on the same state.
+/// Rolls back every patch in `applied`, innermost first, checking the state after each.
+fn every_patch_rolls_back(fixture: &Fixture, app: &mut RunningApp, mut applied: Vec<Applied>) {
     while let Some(patch) = applied.pop() {
         match patch {
             Applied::PerThread => {
@@ -206,18 +251,6 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
         !status.patches.is_empty() && status.patches.iter().all(|p| !p.active),
         "every patch is rolled back: {:?}",
         status.patches
-    );
-
-    let describe = |outcome: &Outcome| match outcome {
-        Outcome::Shared => "shared with the running process".to_owned(),
-        Outcome::Refused(why) => format!("refused: {why}"),
-    };
-    eprintln!(
-        "e2e_release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
-        describe(&counter),
-        describe(&perthread),
-        first_tick,
-        started.elapsed()
     );
 }
 
@@ -278,7 +311,7 @@ fn read_base(target: &Path) -> serde_json::Value {
 }
 
 /// The manifest of a patch file.
-fn patch_manifest(path: &Path) -> hotreload_runtime::patch_file::Manifest {
+fn patch_manifest(path: &Path) -> Manifest {
     let bytes = std::fs::read(path).expect("reading a patch file");
     PatchFile::parse(&bytes)
         .expect("a valid patch file")

@@ -1,34 +1,14 @@
-//! Helpers shared by the benchmarks `patch_cycle` and `watch_cycle`: a copy of the fixture
-//! workspace `tests/fixtures/patchable` with a target directory of the benchmark's own, the tool
-//! run on it, `cargo build -p app` as the host build runs it, the tool's long-running commands
-//! (`run`, `watch`) with the app's output lines, and the table's statistics.
-//!
-//! What is the same as in the end-to-end tests (the fixture copy, `/proc` parents, the control
-//! socket request) comes from `tests/common`.
-//!
-//! Each benchmark compiles this module on its own and uses only part of it.
-#![allow(dead_code)]
+//! What the benchmarks `patch_cycle` and `watch_cycle` add to the kit: measured iterations of
+//! one-line edits, `cargo build -p app` as the host build runs it, the app's output lines with
+//! when each was read, `cargo hotpatch run`/`watch` with those lines, and the table of figures.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use hotreload_runtime::control::protocol::{Reply, Request};
-
-#[path = "../../tests/common/mod.rs"]
-mod test_common;
-
-// Each benchmark uses part of these.
-#[allow(unused_imports)]
-pub use test_common::{
-    children_of, collect_output, copy_patchable_fixture, parent_of, request, stop_tool_and_app,
-    waits_for_arguments, ToolOutput,
-};
+use crate::{read_timed_lines, Fixture, Locations, Profile, ToolOutput, ToolRun};
 
 /// The app's tick interval: a commit waits for the next safe point, once per tick.
 pub const TICK_MS: &str = "5";
@@ -136,124 +116,19 @@ pub fn print_figure(name: &str, figure: &str, goal: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The fixture workspace and the tool.
+// The fixture workspace and cargo.
 
-/// A copy of the fixture workspace in a temporary directory.
-pub struct Fixture {
-    dir: tempfile::TempDir,
-    pub target: PathBuf,
-    tool: PathBuf,
-    /// The benchmark's name, for its messages.
-    bench: &'static str,
+/// A copy of the fixture workspace in a temporary directory named `prefix...`, built in
+/// `$CARGO_TARGET_TMPDIR/TARGET_DIR`: not the end-to-end tests' target directory nor another
+/// benchmark's, whose control sockets are theirs. The app ticks every [`TICK_MS`].
+pub fn bench_fixture(at: Locations, prefix: &str, target_dir: &str) -> Fixture {
+    let mut fixture = Fixture::patchable(at, Profile::Dev, prefix, target_dir);
+    fixture.set_env("FIXTURE_TICK_MS", TICK_MS);
+    fixture
 }
 
 impl Fixture {
-    /// A fixture copy in a temporary directory named `prefix...`, built in
-    /// `$CARGO_TARGET_TMPDIR/TARGET_DIR`.
-    pub fn new(bench: &'static str, prefix: &str, target_dir: &str) -> Self {
-        // The tool binary: cargo builds it (in the bench profile, as `cargo install` would)
-        // before running the benchmark and names it in `CARGO_BIN_EXE_cargo-hotpatch`, so there
-        // is no need to run `cargo build -p cargo-hotpatch` from here. Canonical, as the host
-        // build names itself (`current_exe`) in `RUSTC_WORKSPACE_WRAPPER`, so `cargo_build` has
-        // the same environment as the tool's host build and rebuilds incrementally.
-        let tool = std::fs::canonicalize(env!("CARGO_BIN_EXE_cargo-hotpatch"))
-            .expect("the cargo-hotpatch binary");
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir()
-            .expect("a temporary directory");
-        copy_patchable_fixture(dir.path());
-        // Not the e2e tests' target directory nor another benchmark's: their control sockets
-        // are theirs.
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(target_dir);
-        let fixture = Fixture {
-            dir,
-            target,
-            tool,
-            bench,
-        };
-        assert!(
-            fixture.socket().as_os_str().len() < 100,
-            "the control socket path {} is too long for a Unix socket",
-            fixture.socket().display()
-        );
-        fixture
-    }
-
-    /// Holds the fixture target directory (its base record and control socket) for this run:
-    /// another run of this benchmark waits, instead of replacing the app under this one.
-    pub fn lock_target(&self) -> std::fs::File {
-        use std::os::fd::AsRawFd as _;
-        std::fs::create_dir_all(&self.target).expect("creating the fixture target directory");
-        let path = self.target.with_extension("lock");
-        let file = std::fs::File::create(&path).expect("creating the lock file");
-        // SAFETY: `flock` on a file descriptor this function owns; the lock lives as long as
-        // the returned file.
-        let locked = |flags| unsafe { libc::flock(file.as_raw_fd(), flags) } == 0;
-        if !locked(libc::LOCK_EX | libc::LOCK_NB) {
-            eprintln!(
-                "{}: waiting for another run ({})",
-                self.bench,
-                path.display()
-            );
-            assert!(locked(libc::LOCK_EX), "locking {}", path.display());
-        }
-        file
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn manifest(&self) -> PathBuf {
-        self.root().join("Cargo.toml")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.target.join("hotpatch/dev/control.sock")
-    }
-
-    pub fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.root().join(file)).expect("a fixture source file")
-    }
-
-    pub fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.root().join(file), text).expect("writing a fixture source file");
-    }
-
-    /// Replaces `from` (which must occur) by `to` in a fixture source file, in one write.
-    pub fn edit(&self, file: &str, from: &str, to: &str) {
-        let text = self.read(file);
-        assert!(
-            text.contains(from),
-            "{file} does not contain `{from}`:\n{text}"
-        );
-        self.write(file, &text.replace(from, to));
-    }
-
-    /// `cargo-hotpatch hotpatch ARGS`, not yet started.
-    pub fn tool_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.tool);
-        command
-            .arg("hotpatch")
-            .args(args)
-            .current_dir(self.root())
-            .env("CARGO_TARGET_DIR", &self.target)
-            .env("FIXTURE_TICK_MS", TICK_MS);
-        command
-    }
-
-    /// `cargo-hotpatch hotpatch ARGS`, run to completion; must succeed.
-    pub fn tool(&self, args: &[&str]) -> ToolOutput {
-        let output = self
-            .tool_command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running cargo-hotpatch");
-        ToolOutput::new(args, output).success()
-    }
-
-    /// `cargo build -p app` with the environment the host build gives cargo (see `host.rs`).
+    /// `cargo build -p app` with the environment the tool's host build gives cargo.
     pub fn cargo_build(&self) -> ToolOutput {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
@@ -264,9 +139,9 @@ impl Fixture {
             .args(["--package", "app"])
             .args(cargo_hotpatch::host_config_args(false))
             .current_dir(self.root())
-            .env("CARGO_TARGET_DIR", &self.target)
-            .env("RUSTC_WORKSPACE_WRAPPER", &self.tool)
-            // As `cargo hotpatch run` builds the host (see the tool's `host::build`).
+            .env("CARGO_TARGET_DIR", self.target())
+            .env("RUSTC_WORKSPACE_WRAPPER", self.tool_path())
+            // As `cargo hotpatch run` builds the host.
             .env(
                 "CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL",
                 std::env::var("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL")
@@ -274,7 +149,7 @@ impl Fixture {
             )
             .env(
                 "HOTPATCH_CAPTURE_DIR",
-                self.target.join("hotpatch/dev/invocations"),
+                self.target().join("hotpatch/dev/invocations"),
             )
             .stdin(Stdio::null())
             .output()
@@ -334,20 +209,6 @@ impl CargoBuildOutput for ToolOutput {
 
 // ---------------------------------------------------------------------------------------------
 // The processes.
-
-/// Reads `stdout` line by line on a thread, each line with when it was read.
-pub fn read_lines(stdout: ChildStdout) -> Receiver<(Instant, String)> {
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    lines
-}
 
 /// A process's output lines, with the last few kept for a failed benchmark.
 pub struct Lines {
@@ -410,47 +271,21 @@ impl Lines {
     }
 }
 
-/// `cargo hotpatch COMMAND -p app` (`run` or `watch`) with its app; both are killed when this
-/// is dropped.
+/// `cargo hotpatch COMMAND -p app` (`run` or `watch`) with its app's lines, each with when it
+/// was read; both are killed when this is dropped.
 pub struct ToolProcess {
-    /// `run` or `watch`.
-    command: &'static str,
-    pub tool: Child,
+    pub run: ToolRun,
     /// The app's output.
     pub lines: Lines,
-    stderr: Arc<Mutex<String>>,
-    socket: PathBuf,
-    /// The app's pid, from `hello`.
-    pub pid: Option<u32>,
 }
 
 impl ToolProcess {
     /// Starts `cargo hotpatch COMMAND` and waits for the app's first tick.
     pub fn start(fixture: &Fixture, command: &'static str) -> Self {
-        let mut tool = fixture
-            .tool_command(&[
-                command,
-                "--manifest-path",
-                fixture.manifest().to_str().unwrap(),
-                "-p",
-                "app",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: the guard can end cargo and rustc too if a build hangs.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting `cargo hotpatch {command}`: {error}"));
-        let lines = Lines::new(read_lines(tool.stdout.take().expect("the tool's stdout")));
-        let stderr = collect_output(tool.stderr.take().expect("the tool's stderr"));
+        let (run, stdout) = ToolRun::start(fixture, command, &[]);
         let mut process = ToolProcess {
-            command,
-            tool,
-            lines,
-            stderr,
-            socket: fixture.socket(),
-            pid: None,
+            run,
+            lines: Lines::new(read_timed_lines(stdout)),
         };
         if let Err(why) = process.lines.next(Instant::now() + FIRST_BUILD) {
             panic!(
@@ -458,31 +293,19 @@ impl ToolProcess {
                 process.describe()
             );
         }
-        let pid = process.hello();
-        assert_eq!(
-            parent_of(pid),
-            Some(process.tool.id()),
-            "the process answering on {} (pid {pid}) is not the app started by `{command}`",
-            process.socket.display()
-        );
-        process.pid = Some(pid);
+        process.run.adopt_app();
         process
     }
 
     /// The pid of the process answering on the control socket.
     pub fn hello(&self) -> u32 {
-        match request(&self.socket, &Request::Hello) {
-            Ok(Reply::Hello { pid, .. }) => pid,
-            other => panic!("`hello` on the control socket failed: {other:?}"),
-        }
+        crate::hello(&self.run.socket)
+            .unwrap_or_else(|error| panic!("`hello` on the control socket failed: {error}"))
     }
 
     /// Everything the tool printed on stderr so far.
     pub fn stderr_text(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.run.stderr_text()
     }
 
     /// When the first line showing `version` was read; it must be before `deadline`.
@@ -496,25 +319,21 @@ impl ToolProcess {
     /// What the tool and the app last said, for a failed benchmark.
     pub fn describe(&mut self) -> String {
         self.lines.drain();
-        let stderr = self.stderr_text();
-        let start = (stderr.len().saturating_sub(4000)..stderr.len())
-            .find(|&i| stderr.is_char_boundary(i))
-            .unwrap_or(stderr.len());
         format!(
             "`cargo hotpatch {command}`: {:?}\n--- the app's last lines\n{}\n--- {command}'s stderr (tail)\n{}",
-            self.tool.try_wait(),
+            self.run.tool.try_wait(),
             self.lines.recent(),
-            &stderr[start..],
-            command = self.command
+            self.run.stderr_tail(),
+            command = self.run.command
         )
     }
 }
 
 impl Drop for ToolProcess {
     fn drop(&mut self) {
+        // The tool and the app end when `run` is dropped, after this.
         if std::thread::panicking() {
             eprintln!("{}", self.describe());
         }
-        stop_tool_and_app(&mut self.tool, &self.socket, self.pid);
     }
 }

@@ -1,7 +1,7 @@
 //! `cargo hotpatch watch` against rebuilding and restarting the app, side by side on one fixture
 //! copy.
 //!
-//! Run it with `cargo bench -p cargo-hotpatch --bench watch_cycle` (set `WATCH_CYCLE_ITERATIONS`
+//! Run it with `cargo bench -p hotreload-tests --bench watch_cycle` (set `WATCH_CYCLE_ITERATIONS`
 //! for more than the default 9 measured iterations). It copies `tests/fixtures/patchable` to a
 //! temporary directory and makes the same one-line edits of the version literal in
 //! `logic/src/lib.rs` (`"v1"` -> `"v2"` -> ...) twice, in two phases of one run:
@@ -21,17 +21,15 @@
 //! there once. It prints a table with the goals next to the numbers, then kills what it started.
 //! A benchmark of wall times of subprocesses, so no criterion (`harness = false`).
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::waits_for_arguments;
-use common::{at_least, at_most, children_of, iterations, measure, median, ms};
-use common::{print_figure, print_rows};
-use common::{read_lines, CargoBuildOutput, Fixture, Lines, ToolProcess, TICK_MS};
+use hotreload_tests::bench::TICK_MS;
+use hotreload_tests::bench::{at_least, at_most, bench_fixture, iterations, measure, median, ms};
+use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput, Lines, ToolProcess};
+use hotreload_tests::{children_of, locations, read_timed_lines, waits_for_arguments, Fixture};
 
 /// Measured iterations of each phase unless `WATCH_CYCLE_ITERATIONS` says more.
 const ITERATIONS: usize = 9;
@@ -48,16 +46,16 @@ const GOAL_SPEEDUP: f64 = 3.0;
 
 fn main() {
     let iterations = iterations("WATCH_CYCLE_ITERATIONS", ITERATIONS);
-    let fixture = Fixture::new(
-        "watch_cycle",
+    // Holds its target directory while it lives: another run waits.
+    let fixture = bench_fixture(
+        locations!(),
         "hotpatch-watch-bench-",
         "watch-fixture-target",
     );
-    let _exclusive = fixture.lock_target();
     eprintln!(
         "watch_cycle: fixture in {}, target {}",
         fixture.root().display(),
-        fixture.target.display()
+        fixture.target().display()
     );
     let original = fixture.read(EDITED);
 
@@ -85,7 +83,7 @@ fn main() {
     drop(watch);
 
     // (b) the same edits from the same text, rebuilt and restarted.
-    fixture.write(EDITED, &original);
+    fixture.replace_file(EDITED, &original);
     eprintln!("watch_cycle: (b) rebuild and restart: `cargo build -p app` of the original text");
     let executable = fixture.cargo_build().executable();
     let mut app = App::start(&fixture, &executable);
@@ -102,7 +100,7 @@ fn main() {
         },
     );
     drop(app);
-    fixture.write(EDITED, &original);
+    fixture.replace_file(EDITED, &original);
     print_table(&patched, &restarted, &warm_up.recompiled);
 }
 
@@ -293,7 +291,7 @@ impl Watch {
         });
         sample.save_to_new = ms(shown.saturating_duration_since(saved));
         let pid = self.process.hello();
-        if Some(pid) != self.process.pid {
+        if Some(pid) != self.process.run.pid {
             panic!(
                 "the app was restarted (pid {pid}), not patched\n{}",
                 self.process.describe()
@@ -340,9 +338,9 @@ impl Watch {
         let deadline = Instant::now() + NEW_VERSION;
         let mut quiet_since: Option<Instant> = None;
         loop {
-            let busy = children_of(self.process.tool.id())
+            let busy = children_of(self.process.run.tool.id())
                 .into_iter()
-                .any(|child| Some(child) != self.process.pid && !waits_for_arguments(child));
+                .any(|child| Some(child) != self.process.run.pid && !waits_for_arguments(child));
             if busy {
                 quiet_since = None;
             } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
@@ -388,7 +386,9 @@ impl App {
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", executable.display()));
-        let lines = Lines::new(read_lines(child.stdout.take().expect("the app's stdout")));
+        let lines = Lines::new(read_timed_lines(
+            child.stdout.take().expect("the app's stdout"),
+        ));
         App {
             child: Some(child),
             lines,

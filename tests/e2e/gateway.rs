@@ -4,27 +4,24 @@
 //! code; then a rollback with the same guarantees. A failing migration changes nothing, and a
 //! layout change without a version bump is refused at build.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    collect_output, lock_fixture_target, read_lines, spawn_app, stop_tool_and_app, wait_for_text,
-    Fixture, Profile,
+use hotreload_tests::{
+    locations, read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile,
+    ToolOutput, ToolRun,
 };
-use hotreload_runtime::patch_file::{PatchFile, PatchSignature};
 
 const CLIENTS: usize = 16;
-const V2: &str = include_str!("fixtures/gateway/lib_v2.rs");
-const V3: &str = include_str!("fixtures/gateway/lib_v3.rs");
+const V2: &str = include_str!("../fixtures/gateway/lib_v2.rs");
+const V3: &str = include_str!("../fixtures/gateway/lib_v3.rs");
 
 /// Version 2 whose migration refuses the session of user `mallory`.
 fn v2_failing_for_mallory() -> String {
@@ -51,12 +48,10 @@ fn listening_address(
         .to_owned()
 }
 
-/// The gateway run by `cargo hotpatch run`.
+/// The gateway run by `cargo hotpatch run` (or `watch`); ended when dropped.
 struct Gateway {
-    tool: Child,
+    run: ToolRun,
     address: String,
-    socket: std::path::PathBuf,
-    stderr: Arc<Mutex<String>>,
     _lines: Receiver<String>,
 }
 
@@ -67,40 +62,19 @@ impl Gateway {
 
     /// `cargo hotpatch COMMAND` (`run` or `watch`) of the gateway.
     fn start_with(fixture: &Fixture, command: &str) -> Self {
-        let manifest = fixture.manifest();
-        let mut tool = fixture
-            .tool_command(&[
-                command,
-                "--manifest-path",
-                manifest.to_str().unwrap(),
-                "-p",
-                "gateway",
-            ])
-            .env("GATEWAY_ADDR", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("starting `cargo hotpatch run -p gateway`");
-        let lines = read_lines(tool.stdout.take().unwrap());
-        let stderr = collect_output(tool.stderr.take().unwrap());
-        let address = listening_address(&lines, Profile::Dev.first_build(), || {
-            stderr.lock().unwrap().clone()
-        });
+        let (run, stdout) = ToolRun::start(fixture, command, &[]);
+        let lines = read_lines(stdout);
+        let address = listening_address(&lines, Profile::Dev.first_build(), || run.stderr_text());
         Gateway {
-            tool,
+            run,
             address,
-            socket: fixture.socket(),
-            stderr,
             _lines: lines,
         }
     }
-}
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        stop_tool_and_app(&mut self.tool, &self.socket, None);
+    /// Everything the tool printed on stderr so far.
+    fn stderr_text(&self) -> String {
+        self.run.stderr_text()
     }
 }
 
@@ -211,8 +185,7 @@ fn slow_request(address: &str, millis: u64) -> (PendingReply, Instant) {
 
 #[test]
 fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     let gateway = Gateway::start(&fixture);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<Client> = (0..CLIENTS)
@@ -221,6 +194,28 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
     wait_until_all_see(&clients, "v1");
 
     // A layout change without a version bump is refused at build, naming the type.
+    a_layout_change_without_a_version_bump_is_refused(&fixture);
+    // The patch: Session v2 (a field renamed, one added) and a new handler.
+    let patch = the_v2_patch_is_checked(&fixture);
+    // A request in flight when the patch comes completes on the old code.
+    let mut slow_connection =
+        the_patch_applies_under_a_request_in_flight(&fixture, &gateway, &clients, &patch);
+    // Status shows the state's version and values, and the migration in the history.
+    status_shows_the_migrated_sessions(&fixture, &mut slow_connection);
+    // Rollback: every session goes back down to v1 with its data; the clients never notice.
+    the_rollback_migrates_every_session_down(&fixture, &clients, &mut slow_connection);
+    // A migration that fails on one session leaves every session as it was.
+    a_failing_migration_changes_nothing(&fixture, &gateway, &clients);
+
+    stop_clients(&stop, clients);
+    let stderr = gateway.stderr_text();
+    assert!(
+        !stderr.contains("connection from"),
+        "no connection ended with an error:\n{stderr}"
+    );
+}
+
+fn a_layout_change_without_a_version_bump_is_refused(fixture: &Fixture) {
     let v1 = std::fs::read_to_string(fixture.root().join("gateway/src/lib.rs")).unwrap();
     fixture.edit(
         "gateway/src/lib.rs",
@@ -233,8 +228,9 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         "raise it",
     ]);
     fixture.replace_file("gateway/src/lib.rs", &v1);
+}
 
-    // The patch: Session v2 (a field renamed, one added) and a new handler.
+fn the_v2_patch_is_checked(fixture: &Fixture) -> PathBuf {
     fixture.replace_file("gateway/src/lib.rs", V2);
     let (patch, built) = fixture.build("v2.hotpatch");
     built
@@ -256,11 +252,19 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         "check says which state it would migrate:\n{}",
         check.stdout
     );
+    patch
+}
 
-    // A request in flight when the patch comes completes on the old code.
+/// Applies `patch` while a slow request runs; returns that request's connection.
+fn the_patch_applies_under_a_request_in_flight(
+    fixture: &Fixture,
+    gateway: &Gateway,
+    clients: &[Client],
+    patch: &Path,
+) -> Connection {
     let (slow, slow_started) = slow_request(&gateway.address, 800);
     std::thread::sleep(Duration::from_millis(150));
-    let applied = fixture.apply(&patch).success();
+    let applied = fixture.apply(patch).success();
     let values = CLIENTS + 1;
     assert!(
         applied.stdout.contains(&format!(
@@ -281,8 +285,12 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         "ok v2 user=slowpoke requests=3 notes= tier=Free",
         "the slow client's session was migrated after its request"
     );
-    wait_until_all_see(&clients, "v2");
-    // Status shows the state's version and values, and the migration in the history.
+    wait_until_all_see(clients, "v2");
+    slow_connection
+}
+
+fn status_shows_the_migrated_sessions(fixture: &Fixture, slow_connection: &mut Connection) {
+    let values = CLIENTS + 1;
     let status = fixture.status();
     let session = status
         .states
@@ -307,8 +315,13 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         .unwrap_or_else(|| panic!("stats: {totals}"));
     assert!(total > 100, "the Totals singleton kept counting: {totals}");
     assert_eq!(slow_connection.ask("upgrade").unwrap(), "ok v2 tier=Pro");
+}
 
-    // Rollback: every session goes back down to v1 with its data; the clients never notice.
+fn the_rollback_migrates_every_session_down(
+    fixture: &Fixture,
+    clients: &[Client],
+    slow_connection: &mut Connection,
+) {
     let rolled_back = fixture.rollback().success();
     assert!(
         rolled_back
@@ -317,13 +330,14 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         "{}",
         rolled_back.stdout
     );
-    wait_until_all_see(&clients, "v1");
+    wait_until_all_see(clients, "v1");
     assert_eq!(
         slow_connection.ask("get").unwrap(),
         "ok v1 user=slowpoke requests=6 notes="
     );
+}
 
-    // A migration that fails on one session leaves every session as it was.
+fn a_failing_migration_changes_nothing(fixture: &Fixture, gateway: &Gateway, clients: &[Client]) {
     let mut mallory = Connection::open(&gateway.address);
     assert_eq!(mallory.ask("login mallory").unwrap(), "ok v1 hello mallory");
     fixture.replace_file("gateway/src/lib.rs", &v2_failing_for_mallory());
@@ -340,7 +354,10 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
         mallory.ask("get").unwrap(),
         "ok v1 user=mallory requests=2 notes="
     );
+}
 
+/// Stops the clients; each must have run without an error and sent more than 20 requests.
+fn stop_clients(stop: &AtomicBool, clients: Vec<Client>) {
     stop.store(true, Ordering::Relaxed);
     for (i, client) in clients.into_iter().enumerate() {
         let sent = client
@@ -350,11 +367,6 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
             .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
         assert!(sent > 20, "client {i} sent only {sent} requests");
     }
-    let stderr = gateway.stderr.lock().unwrap().clone();
-    assert!(
-        !stderr.contains("connection from"),
-        "no connection ended with an error:\n{stderr}"
-    );
 }
 
 /// One gateway started directly from the built binary, with its own control socket, trusting
@@ -362,7 +374,7 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
 struct Instance {
     child: Child,
     address: String,
-    socket: std::path::PathBuf,
+    socket: PathBuf,
 }
 
 impl Instance {
@@ -396,7 +408,7 @@ impl Drop for Instance {
 }
 
 /// A copy of `patch` claiming to be for another build, signed with `key_file`'s key.
-fn foreign_build(patch: &std::path::Path, key_file: &std::path::Path) -> std::path::PathBuf {
+fn foreign_build(patch: &Path, key_file: &Path) -> PathBuf {
     let parsed = PatchFile::parse(&std::fs::read(patch).unwrap()).unwrap();
     let mut manifest = parsed.manifest;
     manifest.base.build_id = "00".repeat(20);
@@ -418,21 +430,10 @@ fn foreign_build(patch: &std::path::Path, key_file: &std::path::Path) -> std::pa
 
 #[test]
 fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     // `run` builds the host and records the base; the instances run that same binary.
     drop(Gateway::start(&fixture));
-    let key = fixture.root().join("release.key");
-    let trusted = fixture
-        .tool(&["keygen", "-o", key.to_str().unwrap()])
-        .success()
-        .stdout
-        .trim()
-        .to_owned();
-    let other_key = fixture.root().join("other.key");
-    fixture
-        .tool(&["keygen", "-o", other_key.to_str().unwrap()])
-        .success();
+    let (key, trusted, other_key) = two_keys(&fixture);
 
     let instances: Vec<Instance> = ["gw-a", "gw-b", "gw-c"]
         .iter()
@@ -447,7 +448,7 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         .iter()
         .map(|i| i.socket.display().to_string())
         .collect();
-    let roll_out = |patch: &std::path::Path, health: &str| {
+    let roll_out = |patch: &Path, health: &str| {
         let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
         for socket in &sockets {
             args.extend(["--target", socket.as_str()]);
@@ -456,9 +457,47 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         fixture.tool(&args)
     };
 
-    fixture.replace_file("gateway/src/lib.rs", V2);
     // Unsigned, signed by an untrusted key, or for another build: refused everywhere before
     // anything is applied.
+    unverified_patches_are_refused_everywhere(&fixture, &roll_out, &clients, &key, &other_key);
+    // Signed by the trusted key: one instance, then all; sessions migrate on each.
+    let signed = a_signed_patch_rolls_out_in_batches(&fixture, &roll_out, &clients, &key);
+    // A new instance with the approved patch in its patch directory applies it in `init()`,
+    // before it serves: its first session is already a v2 session.
+    let _restarted = a_new_instance_applies_the_approved_patch_first(&fixture, &signed, &trusted);
+    // A failing health check after the first batch rolls it back; the others are never touched.
+    a_failing_health_check_rolls_the_first_batch_back(&fixture, &roll_out, &clients, &key);
+
+    stop_clients(&stop, clients);
+}
+
+/// How the test rolls a patch out to the three gateways, with a health command.
+type RollOut<'a> = dyn Fn(&Path, &str) -> ToolOutput + 'a;
+
+/// A release key (its file and public key) and another key, made by `keygen`.
+fn two_keys(fixture: &Fixture) -> (PathBuf, String, PathBuf) {
+    let key = fixture.root().join("release.key");
+    let trusted = fixture
+        .tool(&["keygen", "-o", key.to_str().unwrap()])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    let other_key = fixture.root().join("other.key");
+    fixture
+        .tool(&["keygen", "-o", other_key.to_str().unwrap()])
+        .success();
+    (key, trusted, other_key)
+}
+
+fn unverified_patches_are_refused_everywhere(
+    fixture: &Fixture,
+    roll_out: &RollOut,
+    clients: &[Client],
+    key: &Path,
+    other_key: &Path,
+) {
+    fixture.replace_file("gateway/src/lib.rs", V2);
     let unsigned = fixture.build_patch("unsigned.hotpatch");
     roll_out(&unsigned, "true")
         .failure()
@@ -471,13 +510,19 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
     roll_out(&untrusted, "true")
         .failure()
         .stderr_names(&["does not trust", "nothing was applied"]);
-    roll_out(&foreign_build(&unsigned, &key), "true")
+    roll_out(&foreign_build(&unsigned, key), "true")
         .failure()
         .stderr_names(&["was built for build 0000", "nothing was applied"]);
     std::thread::sleep(Duration::from_millis(100));
     assert!(clients.iter().all(|c| *c.version.lock().unwrap() == "v1"));
+}
 
-    // Signed by the trusted key: one instance, then all; sessions migrate on each.
+fn a_signed_patch_rolls_out_in_batches(
+    fixture: &Fixture,
+    roll_out: &RollOut,
+    clients: &[Client],
+    key: &Path,
+) -> PathBuf {
     let (signed, built) = fixture.build_with("v2.hotpatch", &["--sign", key.to_str().unwrap()]);
     built.success();
     let rolled = roll_out(&signed, "true").success();
@@ -490,17 +535,23 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         "each instance migrated its four sessions: {}",
         rolled.describe()
     );
-    wait_until_all_see(&clients, "v2");
+    wait_until_all_see(clients, "v2");
+    signed
+}
 
-    // A new instance with the approved patch in its patch directory applies it in `init()`,
-    // before it serves: its first session is already a v2 session.
+/// Starts a fourth gateway with `signed` approved; returns it, still running.
+fn a_new_instance_applies_the_approved_patch_first(
+    fixture: &Fixture,
+    signed: &Path,
+    trusted: &str,
+) -> Instance {
     let approved = fixture.root().join("approved");
     std::fs::create_dir_all(&approved).unwrap();
-    std::fs::copy(&signed, approved.join("v2.hotpatch")).unwrap();
+    std::fs::copy(signed, approved.join("v2.hotpatch")).unwrap();
     let restarted = Instance::start_with(
-        &fixture,
+        fixture,
         "gw-d",
-        &trusted,
+        trusted,
         &[("HOTRELOAD_PATCH_DIR", approved.to_str().unwrap())],
     );
     let mut fresh = Connection::open(&restarted.address);
@@ -509,8 +560,15 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         fresh.ask("get").unwrap(),
         "ok v2 user=dora requests=2 notes= tier=Free"
     );
+    restarted
+}
 
-    // A failing health check after the first batch rolls it back; the others are never touched.
+fn a_failing_health_check_rolls_the_first_batch_back(
+    fixture: &Fixture,
+    roll_out: &RollOut,
+    clients: &[Client],
+    key: &Path,
+) {
     fixture.replace_file("gateway/src/lib.rs", &V2.replace("ok v2", "ok v3"));
     let (v3, built) = fixture.build_with("v3.hotpatch", &["--sign", key.to_str().unwrap()]);
     built.success();
@@ -521,23 +579,12 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         failed.describe()
     );
     std::thread::sleep(Duration::from_millis(200));
-    wait_until_all_see(&clients, "v2");
-
-    stop.store(true, Ordering::Relaxed);
-    for (i, client) in clients.into_iter().enumerate() {
-        let sent = client
-            .thread
-            .join()
-            .unwrap()
-            .unwrap_or_else(|error| panic!("client {i} failed: {error}"));
-        assert!(sent > 20, "client {i} sent only {sent} requests");
-    }
+    wait_until_all_see(clients, "v2");
 }
 
 #[test]
 fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     // The running build is version 2: sessions hold a `Tier`.
     fixture.replace_file("gateway/src/lib.rs", V2);
     let gateway = Gateway::start(&fixture);
@@ -581,13 +628,12 @@ fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`.
 fn wait_for_tool(gateway: &Gateway, from: usize, needle: &str) -> String {
-    wait_for_text(|| gateway.stderr.lock().unwrap().clone(), from, needle)
+    wait_for_text(|| gateway.stderr_text(), from, needle)
 }
 
 #[test]
 fn watch_migrates_sessions_on_save_and_back_on_revert() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::gateway(Profile::Dev);
+    let fixture = Fixture::gateway(locations!(), Profile::Dev);
     let gateway = Gateway::start_with(&fixture, "watch");
     wait_for_tool(&gateway, 0, "Connected");
     let mut client = Connection::open(&gateway.address);
@@ -595,7 +641,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
     assert_eq!(client.ask("note hi").unwrap(), "ok v1 notes=1");
 
     let v1 = std::fs::read_to_string(fixture.root().join("gateway/src/lib.rs")).unwrap();
-    let mark = gateway.stderr.lock().unwrap().len();
+    let mark = gateway.stderr_text().len();
     fixture.replace_file("gateway/src/lib.rs", V2);
     wait_for_tool(
         &gateway,
@@ -608,7 +654,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
     );
 
     // Reverting the file is patched like any edit: the session goes back down to version 1.
-    let mark = gateway.stderr.lock().unwrap().len();
+    let mark = gateway.stderr_text().len();
     fixture.replace_file("gateway/src/lib.rs", &v1);
     wait_for_tool(
         &gateway,
@@ -619,7 +665,7 @@ fn watch_migrates_sessions_on_save_and_back_on_revert() {
         client.ask("get").unwrap(),
         "ok v1 user=ada requests=4 notes=hi"
     );
-    let said = gateway.stderr.lock().unwrap().clone();
+    let said = gateway.stderr_text();
     assert!(
         !said.contains("Restarting"),
         "a state change is patched, not restarted:\n{said}"

@@ -1,14 +1,12 @@
 //! End to end: one patch file rolled out to three running instances of the same build, in
 //! batches with a health command; a failing health check rolls the rollout back.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{lock_fixture_target, spawn_app, Fixture, Profile, RunningApp};
+use hotreload_tests::{locations, spawn_app, Fixture, PatchFile, Profile, RunningApp};
 
 /// One instance of the fixture app, started directly with its own control socket.
 struct Instance {
@@ -65,8 +63,7 @@ impl Drop for Instance {
 
 #[test]
 fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     // `run` builds the host and records the base; the instances run that same binary.
     let app = RunningApp::start(&fixture);
     drop(app);
@@ -128,9 +125,9 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
 
     // A patch one target would refuse (another build) is applied nowhere.
     let bytes = std::fs::read(&v3).unwrap();
-    let mut foreign = hotreload_runtime::patch_file::PatchFile::parse(&bytes).unwrap();
+    let mut foreign = PatchFile::parse(&bytes).unwrap();
     foreign.manifest.base.build_id = "00".repeat(20);
-    let foreign = hotreload_runtime::patch_file::PatchFile::new(foreign.manifest, foreign.library);
+    let foreign = PatchFile::new(foreign.manifest, foreign.library);
     let foreign_path = fixture.root().join("foreign.hotpatch");
     std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
     let refused = apply(&foreign_path, "true").failure();

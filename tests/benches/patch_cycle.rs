@@ -1,6 +1,6 @@
 //! The patch cycle against a plain incremental `cargo build`, side by side on one fixture copy.
 //!
-//! Run it with `cargo bench -p cargo-hotpatch --bench patch_cycle` (set `PATCH_CYCLE_ITERATIONS`
+//! Run it with `cargo bench -p hotreload-tests --bench patch_cycle` (set `PATCH_CYCLE_ITERATIONS`
 //! for more than the default 9 measured iterations). It copies `tests/fixtures/patchable` to a
 //! temporary directory, starts the app with `cargo hotpatch run` (ticking every 5 ms through
 //! `FIXTURE_TICK_MS`), then, for each one-line edit of the version literal in
@@ -13,13 +13,11 @@
 //! there once. It prints a table with the goals next to the numbers, then kills the app and the
 //! tool. A benchmark of wall times of subprocesses, so no criterion (`harness = false`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{at_most, iterations, measure, median, ms, print_figure, print_rows};
-use common::{CargoBuildOutput, Fixture, ToolProcess, TICK_MS};
-use hotreload_runtime::control::protocol::PatchReport;
+use hotreload_tests::bench::{at_most, bench_fixture, iterations, measure, median, ms};
+use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput, ToolProcess, TICK_MS};
+use hotreload_tests::{locations, Fixture, PatchReport};
 
 /// Measured iterations unless `PATCH_CYCLE_ITERATIONS` says more.
 const ITERATIONS: usize = 9;
@@ -33,18 +31,18 @@ const GOAL_SIZE_PERCENT: f64 = 5.0;
 
 fn main() {
     let iterations = iterations("PATCH_CYCLE_ITERATIONS", ITERATIONS);
-    let fixture = Fixture::new("patch_cycle", "hotpatch-bench-", "bench-fixture-target");
-    let _exclusive = fixture.lock_target();
+    // Holds its target directory while it lives: another run waits.
+    let fixture = bench_fixture(locations!(), "hotpatch-bench-", "bench-fixture-target");
     eprintln!(
         "patch_cycle: fixture in {}, target {}",
         fixture.root().display(),
-        fixture.target.display()
+        fixture.target().display()
     );
     eprintln!(
         "patch_cycle: `cargo hotpatch run -p app` (the first run builds tokio and the runtime)"
     );
     let mut app = ToolProcess::start(&fixture, "run");
-    let host_size = std::fs::metadata(fixture.target.join("hotpatch/dev/base/app"))
+    let host_size = std::fs::metadata(fixture.target().join("hotpatch/dev/base/app"))
         .expect("the base record's copy of the host")
         .len();
 
@@ -88,17 +86,19 @@ fn cycle(fixture: &Fixture, app: &mut ToolProcess, from: &str, to: &str, i: usiz
     // (a) build, apply, and the first line showing the new version.
     let patch = fixture.root().join(format!("patches/p{i}.hotpatch"));
     let started = Instant::now();
-    let built = fixture.tool(&[
-        "build",
-        "--manifest-path",
-        fixture.manifest().to_str().unwrap(),
-        "-p",
-        "app",
-        "-o",
-        patch.to_str().unwrap(),
-        "--message-format",
-        "json",
-    ]);
+    let built = fixture
+        .tool(&[
+            "build",
+            "--manifest-path",
+            fixture.manifest().to_str().unwrap(),
+            "-p",
+            "app",
+            "-o",
+            patch.to_str().unwrap(),
+            "--message-format",
+            "json",
+        ])
+        .success();
     let build = ms(started.elapsed());
     let built: serde_json::Value = built
         .stdout
@@ -113,14 +113,16 @@ fn cycle(fixture: &Fixture, app: &mut ToolProcess, from: &str, to: &str, i: usiz
     };
 
     let started = Instant::now();
-    let applied = fixture.tool(&[
-        "apply",
-        patch.to_str().unwrap(),
-        "--target",
-        fixture.socket().to_str().unwrap(),
-        "--message-format",
-        "json",
-    ]);
+    let applied = fixture
+        .tool(&[
+            "apply",
+            patch.to_str().unwrap(),
+            "--target",
+            fixture.socket().to_str().unwrap(),
+            "--message-format",
+            "json",
+        ])
+        .success();
     let apply = ms(started.elapsed());
     let report: PatchReport = serde_json::from_str(applied.stdout.trim()).unwrap_or_else(|error| {
         panic!(

@@ -2,11 +2,9 @@
 //! running app runs it; a broken build leaves the app on its last good code; a reverted edit is
 //! patched back; an unchanged save does nothing; an unpatchable change rebuilds and restarts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{lock_fixture_target, wait_for_text, Fixture, Profile, RunningApp};
+use hotreload_tests::{locations, wait_for_text, Fixture, Profile, RunningApp};
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`, reading the app's lines
 /// meanwhile (each is checked as it comes).
@@ -23,21 +21,32 @@ fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
 
 #[test]
 fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start_with(&fixture, "watch");
-    wait_for_stderr(&mut app, 0, "Watching");
+    watch_connects_to_the_app(&mut app);
+    an_edit_is_patched_into_the_running_app(&fixture, &mut app);
+    an_unchanged_save_does_nothing(&fixture, &mut app);
+    a_compile_error_keeps_the_last_good_code(&fixture, &mut app);
+    fixing_and_reverting_patch_again(&fixture, &mut app);
+    a_signature_change_restarts_the_app(&fixture, &mut app);
+    a_dead_app_starts_again_on_the_next_save(&fixture, &mut app);
+}
+
+fn watch_connects_to_the_app(app: &mut RunningApp) {
+    wait_for_stderr(app, 0, "Watching");
     app.expect_serving("v1", "before any edit");
     // The app's init() connected to watch, which checked it runs the build it made.
     let pid = app.pid().expect("the app's pid");
-    let said = wait_for_stderr(&mut app, 0, "Connected");
+    let said = wait_for_stderr(app, 0, "Connected");
     assert!(
         said.contains(&format!("app (pid {pid}, build")),
         "watch reports the app that connected to it: {said}"
     );
     // The first patch lists what changed against the base compiled the way patches are.
     app.wait_until_watch_is_ready();
+}
 
+fn an_edit_is_patched_into_the_running_app(fixture: &Fixture, app: &mut RunningApp) {
     // An edit is patched into the running app: same process, counts continue.
     let mark = app.stderr_text().len();
     fixture.edit_all(
@@ -45,12 +54,12 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
         &[("\"v1\"", "\"v2\""), ("failure from v1", "failure from v2")],
     );
     app.wait_for_version("v2");
-    let said = wait_for_stderr(&mut app, mark, "Patched");
+    let said = wait_for_stderr(app, mark, "Patched");
     assert!(
         said.contains("logic"),
         "watch names the crate it patched: {said}"
     );
-    let said = wait_for_stderr(&mut app, mark, "(hot: running now)");
+    let said = wait_for_stderr(app, mark, "(hot: running now)");
     assert!(
         said.contains("logic::Report::fmt") && said.contains("logic::fail"),
         "watch names the hot functions whose code changed: {said}"
@@ -59,7 +68,9 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
         !said.contains("logic::step"),
         "logic::step did not change and is not listed: {said}"
     );
+}
 
+fn an_unchanged_save_does_nothing(fixture: &Fixture, app: &mut RunningApp) {
     // Saving a file without changing it does nothing.
     let mark = app.stderr_text().len();
     let lib = fixture.root().join("logic/src/lib.rs");
@@ -73,7 +84,9 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
         !said.contains("Patched"),
         "an unchanged save must not patch anything: {said}"
     );
+}
 
+fn a_compile_error_keeps_the_last_good_code(fixture: &Fixture, app: &mut RunningApp) {
     // A compile error is shown; the app keeps running its last good code.
     let mark = app.stderr_text().len();
     fixture.edit(
@@ -81,13 +94,15 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
         "\"v2\", self.steps",
         "\"v2\" self.steps",
     );
-    let said = wait_for_stderr(&mut app, mark, "keeps running its last good code");
+    let said = wait_for_stderr(app, mark, "keeps running its last good code");
     assert!(
         said.contains("expected one of"),
         "rustc's diagnostic is shown: {said}"
     );
     app.expect_serving("v2", "after a broken build");
+}
 
+fn fixing_and_reverting_patch_again(fixture: &Fixture, app: &mut RunningApp) {
     // Fixing it and editing on patches again.
     fixture.edit_all(
         "logic/src/lib.rs",
@@ -105,7 +120,9 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     );
     app.wait_for_version("v1");
     app.expect_serving("v1", "after reverting to the base's text");
+}
 
+fn a_signature_change_restarts_the_app(fixture: &Fixture, app: &mut RunningApp) {
     // A hot function's signature cannot change in a running process: watch says so, rebuilds
     // and restarts the app, which then runs the new code from a fresh start.
     let mark = app.stderr_text().len();
@@ -118,7 +135,7 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
             ("failure from v1", "failure from v4"),
         ],
     );
-    let said = wait_for_stderr(&mut app, mark, "rebuilding and restarting");
+    let said = wait_for_stderr(app, mark, "rebuilding and restarting");
     assert!(
         said.contains("logic::fail") && said.contains("signature"),
         "watch explains in one line why it restarts: {said}"
@@ -127,15 +144,17 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
     assert!(app.restarted(), "the app was restarted");
     app.expect_serving("v4", "after the restart");
     let restarted = app.pid().expect("the restarted app's pid");
-    wait_for_stderr(&mut app, mark, &format!("app (pid {restarted}, build"));
+    wait_for_stderr(app, mark, &format!("app (pid {restarted}, build"));
+}
 
+fn a_dead_app_starts_again_on_the_next_save(fixture: &Fixture, app: &mut RunningApp) {
     // When the app dies, watch says so; the next save builds and starts it again.
     let mark = app.stderr_text().len();
     let pid = app.pid().expect("the restarted app's pid");
     app.expect_restart();
     // SAFETY: signalling a process this test started (through watch) has no memory effects.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    wait_for_stderr(&mut app, mark, "the app exited");
+    wait_for_stderr(app, mark, "the app exited");
     fixture.edit_all(
         "logic/src/lib.rs",
         &[("\"v4\"", "\"v5\""), ("failure from v4", "failure from v5")],
@@ -147,8 +166,7 @@ fn watch_patches_saves_survives_broken_builds_and_restarts_when_it_must() {
 
 #[test]
 fn with_no_restart_an_unpatchable_change_is_explained_and_the_app_keeps_running() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start_with_args(&fixture, "watch", &["--no-restart"]);
     wait_for_stderr(&mut app, 0, "Watching");
     app.expect_serving("v1", "before any edit");

@@ -2,16 +2,13 @@
 //! another (empty) target directory, build a patch for the running build: as when a fix is built
 //! on a build machine against the record kept with a deployed release.
 
-mod common;
-
 use std::process::Command;
 
-use common::{copy_dir, lock_fixture_target, Fixture, Profile, RunningApp};
+use hotreload_tests::{copy_dir, locations, Fixture, Profile, RunningApp};
 
 #[test]
 fn a_patch_built_elsewhere_against_a_kept_record_applies_to_the_deployed_build() {
-    let _serial = lock_fixture_target();
-    let fixture = Fixture::new(Profile::Dev);
+    let fixture = Fixture::new(locations!(), Profile::Dev);
     let record = tempfile::tempdir().unwrap();
     let record_dir = record.path().join("release-1.0");
     let mut app =
@@ -33,7 +30,7 @@ fn a_patch_built_elsewhere_against_a_kept_record_applies_to_the_deployed_build()
     )
     .unwrap();
     let patch = elsewhere.path().join("fix.hotpatch");
-    let output = Command::new(env!("CARGO_BIN_EXE_cargo-hotpatch"))
+    let output = Command::new(fixture.tool_path())
         .args(["hotpatch", "build", "--manifest-path"])
         .arg(checkout.join("Cargo.toml"))
         .args(["-p", "app", "--base"])

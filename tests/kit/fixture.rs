@@ -1,0 +1,252 @@
+//! Fixture workspaces: a copy of `tests/fixtures/patchable` or of `examples/gateway` in a
+//! temporary directory, the target directory its builds share with the other runs of the same
+//! kind (held through [`TargetLock`] while the fixture lives), and edits of its sources.
+
+use std::path::{Path, PathBuf};
+
+use crate::lock::TargetLock;
+use crate::{Locations, Profile};
+
+/// A copy of a fixture workspace in a temporary directory, with its target directory held.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    pub(crate) target: PathBuf,
+    pub(crate) profile: Profile,
+    /// The package `run` and `build` name with `-p`, whose binary has the same name.
+    pub(crate) package: &'static str,
+    /// The tool under test, canonical: the host build names itself (`current_exe`) as
+    /// `RUSTC_WORKSPACE_WRAPPER`, so a `cargo build` given this path builds in the same
+    /// environment as the tool's host build.
+    pub(crate) tool: PathBuf,
+    /// Environment for the tool, and so for the app it starts.
+    pub(crate) env: Vec<(String, String)>,
+    /// Held from before the copy is made: a copy older than the last build in the target
+    /// directory would look fresh to cargo, which would not rebuild (nor capture) its crates.
+    _locks: Vec<TargetLock>,
+}
+
+impl Fixture {
+    /// A copy of `tests/fixtures/patchable`, built in the profile's target directory.
+    pub fn new(at: Locations, profile: Profile) -> Self {
+        Self::patchable(at, profile, "hotpatch-e2e-", profile.target_dir())
+    }
+
+    /// A copy of `tests/fixtures/patchable` in a temporary directory named `prefix...`, built in
+    /// `$CARGO_TARGET_TMPDIR/TARGET_DIR` (a benchmark's own: control sockets are their run's).
+    pub fn patchable(at: Locations, profile: Profile, prefix: &str, target_dir: &str) -> Self {
+        let locks = lock_target(at, profile, target_dir);
+        let dir = temporary_dir(prefix);
+        copy_patchable_fixture(dir.path());
+        Self::create(at, dir, locks, profile, target_dir, "app")
+    }
+
+    /// A workspace of its own in a temporary directory holding a copy of `examples/gateway`,
+    /// built into the same target directory as the fixture of `profile`.
+    pub fn gateway(at: Locations, profile: Profile) -> Self {
+        let locks = lock_target(at, profile, profile.target_dir());
+        let dir = temporary_dir("hotpatch-gw-");
+        copy_dir(
+            &workspace_root().join("examples/gateway"),
+            &dir.path().join("gateway"),
+        );
+        // The workspace's lock file pins the same versions of tokio and serde.
+        std::fs::copy(
+            workspace_root().join("Cargo.lock"),
+            dir.path().join("Cargo.lock"),
+        )
+        .expect("copying Cargo.lock");
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            format!(
+                r#"[workspace]
+resolver = "2"
+members = ["gateway"]
+
+[workspace.dependencies]
+hotreload-runtime = {{ path = {:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
+"#,
+                runtime_path()
+            ),
+        )
+        .expect("writing Cargo.toml");
+        let mut fixture = Self::create(at, dir, locks, profile, profile.target_dir(), "gateway");
+        // Under `run` and `watch`, on a free port: it says which on its first line.
+        fixture.set_env("GATEWAY_ADDR", "127.0.0.1:0");
+        fixture
+    }
+
+    fn create(
+        at: Locations,
+        dir: tempfile::TempDir,
+        locks: Vec<TargetLock>,
+        profile: Profile,
+        target_dir: &str,
+        package: &'static str,
+    ) -> Self {
+        let target = Path::new(at.scratch).join(target_dir);
+        let tool = std::fs::canonicalize(at.tool).expect("the cargo-hotpatch binary under test");
+        let fixture = Fixture {
+            _locks: locks,
+            dir,
+            target,
+            profile,
+            package,
+            tool,
+            env: Vec::new(),
+        };
+        let socket = fixture.socket();
+        assert!(
+            socket.as_os_str().len() < 100,
+            "the control socket path {} is {} bytes long; Unix socket paths must stay under 108",
+            socket.display(),
+            socket.as_os_str().len()
+        );
+        fixture
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The package `run` and `build` use.
+    pub fn package(&self) -> &'static str {
+        self.package
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.root().join("Cargo.toml")
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The target directory of the fixture's builds.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The control socket `cargo hotpatch run` gives the app.
+    pub fn socket(&self) -> PathBuf {
+        self.target
+            .join("hotpatch")
+            .join(self.profile.name())
+            .join("control.sock")
+    }
+
+    /// Sets an environment variable for the tool's commands from now on (and so for the app).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// A source file of the fixture.
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.root().join(file)).expect("a fixture source file")
+    }
+
+    /// Replaces a whole source file of the fixture with `contents`.
+    pub fn replace_file(&self, file: &str, contents: &str) {
+        std::fs::write(self.root().join(file), contents).expect("writing a fixture source file");
+    }
+
+    /// Replaces `from` (which must occur) by `to` in a fixture source file.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        self.edit_all(file, &[(from, to)]);
+    }
+
+    /// Makes every `(from, to)` replacement in `file` in one write: one save, as an editor makes
+    /// it (two writes in a row are two saves, which `watch` may patch one by one).
+    pub fn edit_all(&self, file: &str, edits: &[(&str, &str)]) {
+        let mut text = self.read(file);
+        for (from, to) in edits {
+            assert!(
+                text.contains(from),
+                "{file} does not contain `{from}`:\n{text}"
+            );
+            text = text.replace(from, to);
+        }
+        self.replace_file(file, &text);
+    }
+}
+
+/// Holds `target_dir` in `at`'s scratch directory, and for a release fixture the dev fixtures'
+/// directory first: its first build (tokio at `-O3`) would otherwise compete for the cores with a
+/// dev test's first build, whose bound assumes it has them. (Always the dev lock first, so two
+/// holders never wait on each other.)
+fn lock_target(at: Locations, profile: Profile, target_dir: &str) -> Vec<TargetLock> {
+    let scratch = Path::new(at.scratch);
+    let mut locks = Vec::new();
+    if profile == Profile::Release {
+        locks.push(TargetLock::acquire(
+            &scratch.join(Profile::Dev.target_dir()),
+        ));
+    }
+    locks.push(TargetLock::acquire(&scratch.join(target_dir)));
+    locks
+}
+
+fn temporary_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// A copy of `tests/fixtures/patchable` with no target directory: for looking at the fixture,
+/// not building it.
+pub fn patchable_copy() -> tempfile::TempDir {
+    let dir = temporary_dir("hotpatch-fixture-");
+    copy_patchable_fixture(dir.path());
+    dir
+}
+
+/// The workspace's root directory.
+fn workspace_root() -> PathBuf {
+    std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .expect("the workspace's absolute path")
+}
+
+/// Copies `tests/fixtures/patchable` into `dir`, naming the runtime by its absolute path there.
+fn copy_patchable_fixture(dir: &Path) {
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/patchable"),
+        dir,
+    );
+    let runtime = runtime_path();
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the fixture's Cargo.toml");
+    let relative = "../../../hotreload-runtime";
+    assert!(
+        text.contains(relative),
+        "the fixture's Cargo.toml no longer names the runtime as `{relative}`:\n{text}"
+    );
+    std::fs::write(&manifest, text.replace(relative, &runtime)).expect("writing Cargo.toml");
+}
+
+/// The runtime crate's absolute path.
+fn runtime_path() -> String {
+    workspace_root()
+        .join("hotreload-runtime")
+        .to_str()
+        .expect("a UTF-8 path to the runtime")
+        .to_owned()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a directory");
+    for entry in std::fs::read_dir(from).expect("reading the fixture") {
+        let entry = entry.expect("a directory entry");
+        let path = entry.path();
+        if path.file_name().is_some_and(|name| name == "target") {
+            continue;
+        }
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).expect("copying a fixture file");
+        }
+    }
+}
