@@ -166,32 +166,3 @@ pub fn base_dir_or_default(base: Option<&Path>, layout: &Layout) -> PathBuf {
     base.map(Path::to_owned)
         .unwrap_or_else(|| layout.base_dir())
 }
-
-/// The command that starts the app: with its control socket and the tool's socket to connect to,
-/// and (on Linux) told to stop when the tool stops, so an app is never left running without the
-/// tool that watches it.
-pub fn app_command(
-    executable: &Path,
-    args: &[String],
-    socket: &Path,
-    link: &crate::app_link::AppLink,
-) -> Command {
-    let mut command = Command::new(executable);
-    command
-        .args(args)
-        .env("HOTRELOAD_CONTROL_SOCKET", socket)
-        .env(crate::app_link::TOOL_SOCKET_ENV, link.path());
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: `prctl(PR_SET_PDEATHSIG)` is async-signal-safe and touches no memory of the
-        // parent; it runs in the child between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-    }
-    command
-}
