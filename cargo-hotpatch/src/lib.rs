@@ -1,6 +1,6 @@
 //! `cargo hotpatch`: build, apply and roll back live patches of running Rust programs.
 //!
-//! The binary is a thin `main` over [`main`]. The user-facing side: [`cli`] parses, `commands`
+//! The binary is a thin `main` over [`main`]. The user-facing side: `cli` parses, `commands`
 //! holds one handler per subcommand, `watch` runs the edit loop, `remote` talks to running
 //! processes, `report` and `shell` print, `exit` maps outcomes to exit codes. The patch pipeline
 //! (host, patch and their stages) sits below them.
@@ -34,7 +34,7 @@ mod layout;
 mod linker;
 mod patch;
 mod redirect;
-mod remote;
+pub mod remote;
 mod report;
 mod shell;
 mod signing;
