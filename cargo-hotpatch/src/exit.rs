@@ -1,15 +1,8 @@
 //! The process's exit code, one per kind of outcome, so a script can tell "this edit needs a
 //! restart" from "a target refused" from "the tool broke"; and how a failed command is reported.
 //!
-//! | code | kind | meaning |
-//! | --- | --- | --- |
-//! | 0 | `success` | the command did what it was asked |
-//! | 1 | `failure` | the tool failed (the error and its causes are printed) |
-//! | 2 | `usage` | the command line could not be parsed |
-//! | 3 | `needs-restart` | the change cannot be patched: rebuild and restart the app |
-//! | 4 | `nothing-to-patch` | no source differs from the base build |
-//! | 5 | `target-refused` | a process refused the patch (`check`, `apply`): nothing changed on it |
-//! | 6 | `rolled-back` | a rollout failed and every target it patched was rolled back |
+//! The codes are listed in the crate's documentation (with the kind each JSON error record names)
+//! and in `--help` ([`EXIT_CODES_HELP`]); [`Exit`] is the one place they are defined.
 //!
 //! `run` exits with the app's own code. A closed stdout (`history | head -1`) is not a failure:
 //! the command stops quietly with 0, as ripgrep does.
@@ -28,7 +21,7 @@ Exit codes:
   2  the command line could not be parsed
   3  the change cannot be patched: rebuild and restart the app
   4  nothing to patch: no source differs from the base build
-  5  a target refused the patch (check, apply): nothing changed on it
+  5  a target refused the patch (check, apply) or the rollback: nothing changed on it
   6  a rollout failed and every target it patched was rolled back
 `run` exits with the app's own code.";
 
@@ -45,7 +38,7 @@ pub enum Exit {
     NeedsRestart,
     /// No source differs from the base build.
     NothingToPatch,
-    /// A process refused the patch; nothing changed on it.
+    /// A process refused the patch or the rollback; nothing changed on it.
     TargetRefused,
     /// A rollout failed and every target it patched was rolled back.
     RolledBack,
@@ -144,6 +137,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(Exit::of(&refused).code(), 5);
         assert_eq!(Exit::of(&anyhow::anyhow!("disk full")).code(), 1);
+    }
+
+    #[test]
+    fn the_help_lists_every_code() {
+        let all = [
+            Exit::Success,
+            Exit::Failure,
+            Exit::Usage,
+            Exit::NeedsRestart,
+            Exit::NothingToPatch,
+            Exit::TargetRefused,
+            Exit::RolledBack,
+        ];
+        for (line, exit) in EXIT_CODES_HELP.lines().skip(1).zip(all) {
+            assert!(line.starts_with(&format!("  {}  ", exit.code())), "{line}");
+        }
     }
 
     #[test]

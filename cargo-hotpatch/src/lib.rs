@@ -6,15 +6,15 @@
 //! (host, patch and their stages) sits below them.
 //!
 //! # Exit codes
-//! | code | meaning |
-//! | --- | --- |
-//! | 0 | success (also when stdout was closed by its reader, as in `history \| head -1`) |
-//! | 1 | the tool failed (the error and its causes are printed) |
-//! | 2 | the command line could not be parsed |
-//! | 3 | the change cannot be patched: rebuild and restart the app |
-//! | 4 | nothing to patch: no source differs from the base build |
-//! | 5 | a target refused the patch (`check`, `apply`): nothing changed on it |
-//! | 6 | a rollout failed and every target it patched was rolled back |
+//! | code | kind | meaning |
+//! | --- | --- | --- |
+//! | 0 | `success` | the command did what it was asked (also when stdout was closed by its reader, as in `history \| head -1`) |
+//! | 1 | `failure` | the tool failed (the error and its causes are printed) |
+//! | 2 | `usage` | the command line could not be parsed |
+//! | 3 | `needs-restart` | the change cannot be patched: rebuild and restart the app |
+//! | 4 | `nothing-to-patch` | no source differs from the base build |
+//! | 5 | `target-refused` | a process refused the patch (`check`, `apply`) or the rollback: nothing changed on it |
+//! | 6 | `rolled-back` | a rollout failed and every target it patched was rolled back |
 //!
 //! `run` exits with the app's own code. With `--message-format json`, a failed command ends with
 //! a record `{"reason":"error","kind":"needs-restart","exit_code":3,...}` on stdout.
