@@ -53,30 +53,7 @@ impl AppLink {
         let expected = Arc::clone(&link.expected_build);
         std::thread::Builder::new()
             .name("app-link".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let mut reader = BufReader::new(stream);
-                    match codec::exchange(&mut reader, &Request::Hello, Peer::App) {
-                        Ok(Reply::Hello { pid, build_id, .. }) => {
-                            let expected = expected.lock().map(|e| e.clone()).unwrap_or_default();
-                            if !expected.is_empty() && expected != build_id {
-                                warning(format!(
-                                    "the app that connected (pid {pid}) runs build {}, not the build this tool made ({}); patches will be refused",
-                                    short_id(&build_id),
-                                    short_id(&expected)
-                                ));
-                            } else {
-                                status("Connected", format!("app (pid {pid}, build {})", short_id(&build_id)));
-                            }
-                            if let Ok(mut slot) = connection.lock() {
-                                *slot = Some(reader);
-                            }
-                        }
-                        Ok(_) | Err(_) => warning("a process connected to the tool's socket but did not answer `hello`"),
-                    }
-                }
-            })
+            .spawn(move || accept_apps(&listener, &connection, &expected))
             .context("starting the thread that waits for the app")?;
         Ok(link)
     }
@@ -114,6 +91,40 @@ impl AppLink {
             *connection = None;
         }
         Some(result)
+    }
+}
+
+/// Greets each app that connects to the tool's socket and keeps its connection for requests.
+fn accept_apps(
+    listener: &UnixListener,
+    connection: &Mutex<Option<BufReader<UnixStream>>>,
+    expected: &Mutex<String>,
+) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let mut reader = BufReader::new(stream);
+        let Ok(Reply::Hello { pid, build_id, .. }) =
+            codec::exchange(&mut reader, &Request::Hello, Peer::App)
+        else {
+            warning("a process connected to the tool's socket but did not answer `hello`");
+            continue;
+        };
+        let expected = expected.lock().map(|e| e.clone()).unwrap_or_default();
+        if !expected.is_empty() && expected != build_id {
+            warning(format!(
+                "the app that connected (pid {pid}) runs build {}, not the build this tool made ({}); patches will be refused",
+                short_id(&build_id),
+                short_id(&expected)
+            ));
+        } else {
+            status(
+                "Connected",
+                format!("app (pid {pid}, build {})", short_id(&build_id)),
+            );
+        }
+        if let Ok(mut slot) = connection.lock() {
+            *slot = Some(reader);
+        }
     }
 }
 
