@@ -1,7 +1,7 @@
 //! `cargo hotpatch apply`: a patch rolled out over many processes. Every target is checked first
 //! (nothing is applied if one would refuse); then batches are applied in turn, each followed by the
 //! health command and a pause. A failed apply or health check rolls back every target this rollout
-//! patched, and stops. A summary table ends it.
+//! patched, and stops. A summary table ends it; the exit code says which of these happened.
 
 use std::fmt;
 use std::ops::Range;
@@ -45,9 +45,10 @@ impl fmt::Display for Outcome {
 /// Runs the rollout; returns how it ended: [`Exit::TargetRefused`] if a target refused the check
 /// (nothing was applied), [`Exit::RolledBack`] if a batch failed and was rolled back.
 pub fn apply(args: ApplyArgs) -> anyhow::Result<Exit> {
+    let path = super::absolute(&args.patch.file)?;
     let cumulative = batch_sizes(&args.batches, args.patch.targets.target.len())?;
     let mut rollout = Rollout {
-        path: super::absolute(&args.patch.file)?,
+        path,
         targets: &args.patch.targets.target,
         format: args.patch.targets.message_format,
         outcomes: vec![Outcome::Untouched; args.patch.targets.target.len()],
