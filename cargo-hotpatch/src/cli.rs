@@ -13,8 +13,11 @@ pub enum Cargo {
 }
 
 #[derive(Debug, Args)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = crate::exit::EXIT_CODES_HELP)]
 pub struct HotpatchArgs {
+    /// Say more: `watch` also lists the versions running after each patch.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +43,23 @@ pub enum Command {
     History(TargetArgs),
     /// Make an ed25519 key pair for signing patches.
     Keygen(KeygenArgs),
+}
+
+impl Command {
+    /// How the command prints its messages (and its final error record).
+    pub fn message_format(&self) -> MessageFormat {
+        match self {
+            Command::Run(args) => args.selection.message_format,
+            Command::Watch(args) => args.run.selection.message_format,
+            Command::Build(args) => args.selection.message_format,
+            Command::Check(args) => args.targets.message_format,
+            Command::Apply(args) => args.patch.targets.message_format,
+            Command::Status(args) | Command::Rollback(args) | Command::History(args) => {
+                args.message_format
+            }
+            Command::Keygen(_) => MessageFormat::Human,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

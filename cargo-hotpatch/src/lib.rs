@@ -1,23 +1,33 @@
 //! `cargo hotpatch`: build, apply and roll back live patches of running Rust programs.
 //!
-//! The binary is a thin `main` over [`main`]; each subcommand lives in its own module.
+//! The binary is a thin `main` over [`main`]. The user-facing side: `cli` parses, `commands`
+//! holds one handler per subcommand, `watch` runs the edit loop, `remote` talks to running
+//! processes, `report` and `shell` print, `exit` maps outcomes to exit codes. The patch pipeline
+//! (host, patch and their stages) sits below them.
 //!
 //! # Exit codes
-//! | code | meaning |
-//! | --- | --- |
-//! | 0 | success |
-//! | 1 | the command failed (the error and its causes are printed) |
-//! | 2 | the command line could not be parsed |
+//! | code | kind | meaning |
+//! | --- | --- | --- |
+//! | 0 | `success` | the command did what it was asked (also when stdout was closed by its reader, as in `history \| head -1`) |
+//! | 1 | `failure` | the tool failed (the error and its causes are printed) |
+//! | 2 | `usage` | the command line could not be parsed |
+//! | 3 | `needs-restart` | the change cannot be patched: rebuild and restart the app |
+//! | 4 | `nothing-to-patch` | no source differs from the base build |
+//! | 5 | `target-refused` | a process refused the patch (`check`, `apply`) or the rollback: nothing changed on it |
+//! | 6 | `rolled-back` | a rollout failed and every target it patched was rolled back |
+//!
+//! `run` exits with the app's own code. With `--message-format json`, a failed command ends with
+//! a record `{"reason":"error","kind":"needs-restart","exit_code":3,...}` on stdout.
 
-mod app_link;
 mod cli;
-mod client;
 mod commands;
+mod exit;
 mod host;
 mod object;
 mod patch;
-mod rollout;
-mod status;
+pub mod remote;
+mod report;
+mod shell;
 mod watch;
 
 use clap::Parser;
@@ -25,13 +35,9 @@ use clap::Parser;
 use host::capture;
 
 pub use cli::{Cargo, Command};
+pub use exit::Exit;
 /// What the host build adds to cargo's command line (the benchmarks build the same way).
 pub use host::config_args as host_config_args;
-
-/// Exit code of a failed command.
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit code of a command line that could not be parsed.
-pub const EXIT_USAGE: i32 = 2;
 
 /// Parses the command line, runs the command and returns the process's exit code.
 pub fn main() -> i32 {
@@ -40,48 +46,24 @@ pub fn main() -> i32 {
         let argv: Vec<String> = std::env::args().skip(1).collect();
         return match capture::run_as_wrapper(std::path::Path::new(&dir), argv) {
             Ok(code) => code,
-            Err(error) => {
-                report(&error);
-                EXIT_FAILURE
-            }
+            Err(error) => exit::fail(&error, false),
         };
     }
     let Cargo::Hotpatch(args) = match Cargo::try_parse() {
         Ok(parsed) => parsed,
         Err(error) => {
-            let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
+            let exit = if error.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            };
             let _ = error.print();
-            return code;
+            return exit.code();
         }
     };
-    match run(args.command) {
+    let json = args.command.message_format() == cli::MessageFormat::Json;
+    match commands::dispatch(args.command, args.verbose) {
         Ok(code) => code,
-        Err(error) => {
-            report(&error);
-            EXIT_FAILURE
-        }
-    }
-}
-
-fn run(command: Command) -> anyhow::Result<i32> {
-    match command {
-        Command::Run(args) => return commands::run(args),
-        Command::Watch(args) => return watch::watch(args),
-        Command::Build(args) => commands::build(args)?,
-        Command::Check(args) => commands::check(args)?,
-        Command::Apply(args) => return rollout::apply(args),
-        Command::Status(args) => commands::status_command(args)?,
-        Command::Rollback(args) => commands::rollback(args)?,
-        Command::History(args) => commands::history(args)?,
-        Command::Keygen(args) => patch::signing::keygen(&args.output)?,
-    }
-    Ok(0)
-}
-
-/// Prints an error and its causes the way cargo does.
-fn report(error: &anyhow::Error) {
-    eprintln!("error: {error}");
-    for cause in error.chain().skip(1) {
-        eprintln!("\nCaused by:\n    {cause}");
+        Err(error) => exit::fail(&error, json),
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use ed25519_dalek::{Signer as _, SigningKey};
 use hotreload_runtime::patch_file::{hex, PatchFile, PatchSignature};
 
-use crate::status::status;
+use crate::shell::status;
 
 /// Writes a new secret key to `output` (mode 0600, hex) and its public key to `output.pub`.
 pub fn keygen(output: &Path) -> anyhow::Result<()> {

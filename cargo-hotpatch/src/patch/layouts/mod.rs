@@ -37,7 +37,7 @@ pub fn check_layouts(
         })
         .collect();
     let Some(host_layouts) = &host.layouts else {
-        crate::status::warning(
+        crate::shell::warning(
             "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
         );
         states::migrated_types(base_states, &patch_states, &[])?;
@@ -52,7 +52,7 @@ pub fn check_layouts(
     types.retain(|t| !migrated.contains(t));
     let rebuilt = states::held_by_migrated_state(&now, &patch_states, &migrated, &types)?;
     if !rebuilt.is_empty() {
-        crate::status::warning(format!(
+        crate::shell::warning(format!(
             "{} changed; allowed because `#[hot_state]` values hold it and are migrated. A value of it kept anywhere else (a static, a task's local) would be misread",
             rebuilt.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
         ));

@@ -1,18 +1,19 @@
 //! The connection from the app to the tool: under `run` and `watch` the tool listens on a socket
 //! named in the app's environment (`HOTRELOAD_TOOL_SOCKET`), and the app's `init()` connects to it.
 //! The tool then knows when the app is up, checks it is the build it made, and sends it requests
-//! on that connection.
+//! on that connection. [`app_command`] starts an app wired to both sockets.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context as _};
-use hotreload_runtime::control::protocol::{Reply, Request, Response};
+use anyhow::Context as _;
+use hotreload_runtime::control::protocol::{PatchReport, Reply, Request};
 
-use crate::commands::short;
-use crate::status::{status, warning};
+use super::codec::{self, Peer};
+use crate::shell::{short_id, status, warning};
 
 /// The environment variable the app's runtime reads.
 pub const TOOL_SOCKET_ENV: &str = "HOTRELOAD_TOOL_SOCKET";
@@ -52,30 +53,7 @@ impl AppLink {
         let expected = Arc::clone(&link.expected_build);
         std::thread::Builder::new()
             .name("app-link".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let mut reader = BufReader::new(stream);
-                    match exchange(&mut reader, &Request::Hello) {
-                        Ok(Reply::Hello { pid, build_id, .. }) => {
-                            let expected = expected.lock().map(|e| e.clone()).unwrap_or_default();
-                            if !expected.is_empty() && expected != build_id {
-                                warning(format!(
-                                    "the app that connected (pid {pid}) runs build {}, not the build this tool made ({}); patches will be refused",
-                                    short(&build_id),
-                                    short(&expected)
-                                ));
-                            } else {
-                                status("Connected", format!("app (pid {pid}, build {})", short(&build_id)));
-                            }
-                            if let Ok(mut slot) = connection.lock() {
-                                *slot = Some(reader);
-                            }
-                        }
-                        Ok(_) | Err(_) => warning("a process connected to the tool's socket but did not answer `hello`"),
-                    }
-                }
-            })
+            .spawn(move || accept_apps(&listener, &connection, &expected))
             .context("starting the thread that waits for the app")?;
         Ok(link)
     }
@@ -96,16 +74,57 @@ impl AppLink {
         }
     }
 
+    /// Applies `patch` to the connected app; `None` if no app is connected.
+    pub fn apply(&self, patch: &Path) -> Option<anyhow::Result<PatchReport>> {
+        let path = patch.to_owned();
+        let reply = self.request(&Request::Apply { path })?;
+        Some(reply.and_then(|reply| codec::patch_report(reply, Peer::App)))
+    }
+
     /// Sends a request to the connected app; `None` if no app is connected.
-    pub fn request(&self, request: &Request) -> Option<anyhow::Result<Reply>> {
+    fn request(&self, request: &Request) -> Option<anyhow::Result<Reply>> {
         let mut connection = self.connection.lock().ok()?;
         let reader = connection.as_mut()?;
-        let result = exchange(reader, request);
+        let result = codec::exchange(reader, request, Peer::App);
         if result.is_err() {
             // The app went away: forget the connection.
             *connection = None;
         }
         Some(result)
+    }
+}
+
+/// Greets each app that connects to the tool's socket and keeps its connection for requests.
+fn accept_apps(
+    listener: &UnixListener,
+    connection: &Mutex<Option<BufReader<UnixStream>>>,
+    expected: &Mutex<String>,
+) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let mut reader = BufReader::new(stream);
+        let Ok(Reply::Hello { pid, build_id, .. }) =
+            codec::exchange(&mut reader, &Request::Hello, Peer::App)
+        else {
+            warning("a process connected to the tool's socket but did not answer `hello`");
+            continue;
+        };
+        let expected = expected.lock().map(|e| e.clone()).unwrap_or_default();
+        if !expected.is_empty() && expected != build_id {
+            warning(format!(
+                "the app that connected (pid {pid}) runs build {}, not the build this tool made ({}); patches will be refused",
+                short_id(&build_id),
+                short_id(&expected)
+            ));
+        } else {
+            status(
+                "Connected",
+                format!("app (pid {pid}, build {})", short_id(&build_id)),
+            );
+        }
+        if let Ok(mut slot) = connection.lock() {
+            *slot = Some(reader);
+        }
     }
 }
 
@@ -140,43 +159,11 @@ impl Drop for AppLink {
     }
 }
 
-/// One request and its answer on a connection.
-fn exchange(reader: &mut BufReader<UnixStream>, request: &Request) -> anyhow::Result<Reply> {
-    let mut line = serde_json::to_string(request)?;
-    line.push('\n');
-    reader
-        .get_mut()
-        .write_all(line.as_bytes())
-        .context("sending to the app")?;
-    let mut answer = String::new();
-    reader
-        .read_line(&mut answer)
-        .context("reading the app's answer")?;
-    if answer.is_empty() {
-        bail!("the app closed its connection to the tool");
-    }
-    match serde_json::from_str::<Response>(&answer)
-        .with_context(|| format!("parsing the app's answer: {answer}"))?
-    {
-        Response::Ok(reply) => Ok(reply),
-        Response::Error(error) => bail!(
-            "the app refused at step `{}`: {}",
-            error.step,
-            error.message
-        ),
-    }
-}
-
 /// The command that starts the app: with its control socket and the tool's socket to connect to,
 /// and (on Linux) told to stop when the tool stops, so an app is never left running without the
 /// tool that watches it.
-pub fn app_command(
-    executable: &Path,
-    args: &[String],
-    socket: &Path,
-    link: &AppLink,
-) -> std::process::Command {
-    let mut command = std::process::Command::new(executable);
+pub fn app_command(executable: &Path, args: &[String], socket: &Path, link: &AppLink) -> Command {
+    let mut command = Command::new(executable);
     command
         .args(args)
         .env("HOTRELOAD_CONTROL_SOCKET", socket)

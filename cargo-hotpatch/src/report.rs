@@ -1,0 +1,233 @@
+//! What the commands print about processes and patches, for people and as JSON: patch reports,
+//! status, history, the rollout summary and a built patch.
+//!
+//! Tables go to the writer given (stdout, locked), so a closed pipe is an error the caller sees
+//! instead of a panic; status lines go to stderr through [`crate::shell`].
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use hotreload_runtime::control::protocol::{PatchReport, StatusReport};
+
+use crate::cli::MessageFormat;
+use crate::patch::BuiltPatch;
+use crate::shell::{short_id, status};
+
+/// A process's answer to a check, apply or rollback: a status line with the verb, then each
+/// function and state type it changed (or would change).
+pub fn print_patch_report(
+    out: &mut impl Write,
+    target: &Path,
+    report: &PatchReport,
+    format: MessageFormat,
+    verb: &str,
+) -> io::Result<()> {
+    if format == MessageFormat::Json {
+        return writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default());
+    }
+    if report.already_applied {
+        status(
+            "Fresh",
+            format!(
+                "patch {} is already applied to {}",
+                short_id(&report.patch_id),
+                target.display()
+            ),
+        );
+        return Ok(());
+    }
+    status(
+        verb,
+        format!(
+            "patch {} to {}: {} function(s){} (verify {} µs, load {} µs, commit {} µs)",
+            short_id(&report.patch_id),
+            target.display(),
+            report.changes.len(),
+            match report.states.len() {
+                0 => String::new(),
+                n => format!(", {n} state type(s)"),
+            },
+            report.verify_us,
+            report.load_us,
+            report.commit_us
+        ),
+    );
+    for change in &report.changes {
+        writeln!(out, "  {} v{} -> v{}", change.key, change.from, change.to)?;
+    }
+    for state in &report.states {
+        let values = if report.dry_run {
+            "to migrate"
+        } else {
+            "migrated"
+        };
+        writeln!(
+            out,
+            "  state {} v{} -> v{} ({} value(s) {values})",
+            state.name, state.from, state.to, state.values
+        )?;
+    }
+    Ok(())
+}
+
+/// A process's hot functions, patches, state types and history.
+pub fn print_status(
+    out: &mut impl Write,
+    target: &Path,
+    report: &StatusReport,
+    format: MessageFormat,
+) -> io::Result<()> {
+    if format == MessageFormat::Json {
+        return writeln!(out, "{}", json(report)?);
+    }
+    writeln!(
+        out,
+        "process {} (pid {}, build {})",
+        target.display(),
+        report.pid,
+        short_id(&report.build_id)
+    )?;
+    writeln!(out, "hot functions:")?;
+    for function in &report.functions {
+        let patch = function.patch.as_deref().map(short_id).unwrap_or("base");
+        writeln!(
+            out,
+            "  {:<60} v{:<3} {}",
+            function.key, function.version, patch
+        )?;
+    }
+    writeln!(out, "patches:")?;
+    for patch in &report.patches {
+        let state = if patch.active {
+            "active"
+        } else {
+            "rolled back"
+        };
+        let crates = patch.crates.join(", ");
+        writeln!(out, "  {} {crates} [{state}]", short_id(&patch.id))?;
+    }
+    if !report.states.is_empty() {
+        writeln!(out, "state:")?;
+        for state in &report.states {
+            writeln!(
+                out,
+                "  {:<60} v{:<3} {} value(s)",
+                state.name, state.version, state.values
+            )?;
+        }
+    }
+    writeln!(out, "history:")?;
+    print_history_items(out, report, false)?;
+    writeln!(out, "patch code kept mapped: {} bytes", report.mapped_bytes)
+}
+
+/// Every commit and rollback of a process, with each function's version change.
+pub fn print_history(
+    out: &mut impl Write,
+    target: &Path,
+    report: &StatusReport,
+    format: MessageFormat,
+) -> io::Result<()> {
+    if format == MessageFormat::Json {
+        return writeln!(out, "{}", json(&report.history)?);
+    }
+    writeln!(out, "history of {} (pid {})", target.display(), report.pid)?;
+    print_history_items(out, report, true)
+}
+
+/// Each commit and rollback, with each function's version change when `detailed`.
+fn print_history_items(
+    out: &mut impl Write,
+    report: &StatusReport,
+    detailed: bool,
+) -> io::Result<()> {
+    for item in &report.history {
+        writeln!(
+            out,
+            "  #{:<4} {:<11} patch {} at {} ({} functions{})",
+            item.update_id,
+            item.action,
+            short_id(&item.label),
+            item.at_unix,
+            item.changes.len(),
+            match item.states.len() {
+                0 => String::new(),
+                n => format!(", {n} state type(s) migrated"),
+            }
+        )?;
+        if !detailed {
+            continue;
+        }
+        for change in &item.changes {
+            writeln!(
+                out,
+                "        {} v{} -> v{}",
+                change.key, change.from, change.to
+            )?;
+        }
+        for state in &item.states {
+            writeln!(
+                out,
+                "        state {} v{} -> v{}: {} value(s)",
+                state.name, state.from, state.to, state.values
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The end of a rollout: each target and what happened to it. In JSON it is one record on
+/// stderr (stdout carries one report per applied target), naming the exit's kind.
+pub fn print_rollout_summary<'a>(
+    out: &mut impl Write,
+    rows: impl Iterator<Item = (&'a Path, String)>,
+    format: MessageFormat,
+    exit: crate::exit::Exit,
+) -> io::Result<()> {
+    let rows: Vec<(&Path, String)> = rows.collect();
+    if format == MessageFormat::Json {
+        let targets: Vec<_> = rows
+            .iter()
+            .map(|(t, result)| serde_json::json!({ "target": t, "result": result }))
+            .collect();
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "reason": "rollout-summary",
+                "targets": targets,
+                "kind": exit.kind(),
+                "exit_code": exit.code(),
+            })
+        );
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|(t, _)| t.display().to_string().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    writeln!(out, "{:<width$}  result", "target")?;
+    for (target, result) in &rows {
+        writeln!(out, "{:<width$}  {result}", target.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// The record `build --message-format json` prints for the patch it wrote.
+pub fn print_patch_built(out: &mut impl Write, built: &BuiltPatch) -> io::Result<()> {
+    let record = serde_json::json!({
+        "reason": "patch-built",
+        "path": built.path,
+        "id": built.file.id,
+        "manifest": built.file.manifest,
+        "rustc_ms": built.rustc.as_secs_f64() * 1e3,
+        "link_ms": built.link.as_secs_f64() * 1e3,
+        "analysis_ms": built.analysis.as_secs_f64() * 1e3,
+    });
+    writeln!(out, "{record}")
+}
+
+fn json(value: &impl serde::Serialize) -> io::Result<String> {
+    serde_json::to_string(value).map_err(io::Error::other)
+}
