@@ -10,20 +10,21 @@
 //! already loaded.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::control::protocol::{
-    AppliedPatch, FunctionChange, FunctionStatus, HistoryItem, PatchReport, StateStatus,
-    StatusReport,
-};
 use crate::error::Error;
 use crate::loader::{self, Loaded};
-use crate::patch_file::PatchFile;
 use crate::platform;
 use crate::slot::{HotFunction, HotKey};
-use crate::state::{self as hot_state, StateChange, StateType};
+use crate::state::{self as hot_state, StateType};
+use crate::sync::lock;
 use crate::table::{HistoryAction, Table, Update, VersionChange};
+use crate::wire::patch_file::PatchFile;
+use crate::wire::protocol::{
+    AppliedPatch, FunctionChange, FunctionStatus, HistoryItem, PatchReport, StateChange,
+    StateStatus, StatusReport,
+};
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
@@ -505,12 +506,6 @@ fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::patch;
-use crate::patch_file::PatchFile;
+use crate::wire::patch_file::PatchFile;
 
 /// How long a process must live after applying a patch at start for the patch to be kept.
 const DEFAULT_PROBATION: Duration = Duration::from_secs(60);

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::Error;
 use crate::safe_point;
 use crate::slot::{self, HotFunction, HotKey, HotSlot};
-use crate::state::{
-    HotState, Migrated, Replaced, StateChange, StateType, Transition, TransitionSet,
-};
+use crate::state::{HotState, Migrated, Replaced, StateType, Transition, TransitionSet};
+use crate::sync::lock;
+use crate::wire::protocol::StateChange;
 
 /// How long a commit waits for participating threads by default.
 pub const DEFAULT_SAFE_POINT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -612,10 +612,4 @@ fn at_safe_point<R>(timeout: Duration, swap: impl FnOnce() -> R) -> Result<(R, D
         }
     })?;
     Ok((result, started.elapsed()))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

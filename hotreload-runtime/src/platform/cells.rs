@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 
-use crate::patch_file::StaticRedirect;
+use crate::wire::patch_file::StaticRedirect;
 
 /// A loaded object's base address and the address ranges of its segments.
 #[derive(Debug, Default, Clone)]

@@ -8,29 +8,14 @@
 //! release everything and try again, until the deadline: code holding one value's lock may be
 //! waiting for a store lock the migration holds.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::store::{Cell, CellData, Cells, Store};
-use super::StateType;
+use super::types::{convert, StateType};
 use crate::error::Error;
-
-/// One state type moved to another version by a commit or a rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateChange {
-    /// The type's name.
-    pub name: String,
-    /// The version before.
-    pub from: u32,
-    /// The version after.
-    pub to: u32,
-    /// How many live values were migrated.
-    pub values: usize,
-}
+use crate::wire::protocol::StateChange;
 
 /// A state type to move to the version `to` describes.
 #[derive(Clone, Copy, Debug)]
@@ -357,40 +342,4 @@ fn convert_part(
         }
     }
     Ok(Converted(out))
-}
-
-/// A new allocation of type `to` holding `data` (of type `from`) migrated up or down: the code of
-/// the newer version does the migrating, through the serialised form of the older version.
-/// A migration's error or panic is returned as its message.
-///
-/// # Safety
-/// `data` must point to a live value of the type `from` describes.
-pub(crate) unsafe fn convert(
-    data: *const (),
-    from: &StateType,
-    to: &StateType,
-) -> Result<*mut (), String> {
-    let common = from.version.min(to.version);
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the caller's promise.
-        let value = unsafe { (from.to_version)(data, common) }.map_err(|e| e.to_string())?;
-        (to.from_version)(common, value).map_err(|e| e.to_string())
-    }));
-    match result {
-        Ok(result) => result,
-        Err(payload) => Err(format!(
-            "the migration panicked: {}",
-            panic_message(&*payload)
-        )),
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
 }
