@@ -100,14 +100,10 @@ impl TransitionSet {
         commit: &mut Option<impl FnOnce(Migrated) -> R>,
     ) -> Attempt<(R, Replaced)> {
         // Store locks first, then value locks, none of them waited for.
-        let mut store_guards: Vec<MutexGuard<'static, Cells>> = Vec::with_capacity(stores.len());
-        for store in stores {
-            match store.cells.try_lock() {
-                Ok(guard) => store_guards.push(guard),
-                Err(TryLockError::Poisoned(poisoned)) => store_guards.push(poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => return Attempt::Busy(store.name()),
-            }
-        }
+        let mut store_guards = match try_lock_stores(stores) {
+            Ok(guards) => guards,
+            Err(busy) => return Attempt::Busy(busy),
+        };
         let cells: Vec<Vec<Arc<Cell>>> = store_guards
             .iter()
             .map(|guard| guard.slots.iter().flatten().cloned().collect())
@@ -153,6 +149,23 @@ impl TransitionSet {
             }
         }
 
+        let (migrated, replaced) = self.swap_in(converted, &mut value_guards, &mut store_guards);
+        // The rest of the commit, while every value is still locked.
+        let result = (commit.take().expect("a commit runs once"))(migrated);
+        drop(value_guards);
+        drop(store_guards);
+        Attempt::Done((result, Replaced(replaced)))
+    }
+
+    /// Puts every converted value in its cell and moves every store to its new version, under
+    /// the locks `try_migrate` holds. Returns what changed and the old values, to free once the
+    /// commit is over.
+    fn swap_in(
+        &self,
+        converted: Vec<Vec<*mut ()>>,
+        value_guards: &mut [Vec<RwLockWriteGuard<'_, CellData>>],
+        store_guards: &mut [MutexGuard<'static, Cells>],
+    ) -> (Migrated, Vec<(*mut (), &'static StateType)>) {
         let mut changes = Vec::new();
         let mut previous = TransitionSet::default();
         let mut replaced = Vec::new();
@@ -184,12 +197,23 @@ impl TransitionSet {
                 values: migrated,
             });
         }
-        // The rest of the commit, while every value is still locked.
-        let result = (commit.take().expect("a commit runs once"))(Migrated { changes, previous });
-        drop(value_guards);
-        drop(store_guards);
-        Attempt::Done((result, Replaced(replaced)))
+        (Migrated { changes, previous }, replaced)
     }
+}
+
+/// Takes every store's lock without waiting; the name of a store whose lock is held otherwise.
+fn try_lock_stores(
+    stores: &[&'static Store],
+) -> Result<Vec<MutexGuard<'static, Cells>>, &'static str> {
+    let mut guards = Vec::with_capacity(stores.len());
+    for store in stores {
+        match store.cells.try_lock() {
+            Ok(guard) => guards.push(guard),
+            Err(TryLockError::Poisoned(poisoned)) => guards.push(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => return Err(store.name()),
+        }
+    }
+    Ok(guards)
 }
 
 enum Attempt<T> {
