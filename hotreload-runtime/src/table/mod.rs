@@ -201,8 +201,6 @@ impl Table {
         })
     }
 
-    /// Installs every entry of `update` at once, at a safe point, with the configured timeout.
-
     /// Locks the state, first taking in functions registered since the last look (a library
     /// loaded since then adds its own).
     fn lock_state(&self) -> MutexGuard<'_, TableState> {

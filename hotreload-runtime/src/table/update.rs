@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::slot::HotFunction;
 use crate::state::{HotState, StateType, Transition, TransitionSet};
 
-/// A set of slots with new code, committed all or nothing by [`Table::commit`].
+/// A set of slots with new code, committed all or nothing by [`Table::commit`](super::Table::commit).
 pub struct Update {
     pub(super) label: String,
     pub(super) entries: Vec<(&'static HotFunction, Code)>,
