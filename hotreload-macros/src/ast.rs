@@ -1,4 +1,5 @@
-//! The model of what `#[hot]` was put on, keeping references to the user's tokens.
+//! The model of what `#[hot]` was put on, keeping references to the user's tokens, and
+//! [`item_head`], which both attributes point their errors at.
 
 use proc_macro2::TokenStream;
 use syn::{Attribute, Block, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature, Visibility};
@@ -30,7 +31,7 @@ impl Input {
 }
 
 /// The keyword and name of an item, so an error points at them rather than the whole item.
-fn item_head(item: &Item) -> TokenStream {
+pub fn item_head(item: &Item) -> TokenStream {
     use quote::{quote, ToTokens};
     match item {
         Item::Struct(i) => {
@@ -63,6 +64,10 @@ fn item_head(item: &Item) -> TokenStream {
         }
         Item::Union(i) => {
             let (keyword, name) = (&i.union_token, &i.ident);
+            quote!(#keyword #name)
+        }
+        Item::Fn(i) => {
+            let (keyword, name) = (&i.sig.fn_token, &i.sig.ident);
             quote!(#keyword #name)
         }
         other => other.to_token_stream(),

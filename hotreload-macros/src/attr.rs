@@ -1,3 +1,5 @@
+//! The arguments of `#[hot(...)]`.
+
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream};
 use syn::Token;

@@ -43,25 +43,15 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
-                let mut ty = (*receiver.ty).clone();
-                if let Some((and, lifetime)) = &receiver.reference {
-                    let lifetime = lifetime
-                        .clone()
-                        .unwrap_or_else(|| Lifetime::new("'__hot_self", Span::call_site()));
-                    let mutability = &receiver.mutability;
-                    receiver_decl = Some(quote!(#and #lifetime #mutability self));
-                    if let Type::Reference(reference) = &mut ty {
-                        reference.lifetime = Some(lifetime.clone());
-                    }
-                    receiver_lifetime = Some(lifetime);
-                } else if receiver.colon_token.is_some() {
-                    namer.visit_type_mut(&mut ty);
-                    receiver_decl = Some(quote!(self: #ty));
-                    receiver_mut = receiver.mutability;
-                } else {
-                    receiver_decl = Some(quote!(self));
-                    receiver_mut = receiver.mutability;
-                }
+                let SlotReceiver {
+                    mut ty,
+                    decl,
+                    lifetime,
+                    mutability,
+                } = slot_receiver(receiver, &mut namer);
+                receiver_decl = Some(decl);
+                receiver_lifetime = lifetime;
+                receiver_mut = mutability;
                 replace_self(&mut ty, context);
                 inputs.push(ty);
             }
@@ -92,20 +82,7 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
     }
     replace_self(&mut output, context);
 
-    let mut bound: Vec<Lifetime> = sig
-        .generics
-        .params
-        .iter()
-        .filter_map(|param| match param {
-            GenericParam::Lifetime(def) => Some(def.lifetime.clone()),
-            _ => None,
-        })
-        .collect();
-    for lifetime in &namer.introduced {
-        if !bound.contains(lifetime) {
-            bound.push(lifetime.clone());
-        }
-    }
+    let bound = bound_lifetimes(sig, &namer);
     let for_lifetimes = if bound.is_empty() {
         quote!()
     } else {
@@ -126,6 +103,73 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
         output,
         returned,
     }
+}
+
+/// A method's receiver as the slot and the original see it.
+struct SlotReceiver {
+    /// Its type, lifetimes named (`Self` not replaced yet).
+    ty: Type,
+    /// How the original declares it.
+    decl: TokenStream,
+    /// The lifetime of a reference receiver (`&self`, `&mut self`).
+    lifetime: Option<Lifetime>,
+    /// The `mut` of a by-value receiver.
+    mutability: Option<syn::Token![mut]>,
+}
+
+fn slot_receiver(receiver: &syn::Receiver, namer: &mut LifetimeNamer) -> SlotReceiver {
+    let mut ty = (*receiver.ty).clone();
+    if let Some((and, lifetime)) = &receiver.reference {
+        let lifetime = lifetime
+            .clone()
+            .unwrap_or_else(|| Lifetime::new("'__hot_self", Span::call_site()));
+        let mutability = &receiver.mutability;
+        let decl = quote!(#and #lifetime #mutability self);
+        if let Type::Reference(reference) = &mut ty {
+            reference.lifetime = Some(lifetime.clone());
+        }
+        SlotReceiver {
+            ty,
+            decl,
+            lifetime: Some(lifetime),
+            mutability: None,
+        }
+    } else if receiver.colon_token.is_some() {
+        namer.visit_type_mut(&mut ty);
+        let decl = quote!(self: #ty);
+        SlotReceiver {
+            ty,
+            decl,
+            lifetime: None,
+            mutability: receiver.mutability,
+        }
+    } else {
+        SlotReceiver {
+            ty,
+            decl: quote!(self),
+            lifetime: None,
+            mutability: receiver.mutability,
+        }
+    }
+}
+
+/// The lifetimes the slot's `for<...>` binds: the function's own, then those named for elided ones.
+fn bound_lifetimes(sig: &Signature, namer: &LifetimeNamer) -> Vec<Lifetime> {
+    let mut bound: Vec<Lifetime> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Lifetime(def) => Some(def.lifetime.clone()),
+            _ => None,
+        })
+        .collect();
+    for lifetime in &namer.introduced {
+        if !bound.contains(lifetime) {
+            bound.push(lifetime.clone());
+        }
+    }
+    bound
 }
 
 /// Names every elided lifetime of the inputs (`&T`, `'_`) and remembers all input lifetimes.

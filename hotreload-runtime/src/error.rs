@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::patch_file::PatchFileError;
+use crate::wire::patch_file::PatchFileError;
 
 /// Why an update, a rollback or a lookup did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -63,14 +63,15 @@ pub mod docs;
 mod error;
 mod loader;
 pub mod patch;
-pub mod patch_file;
 mod platform;
 mod safe_point;
 mod slot;
 pub mod startup;
 pub mod state;
+mod sync;
 mod table;
 mod trust;
+pub mod wire;
 
 pub use error::Error;
 pub use hotreload_macros::{hot, hot_state};
@@ -169,8 +170,9 @@ pub mod __private {
     use std::pin::Pin;
 
     pub use crate::slot::{HotFunction, HotKey, HotSlot};
-    pub use crate::state::__private::*;
+    pub use crate::state::generated::*;
     pub use crate::state::{HotState, StateRegistration, StateType, StateValue, StateVersion};
+    pub use crate::wire::state_record::{record, record_len};
     pub use inventory;
 
     /// What the slot of a `Send` hot `async fn` returns.

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 
 use crate::error::Error;
-use crate::patch_file::StaticRedirect;
 use crate::platform::{self, OpenLibrary};
 use crate::slot::{self, HotFunction};
 use crate::state::{self, StateType};
+use crate::wire::patch_file::StaticRedirect;
 
 /// A loaded patch library and the registrations its constructors added.
 pub(crate) struct Loaded {

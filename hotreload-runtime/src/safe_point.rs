@@ -247,9 +247,7 @@ struct Coordinator {
 
 impl Coordinator {
     fn lock(&self) -> MutexGuard<'_, CoordState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

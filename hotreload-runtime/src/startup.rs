@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::patch;
-use crate::patch_file::PatchFile;
+use crate::wire::patch_file::PatchFile;
 
 /// How long a process must live after applying a patch at start for the patch to be kept.
 const DEFAULT_PROBATION: Duration = Duration::from_secs(60);
@@ -44,31 +44,9 @@ pub fn apply_patch_dir(dir: &Path) -> StartupReport {
             return report;
         }
     };
-    let mut candidates: Vec<(u64, PathBuf, PatchFile)> = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) => {
-            tracing::error!(%error, dir = %dir.display(), "cannot read the patch directory");
-            return report;
-        }
+    let Some(candidates) = patches_for_build(dir, own_build, &mut report) else {
+        return report;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|ext| ext != "hotpatch") {
-            continue;
-        }
-        let parsed = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| PatchFile::parse(&bytes).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(file) if file.manifest.base.build_id.eq_ignore_ascii_case(own_build) => {
-                candidates.push((file.manifest.created_unix, path, file));
-            }
-            Ok(_) => tracing::debug!(path = %path.display(), "patch for another build: left alone"),
-            Err(error) => report.refused.push((path, error)),
-        }
-    }
-    candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
 
     let mut on_probation = Vec::new();
     for (_, path, file) in candidates {
@@ -105,17 +83,57 @@ pub fn apply_patch_dir(dir: &Path) -> StartupReport {
         }
     }
     if !on_probation.is_empty() {
-        let spawned = std::thread::Builder::new()
-            .name("hotreload-probation".into())
-            .spawn(move || {
-                std::thread::sleep(probation);
-                for marker in on_probation {
-                    let _ = std::fs::remove_file(marker);
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::error!(%error, "cannot time the patches' probation");
-        }
+        end_probation_after(probation, on_probation);
     }
     report
+}
+
+/// The patch files of `dir` built for `own_build`, oldest first; files that cannot be read are
+/// added to `report` as refused. `None` if the directory cannot be read.
+fn patches_for_build(
+    dir: &Path,
+    own_build: &str,
+    report: &mut StartupReport,
+) -> Option<Vec<(u64, PathBuf, PatchFile)>> {
+    let mut candidates: Vec<(u64, PathBuf, PatchFile)> = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(%error, dir = %dir.display(), "cannot read the patch directory");
+            return None;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "hotpatch") {
+            continue;
+        }
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| PatchFile::parse(&bytes).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(file) if file.manifest.base.build_id.eq_ignore_ascii_case(own_build) => {
+                candidates.push((file.manifest.created_unix, path, file));
+            }
+            Ok(_) => tracing::debug!(path = %path.display(), "patch for another build: left alone"),
+            Err(error) => report.refused.push((path, error)),
+        }
+    }
+    candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Some(candidates)
+}
+
+/// Removes the probation markers once `probation` has passed, from a thread of its own.
+fn end_probation_after(probation: Duration, markers: Vec<PathBuf>) {
+    let spawned = std::thread::Builder::new()
+        .name("hotreload-probation".into())
+        .spawn(move || {
+            std::thread::sleep(probation);
+            for marker in markers {
+                let _ = std::fs::remove_file(marker);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot time the patches' probation");
+    }
 }

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::error::Error;
-use crate::patch_file::{hex, PatchFile};
+use crate::sync::lock;
+use crate::wire::patch_file::{hex, PatchFile};
 
 /// The trusted keys, or the malformed one that makes every patch refused.
 static TRUSTED: Mutex<Result<Vec<[u8; 32]>, String>> = Mutex::new(Ok(Vec::new()));
@@ -16,7 +17,7 @@ static TRUSTED: Mutex<Result<Vec<[u8; 32]>, String>> = Mutex::new(Ok(Vec::new())
 /// Trusts a public key given as 64 hex digits: from now on only patches signed by a trusted key
 /// are applied.
 pub fn trust_public_key(key_hex: &str) -> Result<(), Error> {
-    let mut trusted = TRUSTED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut trusted = lock(&TRUSTED);
     match parse_key(key_hex) {
         Some(key) => {
             if let Ok(keys) = trusted.as_mut() {
@@ -51,7 +52,7 @@ pub(crate) fn check(patch: &PatchFile) -> Result<(), Error> {
             return Err(Error::BadSignature { patch: short });
         }
     }
-    let trusted = TRUSTED.lock().unwrap_or_else(|p| p.into_inner());
+    let trusted = lock(&TRUSTED);
     let keys = match &*trusted {
         Ok(keys) => keys,
         Err(key) => return Err(Error::TrustedKey { key: key.clone() }),

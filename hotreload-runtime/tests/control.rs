@@ -8,10 +8,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use hotreload_runtime::control::protocol::{
+use hotreload_runtime::wire::patch_file::{Manifest, PatchFile, PatchedHotFunction};
+use hotreload_runtime::wire::protocol::{
     ErrorReply, Reply, Request, Response, StatusReport, PROTOCOL_VERSION,
 };
-use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchedHotFunction};
 use hotreload_runtime::{control, hot};
 
 /// Tests of this file share the process's table and patch list; they take turns.

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 
-use hotreload_runtime::control::protocol::{Reply, Request, Response};
+use hotreload_runtime::wire::protocol::{Reply, Request, Response};
 
 #[test]
 fn init_opens_the_control_socket_named_in_the_environment() {

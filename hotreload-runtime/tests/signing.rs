@@ -4,7 +4,7 @@
 use ed25519_dalek::{Signer as _, SigningKey};
 mod support;
 
-use hotreload_runtime::patch_file::{hex, PatchFile, PatchSignature};
+use hotreload_runtime::wire::patch_file::{hex, PatchFile, PatchSignature};
 use hotreload_runtime::{patch, trust_public_key, Error};
 
 fn unsigned_patch(name: &str) -> PatchFile {

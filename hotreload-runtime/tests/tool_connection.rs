@@ -3,8 +3,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 
-use hotreload_runtime::control::protocol::{Reply, Request, Response};
 use hotreload_runtime::hot;
+use hotreload_runtime::wire::protocol::{Reply, Request, Response};
 
 #[hot]
 fn listed() -> u32 {

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::protocol::{Reply, Request, Response};
+use crate::sync::lock;
+use crate::wire::protocol::{Reply, Request, Response};
 
 /// Who sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub(crate) fn record(
             entry["message"] = json!(error.message);
         }
     }
-    let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
+    let mut file = lock(log);
     if let Some(file) = file.as_mut() {
         if let Err(error) = writeln!(file, "{entry}") {
             tracing::warn!(%error, "could not write the audit log");

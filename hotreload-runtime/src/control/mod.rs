@@ -10,14 +10,13 @@
 
 #[cfg(unix)]
 mod audit;
-pub mod protocol;
 #[cfg(unix)]
 mod server;
 
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::patch;
-use protocol::{ErrorReply, Reply, Request, Response, PROTOCOL_VERSION};
+use crate::wire::protocol::{ErrorReply, Reply, Request, Response, PROTOCOL_VERSION};
 
 #[cfg(unix)]
 pub use server::{connect, serve};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::audit::{self, Peer};
-use super::protocol::{ErrorReply, Request, Response};
 use crate::error::Error;
+use crate::wire::protocol::{ErrorReply, Request, Response};
 
 /// The longest request line accepted.
 const MAX_LINE: usize = 1 << 20;

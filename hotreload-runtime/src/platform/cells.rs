@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 
-use crate::patch_file::StaticRedirect;
+use crate::wire::patch_file::StaticRedirect;
 
 /// A loaded object's base address and the address ranges of its segments.
 #[derive(Debug, Default, Clone)]
@@ -36,20 +36,8 @@ pub(crate) fn fill(
     if redirects.is_empty() {
         return Ok(());
     }
-    let mut wanted = vec![library_path];
-    for redirect in redirects {
-        if let Some(id) = &redirect.module {
-            let path = earlier.get(id).ok_or_else(|| {
-                format!(
-                    "`{}` lives in patch {id}, which is not loaded in this process; apply that patch first, or rebuild this one against a fresh base",
-                    redirect.name
-                )
-            })?;
-            wanted.push(path);
-        }
-    }
     let mut search = Search {
-        wanted,
+        wanted: wanted_libraries(library_path, redirects, earlier)?,
         executable: None,
         found: BTreeMap::new(),
     };
@@ -72,39 +60,14 @@ pub(crate) fn fill(
         0
     };
     let mut writes = Vec::with_capacity(redirects.len());
+    let modules = Modules {
+        executable: &executable,
+        library: &library,
+        found: &search.found,
+        earlier,
+    };
     for redirect in redirects {
-        let cell = offset(library.base, redirect.cell_offset)?;
-        // An address cell holds one address; a thread-local's holds a `tls_index`.
-        let (words, target_ok) = if redirect.thread_local {
-            let offset = usize::try_from(redirect.host_offset).map_err(|e| e.to_string())?;
-            ([tls_module, offset], true)
-        } else {
-            let holder = match &redirect.module {
-                None => &executable,
-                Some(id) => search
-                    .found
-                    .get(earlier[id].as_c_str())
-                    .ok_or_else(|| format!("the dynamic loader did not report patch {id}"))?,
-            };
-            let target = offset(holder.base, redirect.host_offset)?;
-            let inside = holder
-                .segments
-                .iter()
-                .any(|&(start, end, _)| target >= start && target < end);
-            ([target, 0], inside)
-        };
-        let len = if redirect.thread_local { 16 } else { 8 };
-        let cell_ok = library
-            .segments
-            .iter()
-            .any(|&(start, end, writable)| writable && cell >= start && cell + len <= end);
-        if !cell_ok || !target_ok {
-            return Err(format!(
-                "the redirect of `{}` points outside the loaded modules; the patch is corrupt or not for this build",
-                redirect.name
-            ));
-        }
-        writes.push((cell, words, redirect.thread_local));
+        writes.push(modules.checked_write(redirect, tls_module)?);
     }
     for (cell, words, thread_local) in writes {
         // SAFETY: `cell` (8 or 16 bytes) lies in a writable loaded segment of the patch library
@@ -118,6 +81,80 @@ pub(crate) fn fill(
         }
     }
     Ok(())
+}
+
+/// The libraries whose segments `fill` needs: the patch's own, and each earlier patch a redirect
+/// points into.
+fn wanted_libraries<'a>(
+    library_path: &'a CStr,
+    redirects: &[StaticRedirect],
+    earlier: &'a BTreeMap<String, CString>,
+) -> Result<Vec<&'a CStr>, String> {
+    let mut wanted = vec![library_path];
+    for redirect in redirects {
+        if let Some(id) = &redirect.module {
+            let path = earlier.get(id).ok_or_else(|| {
+                format!(
+                    "`{}` lives in patch {id}, which is not loaded in this process; apply that patch first, or rebuild this one against a fresh base",
+                    redirect.name
+                )
+            })?;
+            wanted.push(path);
+        }
+    }
+    Ok(wanted)
+}
+
+/// The loaded modules a patch's redirects point into.
+struct Modules<'a> {
+    executable: &'a Module,
+    library: &'a Module,
+    found: &'a BTreeMap<CString, Module>,
+    earlier: &'a BTreeMap<String, CString>,
+}
+
+impl Modules<'_> {
+    /// The cell of `redirect` in the library and the words to write there, once both the cell and
+    /// the static are found inside their modules' loaded segments.
+    fn checked_write(
+        &self,
+        redirect: &StaticRedirect,
+        tls_module: usize,
+    ) -> Result<(usize, [usize; 2], bool), String> {
+        let cell = offset(self.library.base, redirect.cell_offset)?;
+        // An address cell holds one address; a thread-local's holds a `tls_index`.
+        let (words, target_ok) = if redirect.thread_local {
+            let offset = usize::try_from(redirect.host_offset).map_err(|e| e.to_string())?;
+            ([tls_module, offset], true)
+        } else {
+            let holder = match &redirect.module {
+                None => self.executable,
+                Some(id) => self
+                    .found
+                    .get(self.earlier[id].as_c_str())
+                    .ok_or_else(|| format!("the dynamic loader did not report patch {id}"))?,
+            };
+            let target = offset(holder.base, redirect.host_offset)?;
+            let inside = holder
+                .segments
+                .iter()
+                .any(|&(start, end, _)| target >= start && target < end);
+            ([target, 0], inside)
+        };
+        let len = if redirect.thread_local { 16 } else { 8 };
+        let cell_ok = self
+            .library
+            .segments
+            .iter()
+            .any(|&(start, end, writable)| writable && cell >= start && cell + len <= end);
+        if !cell_ok || !target_ok {
+            return Err(format!(
+                "the redirect of `{}` points outside the loaded modules; the patch is corrupt or not for this build",
+                redirect.name
+            ));
+        }
+        Ok((cell, words, redirect.thread_local))
+    }
 }
 
 /// The module id of the executable's thread-local block (what `__tls_get_addr` takes).

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
 use crate::error::Error;
-use crate::patch_file::{hex, StaticRedirect};
+use crate::wire::patch_file::{hex, StaticRedirect};
 
 /// `NT_GNU_BUILD_ID`: the note type of a GNU build id.
 const NT_GNU_BUILD_ID: u32 = 3;

@@ -22,7 +22,7 @@ pub(crate) fn own_build_id() -> Result<&'static str, Error> {
 pub(crate) fn open_library(
     _name: &str,
     _bytes: &[u8],
-    _redirects: &[crate::patch_file::StaticRedirect],
+    _redirects: &[crate::wire::patch_file::StaticRedirect],
     _earlier: &std::collections::BTreeMap<String, std::ffi::CString>,
 ) -> Result<OpenLibrary, String> {
     Err(unsupported().to_string())

@@ -8,29 +8,14 @@
 //! release everything and try again, until the deadline: code holding one value's lock may be
 //! waiting for a store lock the migration holds.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::store::{Cell, CellData, Cells, Store};
-use super::StateType;
+use super::types::{convert, StateType};
 use crate::error::Error;
-
-/// One state type moved to another version by a commit or a rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateChange {
-    /// The type's name.
-    pub name: String,
-    /// The version before.
-    pub from: u32,
-    /// The version after.
-    pub to: u32,
-    /// How many live values were migrated.
-    pub values: usize,
-}
+use crate::wire::protocol::StateChange;
 
 /// A state type to move to the version `to` describes.
 #[derive(Clone, Copy, Debug)]
@@ -115,14 +100,10 @@ impl TransitionSet {
         commit: &mut Option<impl FnOnce(Migrated) -> R>,
     ) -> Attempt<(R, Replaced)> {
         // Store locks first, then value locks, none of them waited for.
-        let mut store_guards: Vec<MutexGuard<'static, Cells>> = Vec::with_capacity(stores.len());
-        for store in stores {
-            match store.cells.try_lock() {
-                Ok(guard) => store_guards.push(guard),
-                Err(TryLockError::Poisoned(poisoned)) => store_guards.push(poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => return Attempt::Busy(store.name()),
-            }
-        }
+        let mut store_guards = match try_lock_stores(stores) {
+            Ok(guards) => guards,
+            Err(busy) => return Attempt::Busy(busy),
+        };
         let cells: Vec<Vec<Arc<Cell>>> = store_guards
             .iter()
             .map(|guard| guard.slots.iter().flatten().cloned().collect())
@@ -168,6 +149,23 @@ impl TransitionSet {
             }
         }
 
+        let (migrated, replaced) = self.swap_in(converted, &mut value_guards, &mut store_guards);
+        // The rest of the commit, while every value is still locked.
+        let result = (commit.take().expect("a commit runs once"))(migrated);
+        drop(value_guards);
+        drop(store_guards);
+        Attempt::Done((result, Replaced(replaced)))
+    }
+
+    /// Puts every converted value in its cell and moves every store to its new version, under
+    /// the locks `try_migrate` holds. Returns what changed and the old values, to free once the
+    /// commit is over.
+    fn swap_in(
+        &self,
+        converted: Vec<Vec<*mut ()>>,
+        value_guards: &mut [Vec<RwLockWriteGuard<'_, CellData>>],
+        store_guards: &mut [MutexGuard<'static, Cells>],
+    ) -> (Migrated, Vec<(*mut (), &'static StateType)>) {
         let mut changes = Vec::new();
         let mut previous = TransitionSet::default();
         let mut replaced = Vec::new();
@@ -199,12 +197,23 @@ impl TransitionSet {
                 values: migrated,
             });
         }
-        // The rest of the commit, while every value is still locked.
-        let result = (commit.take().expect("a commit runs once"))(Migrated { changes, previous });
-        drop(value_guards);
-        drop(store_guards);
-        Attempt::Done((result, Replaced(replaced)))
+        (Migrated { changes, previous }, replaced)
     }
+}
+
+/// Takes every store's lock without waiting; the name of a store whose lock is held otherwise.
+fn try_lock_stores(
+    stores: &[&'static Store],
+) -> Result<Vec<MutexGuard<'static, Cells>>, &'static str> {
+    let mut guards = Vec::with_capacity(stores.len());
+    for store in stores {
+        match store.cells.try_lock() {
+            Ok(guard) => guards.push(guard),
+            Err(TryLockError::Poisoned(poisoned)) => guards.push(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => return Err(store.name()),
+        }
+    }
+    Ok(guards)
 }
 
 enum Attempt<T> {
@@ -357,40 +366,4 @@ fn convert_part(
         }
     }
     Ok(Converted(out))
-}
-
-/// A new allocation of type `to` holding `data` (of type `from`) migrated up or down: the code of
-/// the newer version does the migrating, through the serialised form of the older version.
-/// A migration's error or panic is returned as its message.
-///
-/// # Safety
-/// `data` must point to a live value of the type `from` describes.
-pub(crate) unsafe fn convert(
-    data: *const (),
-    from: &StateType,
-    to: &StateType,
-) -> Result<*mut (), String> {
-    let common = from.version.min(to.version);
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the caller's promise.
-        let value = unsafe { (from.to_version)(data, common) }.map_err(|e| e.to_string())?;
-        (to.from_version)(common, value).map_err(|e| e.to_string())
-    }));
-    match result {
-        Ok(result) => result,
-        Err(payload) => Err(format!(
-            "the migration panicked: {}",
-            panic_message(&*payload)
-        )),
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
 }

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::RwLockWriteGuard;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
-use super::{HotState, StateError, StateType};
+use super::types::{convert, HotState, StateError, StateType};
+use crate::sync::lock;
 
 /// A value's slot: what it is now.
 pub(crate) struct CellData {
@@ -110,7 +111,7 @@ impl Store {
             (ty, data)
         } else {
             // SAFETY: `data` is a live value of type `ty`, which this call owns.
-            let converted = unsafe { super::migrate::convert(data, ty, current) };
+            let converted = unsafe { convert(data, ty, current) };
             // SAFETY: as above; the conversion only read it.
             unsafe { (ty.drop)(data) };
             let converted = converted.map_err(|reason| StateError::Convert {
@@ -405,8 +406,4 @@ impl<T: HotState> Singleton<T> {
     pub fn lock(&self) -> Locked<'_, T> {
         self.handle().lock()
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

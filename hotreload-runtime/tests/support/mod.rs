@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use hotreload_runtime::patch_file::{BuildIdentity, Manifest, PatchFile};
+use hotreload_runtime::wire::patch_file::{BuildIdentity, Manifest, PatchFile};
 
 /// A manifest for the build `build_id`, carrying nothing.
 pub fn manifest(build_id: &str) -> Manifest {

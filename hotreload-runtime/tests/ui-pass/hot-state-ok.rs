@@ -1,4 +1,4 @@
-//! Twin of the `ui/hot_state_*.rs` cases: a live type of version 2 with its version-1 snapshot as
+//! Twin of the `ui/hot-state-*.rs` cases: a live type of version 2 with its version-1 snapshot as
 //! `previous` and the migration from it, a live enum, and a type stored under `name = "..."`.
 
 use hotreload_runtime::hot_state;

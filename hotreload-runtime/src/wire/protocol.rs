@@ -132,7 +132,7 @@ pub struct HistoryItem {
     pub changes: Vec<FunctionChange>,
     /// Each state type migrated: the migration log.
     #[serde(default)]
-    pub states: Vec<crate::state::StateChange>,
+    pub states: Vec<StateChange>,
 }
 
 /// One `#[hot_state]` type's values.
@@ -170,11 +170,24 @@ pub struct PatchReport {
     pub changes: Vec<FunctionChange>,
     /// `#[hot_state]` types whose values are (or would be) migrated.
     #[serde(default)]
-    pub states: Vec<crate::state::StateChange>,
+    pub states: Vec<StateChange>,
     /// Microseconds spent verifying the file.
     pub verify_us: u64,
     /// Microseconds spent loading the library.
     pub load_us: u64,
     /// Microseconds spent committing (waiting for safe points included).
     pub commit_us: u64,
+}
+
+/// One state type moved to another version by a commit or a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The type's name.
+    pub name: String,
+    /// The version before.
+    pub from: u32,
+    /// The version after.
+    pub to: u32,
+    /// How many live values were migrated.
+    pub values: usize,
 }

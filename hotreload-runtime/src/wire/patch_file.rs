@@ -281,7 +281,7 @@ impl PatchFile {
 
     /// The first 12 hex digits of the id, as shown to people.
     pub fn short_id(&self) -> &str {
-        &self.id[..12.min(self.id.len())]
+        short_id(&self.id)
     }
 }
 
@@ -308,6 +308,11 @@ fn take_u32<'a>(bytes: &'a [u8], what: &'static str) -> Result<(u32, &'a [u8]), 
     let (head, rest) = take(bytes, 4, what)?;
     let value = u32::from_le_bytes(head.try_into().expect("four bytes"));
     Ok((value, rest))
+}
+
+/// The first 12 hex digits of an id (a patch id, a content hash), as shown to people.
+pub fn short_id(id: &str) -> &str {
+    &id[..12.min(id.len())]
 }
 
 /// sha256 of `bytes`, lowercase hex.

@@ -9,21 +9,24 @@
 //! that was rolled back and is applied again gets its code committed again from the library
 //! already loaded.
 
+mod predict;
+mod status;
+
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::control::protocol::{
-    AppliedPatch, FunctionChange, FunctionStatus, HistoryItem, PatchReport, StateStatus,
-    StatusReport,
-};
 use crate::error::Error;
 use crate::loader::{self, Loaded};
-use crate::patch_file::PatchFile;
 use crate::platform;
-use crate::slot::{HotFunction, HotKey};
-use crate::state::{self as hot_state, StateChange, StateType};
-use crate::table::{HistoryAction, Table, Update, VersionChange};
+use crate::slot::HotFunction;
+use crate::state::{self as hot_state, StateType};
+use crate::sync::lock;
+use crate::table::{Table, Update, VersionChange};
+use crate::wire::patch_file::PatchFile;
+use crate::wire::protocol::{FunctionChange, PatchReport};
+use predict::{predicted_changes, predicted_states};
+pub use status::status;
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
@@ -204,79 +207,6 @@ pub fn rollback() -> Result<PatchReport, Error> {
     })
 }
 
-/// Every hot function with its version and the patch whose code it runs, the patches loaded, the
-/// history of commits and rollbacks, and the bytes of patch libraries kept mapped.
-pub fn status() -> StatusReport {
-    let table = Table::global();
-    let history = table.history();
-    let applied = table.applied_updates();
-    let label = |update_id: u64| {
-        history
-            .iter()
-            .find(|h| h.update_id == update_id)
-            .map(|h| h.label.clone())
-    };
-    let functions = table
-        .functions()
-        .into_iter()
-        .map(|f| FunctionStatus {
-            key: f.key.to_string(),
-            version: f.version,
-            patch: f.update_id.and_then(label),
-        })
-        .collect();
-    let (patches, mapped_bytes) = {
-        let records = lock(&PATCHES);
-        let patches = records
-            .iter()
-            .filter_map(|record| {
-                Some(AppliedPatch {
-                    id: record.id.clone(),
-                    crates: record.crates.clone(),
-                    active: record.update_id.is_some_and(|u| applied.contains(&u)),
-                    applied_unix: record.applied_unix?,
-                })
-            })
-            .collect();
-        let mapped = records
-            .iter()
-            .map(|record| record.loaded.library.mapped_bytes)
-            .sum();
-        (patches, mapped)
-    };
-    let history = history
-        .iter()
-        .map(|h| HistoryItem {
-            update_id: h.update_id,
-            label: h.label.clone(),
-            action: match h.action {
-                HistoryAction::Committed => "committed",
-                HistoryAction::RolledBack => "rolled_back",
-            }
-            .to_owned(),
-            at_unix: unix_seconds(h.at),
-            changes: function_changes(&h.changes),
-            states: h.states.clone(),
-        })
-        .collect();
-    StatusReport {
-        pid: std::process::id(),
-        build_id: build_id().map(str::to_owned).unwrap_or_default(),
-        functions,
-        patches,
-        history,
-        states: hot_state::states()
-            .into_iter()
-            .map(|s| StateStatus {
-                name: s.name.to_owned(),
-                version: s.version,
-                values: s.values,
-            })
-            .collect(),
-        mapped_bytes,
-    }
-}
-
 /// Read, integrity, base build.
 fn verify(path: &Path) -> Result<PatchFile, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read {
@@ -356,31 +286,6 @@ fn update_for(
     Ok(update)
 }
 
-/// The state types applying `patch` would migrate, from its manifest, with the values they have now.
-fn predicted_states(patch: &PatchFile) -> Result<Vec<StateChange>, Error> {
-    let mut states = Vec::new();
-    for carried in &patch.manifest.states {
-        let running = hot_state::running_type(&carried.name, &[]);
-        let Some(running) = state_to_migrate(
-            patch,
-            running,
-            &carried.name,
-            carried.version,
-            carried.layout,
-        )?
-        else {
-            continue;
-        };
-        states.push(StateChange {
-            name: carried.name.clone(),
-            from: running.version(),
-            to: carried.version,
-            values: hot_state::live_values(&carried.name),
-        });
-    }
-    Ok(states)
-}
-
 /// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
 /// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
 /// version if so. A changed layout with the same version is refused.
@@ -406,76 +311,6 @@ fn state_to_migrate(
         });
     }
     Ok(Some(running))
-}
-
-/// What applying `patch` would change, from its manifest: each hot function it carries that
-/// matches one of this process's, with its version now and the one the commit would give it.
-fn predicted_changes(patch: &PatchFile) -> Result<Vec<FunctionChange>, Error> {
-    let table = Table::global();
-    let keys: Vec<HotKey> = table.functions().into_iter().map(|f| f.key).collect();
-    let mut changes = Vec::new();
-    for carried in &patch.manifest.hot_functions {
-        let mut matching = keys
-            .iter()
-            .filter(|key| original_path_matches(&carried.path, key));
-        let (Some(&key), None) = (matching.next(), matching.next()) else {
-            tracing::debug!(path = %carried.path, "hot function of the manifest not matched");
-            continue;
-        };
-        let Some(running) = table.first_registration(key) else {
-            continue;
-        };
-        if running.fingerprint() != carried.fingerprint {
-            return Err(Error::SignatureChanged {
-                patch: patch.short_id().to_owned(),
-                key: key.to_string(),
-                running: running.signature(),
-                patched: format!("a type with fingerprint {:016x}", carried.fingerprint),
-            });
-        }
-        if let Some((from, to)) = table.versions_of(key) {
-            changes.push(FunctionChange {
-                key: key.to_string(),
-                from,
-                to,
-            });
-        }
-    }
-    Ok(changes)
-}
-
-/// Whether `path`, the demangled path of a hot function's original code as a manifest records it
-/// (with or without the fingerprint suffix), is the original of `key`:
-/// `crate::module::name::__hot_original` for a free function,
-/// `<crate::module::Type as crate::module::__HotOriginals_..>::__hot_original_name` for a method.
-/// The key's own display form is accepted too.
-fn original_path_matches(path: &str, key: &HotKey) -> bool {
-    fn rest_is(rest: &str, expected: &str) -> bool {
-        let Some(after) = rest.strip_prefix(expected) else {
-            return false;
-        };
-        after.is_empty()
-            || after.strip_prefix('_').is_some_and(|fingerprint| {
-                fingerprint.len() == 16 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
-            })
-    }
-    if path == key.to_string() {
-        return true;
-    }
-    match key.self_ty {
-        None => path
-            .strip_prefix(key.module_path)
-            .and_then(|rest| rest.strip_prefix("::"))
-            .and_then(|rest| rest.strip_prefix(key.name))
-            .is_some_and(|rest| rest_is(rest, "::__hot_original")),
-        Some(self_ty) => {
-            let head = format!("<{}::{self_ty} as ", key.module_path);
-            path.strip_prefix(head.as_str())
-                .and_then(|rest| rest.rsplit_once(">::"))
-                .and_then(|(_, method)| method.strip_prefix("__hot_original_"))
-                .is_some_and(|rest| rest_is(rest, key.name))
-        }
-    }
 }
 
 fn function_changes(changes: &[VersionChange]) -> Vec<FunctionChange> {
@@ -505,59 +340,4 @@ fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FREE: HotKey = HotKey {
-        module_path: "app::logic",
-        self_ty: None,
-        trait_name: None,
-        name: "fee",
-    };
-    const METHOD: HotKey = HotKey {
-        module_path: "app::logic",
-        self_ty: Some("Book"),
-        trait_name: None,
-        name: "get",
-    };
-
-    #[test]
-    fn manifest_paths_match_their_keys() {
-        for path in [
-            "app::logic::fee::__hot_original",
-            "app::logic::fee::__hot_original_0123456789abcdef",
-            "app::logic::fee",
-        ] {
-            assert!(original_path_matches(path, &FREE), "{path}");
-        }
-        for path in [
-            "app::logic::fee2::__hot_original",
-            "app::logic::fee::__hot_original_12",
-            "app::logic::inner::fee::__hot_original",
-        ] {
-            assert!(!original_path_matches(path, &FREE), "{path}");
-        }
-        for path in [
-            "<app::logic::Book as app::logic::__HotOriginals_00ff00ff00ff00ff>::__hot_original_get",
-            "<app::logic::Book as app::logic::__HotOriginals_00ff00ff00ff00ff>::__hot_original_get_0123456789abcdef",
-            "app::logic::Book::get",
-        ] {
-            assert!(original_path_matches(path, &METHOD), "{path}");
-        }
-        for path in [
-            "<app::logic::Book as app::logic::__HotOriginals_00ff00ff00ff00ff>::__hot_original_get_x",
-            "<app::logic::Booking as app::logic::__HotOriginals_00ff00ff00ff00ff>::__hot_original_get",
-        ] {
-            assert!(!original_path_matches(path, &METHOD), "{path}");
-        }
-    }
 }
