@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use hotreload_runtime::control::protocol::{PatchReport, StatusReport};
+use hotreload_runtime::wire::protocol::{PatchReport, StatusReport};
 
 use crate::cli::MessageFormat;
 use crate::patch::BuiltPatch;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 
-use hotreload_runtime::control::protocol::{
+use hotreload_runtime::wire::protocol::{
     ErrorReply, FunctionChange, HistoryItem, PatchReport, Reply, Request, Response, StatusReport,
 };
 

@@ -6,8 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use hotreload_runtime::control::protocol::{Reply, Request, Response};
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_runtime::wire::patch_file::PatchFile;
+use hotreload_runtime::wire::protocol::{Reply, Request, Response};
 
 /// One request on the control socket, as the tool sends it.
 pub fn request(socket: &Path, request: &Request) -> Result<Reply, String> {

@@ -33,10 +33,10 @@ pub use process::{
 pub use profile::Profile;
 pub use tool::{ToolOutput, ToolRun};
 
+pub use hotreload_runtime::wire::patch_file::{Manifest, PatchFile, PatchSignature};
 /// The runtime's wire formats the tests read (patch files, the control protocol's reports),
 /// named here once.
-pub use hotreload_runtime::control::protocol::{PatchReport, StatusReport};
-pub use hotreload_runtime::patch_file::{Manifest, PatchFile, PatchSignature};
+pub use hotreload_runtime::wire::protocol::{PatchReport, StatusReport};
 
 /// How long a committed patch or rollback may take to show in the app's output.
 pub const NEW_VERSION: Duration = Duration::from_secs(30);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use hotreload_runtime::control::protocol::StatusReport;
+use hotreload_runtime::wire::protocol::StatusReport;
 
 use crate::process::{collect_output, parent_of, stop_tool_and_app, tail};
 use crate::{hello, Fixture};

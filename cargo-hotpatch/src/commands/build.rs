@@ -63,7 +63,7 @@ fn sign(built: &mut BuiltPatch, key: &std::path::Path) -> anyhow::Result<()> {
         .file
         .signature
         .as_ref()
-        .map(|s| hotreload_runtime::patch_file::hex(&s.public_key));
+        .map(|s| hotreload_runtime::wire::patch_file::hex(&s.public_key));
     status("Signed", format!("with key {}", signer.unwrap_or_default()));
     Ok(())
 }

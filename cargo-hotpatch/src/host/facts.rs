@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Context as _;
-use hotreload_runtime::state::StateRecord;
+use hotreload_runtime::wire::state_record::StateRecord;
 use object::{Object as _, ObjectSymbol as _};
 
 use crate::host::BaseRecord;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::{sha256_hex, BuildIdentity};
+use hotreload_runtime::wire::patch_file::{sha256_hex, BuildIdentity};
 use serde::{Deserialize, Serialize};
 
 use crate::host::capture::{self, Invocation};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::sha256_hex;
+use hotreload_runtime::wire::patch_file::sha256_hex;
 
 /// Every source file a dep-info file lists, with its sha256; a copy of each is kept in `store`
 /// under its hash, so later patches can tell which items of a file changed.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::hex;
-use hotreload_runtime::state::{parse_records, StateRecord};
+use hotreload_runtime::wire::patch_file::hex;
+use hotreload_runtime::wire::state_record::{parse_records, StateRecord};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
 
 /// The names of the symbols the objects refer to without defining them there.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::PatchFile;
+use hotreload_runtime::wire::patch_file::PatchFile;
 
 pub use changes::remember_base_functions;
 pub use refusal::NotPatchable;

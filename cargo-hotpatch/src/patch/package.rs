@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::{
+use hotreload_runtime::wire::patch_file::{
     Manifest, PatchFile, PatchedHotFunction, PatchedState, StaticRedirect,
 };
 

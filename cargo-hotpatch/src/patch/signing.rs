@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use ed25519_dalek::{Signer as _, SigningKey};
-use hotreload_runtime::patch_file::{hex, PatchFile, PatchSignature};
+use hotreload_runtime::wire::patch_file::{hex, PatchFile, PatchSignature};
 
 use crate::shell::status;
 

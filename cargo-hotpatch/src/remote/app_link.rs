@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use hotreload_runtime::control::protocol::{PatchReport, Reply, Request};
+use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request};
 
 use super::codec::{self, Peer};
 use crate::shell::{short_id, status, warning};

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, StatusReport};
+use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request, StatusReport};
 
 use super::codec::{self, Peer};
 

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::Context as _;
-use hotreload_runtime::control::protocol::{PatchReport, Reply, Request, Response, StatusReport};
+use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request, Response, StatusReport};
 
 /// Who is at the other end, as messages name it.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,7 @@ fn unexpected(peer: Peer<'_>) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hotreload_runtime::control::protocol::ErrorReply;
+    use hotreload_runtime::wire::protocol::ErrorReply;
 
     /// A peer that answers each request line with `answer`.
     fn answering(answer: Response) -> BufReader<UnixStream> {

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hotreload_runtime::control::protocol::PatchReport;
-use hotreload_runtime::patch_file::sha256_hex;
+use hotreload_runtime::wire::patch_file::sha256_hex;
+use hotreload_runtime::wire::protocol::PatchReport;
 
 use super::events::needs_restart;
 use super::session::Session;

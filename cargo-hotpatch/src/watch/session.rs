@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hotreload_runtime::patch_file::sha256_hex;
+use hotreload_runtime::wire::patch_file::sha256_hex;
 
 use crate::cli::WatchArgs;
 use crate::host::BaseRecord;

@@ -15,7 +15,7 @@
 //! allocation. An app that never patches runs at that speed; `init()` without configuration does
 //! nothing more.
 //!
-//! Applying a patch (`cargo bench -p cargo-hotpatch --bench patch_cycle`, one-line edit of the
+//! Applying a patch (`cargo bench -p hotreload-tests --bench patch_cycle`, one-line edit of the
 //! fixture's `logic` crate, medians of 15): building and applying the patch takes 160 ms,
 //! against 438 ms for the incremental `cargo build` of the same edit (0.37x). Of that, rustc is
 //! 105 ms: the crate is recompiled with incremental compilation into 16 codegen units, so only
@@ -24,7 +24,7 @@
 //! signature), loading and committing take milliseconds, the commit waiting for the threads'
 //! next safe point.
 //!
-//! Under `cargo hotpatch watch` (`cargo bench -p cargo-hotpatch --bench watch_cycle`), save to
+//! Under `cargo hotpatch watch` (`cargo bench -p hotreload-tests --bench watch_cycle`), save to
 //! new behaviour is 138 ms against 442 ms for rebuilding and restarting (3.2x): debounce 3 ms,
 //! rustc 96 ms (started ahead of the save), checks 6 ms, link 18 ms, apply 5 ms. rustc's time
 //! varies most on this 2-core machine; across runs the speed-up was 3.2x to 3.3x.

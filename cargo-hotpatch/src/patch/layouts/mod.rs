@@ -8,7 +8,7 @@ pub mod type_layouts;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use hotreload_runtime::patch_file::PatchedState;
+use hotreload_runtime::wire::patch_file::PatchedState;
 
 use crate::host::{CrateRecord, HostFacts};
 use crate::object::dwarf;

@@ -3,7 +3,7 @@
 //! have, so a layout change without a version bump is refused at patch build and the manifest
 //! says which types a patch migrates.
 
-use hotreload_runtime::state::StateRecord;
+use hotreload_runtime::wire::state_record::StateRecord;
 
 use crate::object::dwarf::Layouts;
 use crate::patch::layouts::type_layouts;
