@@ -5,6 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The documented exit codes, for `--help` (what each means: [`crate::Exit`]).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the tool failed (the error and its causes are printed)
+  2  the command line could not be parsed
+  3  the change cannot be patched: rebuild and restart the app
+  4  nothing to patch: no source differs from the base build
+  5  a target refused the patch (check, apply) or the rollback: nothing changed on it
+  6  a rollout failed and every target it patched was rolled back
+`run` exits with the app's own code.";
+
 #[derive(Debug, Parser)]
 #[command(name = "cargo", bin_name = "cargo", version, styles = clap::builder::Styles::styled())]
 pub enum Cargo {
@@ -13,7 +25,7 @@ pub enum Cargo {
 }
 
 #[derive(Debug, Args)]
-#[command(version, about, long_about = None, after_help = crate::exit::EXIT_CODES_HELP)]
+#[command(version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 pub struct HotpatchArgs {
     /// Say more: `watch` also lists the versions running after each patch.
     #[arg(short = 'v', long, global = true)]

@@ -2,28 +2,17 @@
 //! restart" from "a target refused" from "the tool broke"; and how a failed command is reported.
 //!
 //! The codes are listed in the crate's documentation (with the kind each JSON error record names)
-//! and in `--help` ([`EXIT_CODES_HELP`]); [`Exit`] is the one place they are defined.
+//! and in `--help` ([`EXIT_CODES_HELP`](crate::cli::EXIT_CODES_HELP), which a test keeps in step
+//! with [`Exit`]); [`Exit`] is the one place they are defined.
 //!
 //! `run` exits with the app's own code. A closed stdout (`history | head -1`) is not a failure:
 //! the command stops quietly with 0, as ripgrep does.
 
 use std::io::Write as _;
 
-use crate::patch::NotPatchable;
+use crate::patch::{NotPatchable, Refusal};
 use crate::remote::codec::Refused;
 use crate::shell::StdoutClosed;
-
-/// The documented exit codes, for `--help`.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success
-  1  the tool failed (the error and its causes are printed)
-  2  the command line could not be parsed
-  3  the change cannot be patched: rebuild and restart the app
-  4  nothing to patch: no source differs from the base build
-  5  a target refused the patch (check, apply) or the rollback: nothing changed on it
-  6  a rollout failed and every target it patched was rolled back
-`run` exits with the app's own code.";
 
 /// A kind of outcome, with its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +90,7 @@ pub fn fail(error: &anyhow::Error, json: bool) -> i32 {
             "reason": "error",
             "kind": exit.kind(),
             "exit_code": exit.code(),
+            "refusal": refusal_of(error).map(Refusal::kind),
             "message": error.to_string(),
             "causes": error.chain().skip(1).map(|c| c.to_string()).collect::<Vec<_>>(),
         });
@@ -108,6 +98,16 @@ pub fn fail(error: &anyhow::Error, json: bool) -> i32 {
         let _ = writeln!(std::io::stdout().lock(), "{record}");
     }
     exit.code()
+}
+
+/// Why a change cannot be patched, when that is what `error` says.
+fn refusal_of(error: &anyhow::Error) -> Option<&Refusal> {
+    error
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<NotPatchable>() {
+            Some(NotPatchable::NeedsRestart(refusal)) => Some(refusal),
+            _ => None,
+        })
 }
 
 /// Prints an error and its causes the way cargo does.
@@ -121,6 +121,7 @@ pub fn print_error(error: &anyhow::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::EXIT_CODES_HELP;
     use anyhow::Context as _;
 
     #[test]

@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::PatchFile;
 
 pub use changes::remember_base_functions;
-pub use refusal::NotPatchable;
+pub use refusal::{NotPatchable, Refusal};
 
 use crate::host::{BaseRecord, CrateRecord, HostFacts};
 use compile::warm::WarmCompilers;
