@@ -9,9 +9,11 @@ use std::path::Path;
 
 use hotreload_runtime::wire::protocol::{PatchReport, StatusReport};
 
+use hotreload_runtime::wire::patch_file::short_id;
+
 use crate::cli::MessageFormat;
 use crate::patch::BuiltPatch;
-use crate::shell::{short_id, status};
+use crate::shell::status;
 
 /// A process's answer to a check, apply or rollback: a status line with the verb, then each
 /// function and state type it changed (or would change).

@@ -32,11 +32,6 @@ pub fn error_line(message: impl Display) {
     }
 }
 
-/// The first 12 hex digits of an id (build id, patch id), as shown to people.
-pub fn short_id(id: &str) -> &str {
-    &id[..12.min(id.len())]
-}
-
 /// Stdout was closed by its reader (`cargo hotpatch history | head -1`): not a failure.
 #[derive(Debug, thiserror::Error)]
 #[error("stdout was closed by its reader")]

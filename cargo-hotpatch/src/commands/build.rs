@@ -2,6 +2,8 @@
 
 use anyhow::Context as _;
 
+use hotreload_runtime::wire::patch_file::short_id;
+
 use crate::cli::{BuildArgs, MessageFormat};
 use crate::host::BaseRecord;
 use crate::host::HostFacts;
@@ -9,7 +11,7 @@ use crate::host::{self, HotpatchDirs};
 use crate::patch::signing;
 use crate::patch::{self, BuiltPatch};
 use crate::report::print_patch_built;
-use crate::shell::{short_id, status, to_stdout};
+use crate::shell::{status, to_stdout};
 
 /// Builds (and signs) the patch, then says what it holds and what applying it will migrate.
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {

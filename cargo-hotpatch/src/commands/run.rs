@@ -2,10 +2,12 @@
 
 use anyhow::Context as _;
 
+use hotreload_runtime::wire::patch_file::short_id;
+
 use crate::cli::RunArgs;
 use crate::host::{self, HotpatchDirs};
 use crate::remote::app_link::{app_command, AppLink};
-use crate::shell::{short_id, status};
+use crate::shell::status;
 
 /// Builds, records and runs the app; returns its exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use hotreload_runtime::wire::patch_file::short_id;
+
 use crate::host::{BaseRecord, HostLocalData};
 use crate::object::read::data_offsets;
 use crate::patch::redirect::static_name;
@@ -31,10 +33,7 @@ struct Origin {
 impl Introduced {
     pub fn load(base: &BaseRecord, work_dir: &Path) -> Self {
         let id = &base.identity.build_id;
-        let file = work_dir.join(format!(
-            "introduced-statics.{}.json",
-            &id[..12.min(id.len())]
-        ));
+        let file = work_dir.join(format!("introduced-statics.{}.json", short_id(id)));
         let statics = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())

@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request};
 
 use super::codec::{self, Peer};
-use crate::shell::{short_id, status, warning};
+use hotreload_runtime::wire::patch_file::short_id;
+
+use crate::shell::{status, warning};
 
 /// The environment variable the app's runtime reads.
 pub const TOOL_SOCKET_ENV: &str = "HOTRELOAD_TOOL_SOCKET";

@@ -10,17 +10,15 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
+use hotreload_runtime::wire::patch_file::short_id;
+
 use crate::host::{BaseRecord, CrateRecord, HostFacts};
 use crate::patch::compile::compile_quietly;
 
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
 fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = &base.identity.build_id;
-    work_dir.join(format!(
-        "{}.{}.functions.json",
-        record.name,
-        &id[..12.min(id.len())]
-    ))
+    work_dir.join(format!("{}.{}.functions.json", record.name, short_id(id)))
 }
 
 /// How many builds' remembered functions of a crate are kept: every rebuild and restart is a
