@@ -24,7 +24,7 @@ pub mod tool;
 use std::time::Duration;
 
 pub use app::RunningApp;
-pub use control::{hello, patch_id, request};
+pub use control::{hello, patch_id};
 pub use fixture::{copy_dir, patchable_copy, Fixture};
 pub use process::{
     children_of, collect_output, parent_of, read_lines, read_timed_lines, spawn_app,

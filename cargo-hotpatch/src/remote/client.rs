@@ -39,7 +39,7 @@ pub fn status(socket: &Path) -> anyhow::Result<StatusReport> {
 }
 
 /// Sends one request and returns the reply; an error reply becomes a [`codec::Refused`].
-fn request(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
+pub fn request(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
     let stream = UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot connect to the control socket {}; is the app running with `hotreload_runtime::init()`?",

@@ -5,5 +5,5 @@
 //! The codec is public so that the end-to-end kit speaks the protocol through the same code.
 
 pub(crate) mod app_link;
-pub(crate) mod client;
+pub mod client;
 pub mod codec;
