@@ -1,7 +1,8 @@
 //! The exit codes a command line alone decides: an unparsable one exits with 2, and `--help`
-//! lists the documented codes. The codes that need a process (3 needs-restart, 5 a target
-//! refused, 6 rolled back, and 0 on a closed stdout) are checked where real apps run: the
-//! refusals in `patch.rs`, `gateway.rs` and `release.rs`, the targets in `rollout.rs`, `patch.rs`.
+//! lists the documented codes. The codes that need a running app are checked where one runs:
+//! 3 (needs-restart, with each refusal kind) in `patch.rs`, `gateway.rs` and `release.rs`;
+//! 5 (a target refused) in `rollout.rs` and `patch.rs`; 6 (rolled back) in `rollout.rs`; and a
+//! closed stdout ending quietly with 0 in `patch.rs`.
 
 use std::process::Command;
 
