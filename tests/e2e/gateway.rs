@@ -222,11 +222,9 @@ fn a_layout_change_without_a_version_bump_is_refused(fixture: &Fixture) {
         "    pub notes: Vec<String>,\n}",
         "    pub notes: Vec<String>,\n    pub flags: u32,\n}",
     );
-    fixture.build_refused("unbumped.hotpatch").stderr_names(&[
-        "gateway::Session",
-        "version stayed 1",
-        "raise it",
-    ]);
+    fixture
+        .build_refused("unbumped.hotpatch", "state-version-kept")
+        .stderr_names(&["gateway::Session", "version stayed 1", "raise it"]);
     fixture.replace_file("gateway/src/lib.rs", &v1);
 }
 
@@ -599,10 +597,12 @@ fn a_plain_enum_held_by_sessions_changes_with_the_session_s_version() {
         "gateway/src/lib.rs",
         &V2.replace(tier_v2, "    Free,\n    Pro,\n    Enterprise,\n}"),
     );
-    fixture.build_refused("unbumped.hotpatch").stderr_names(&[
-        "`gateway::Tier` changed",
-        "raise `gateway::Session`'s version",
-    ]);
+    fixture
+        .build_refused("unbumped.hotpatch", "held-type-changed")
+        .stderr_names(&[
+            "`gateway::Tier` changed",
+            "raise `gateway::Session`'s version",
+        ]);
 
     // With `Session` at version 3 the sessions are rebuilt with the new `Tier`.
     fixture.replace_file("gateway/src/lib.rs", V3);

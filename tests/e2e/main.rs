@@ -11,6 +11,7 @@
 //! one at a time, in this binary or any other process. The release test holds the dev directory
 //! too, so its optimised first build never competes with a dev test's.
 
+mod exit_codes;
 mod fixture_lock;
 mod gateway;
 mod patch;

@@ -4,9 +4,13 @@
 //! The fixture app and how its output is checked are described in the kit (`tests/kit/lib.rs`,
 //! `tests/kit/ticks.rs`).
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
-use hotreload_tests::{locations, patch_id, Fixture, PatchFile, Profile, RunningApp, StatusReport};
+use hotreload_tests::{
+    locations, patch_id, pipe_without_reader, Fixture, PatchFile, Profile, RunningApp, StatusReport,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
@@ -27,6 +31,7 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     let ids = [patch_id(&p2), patch_id(&p3), patch_id(&p4)];
     status_shows_each_function_s_patch(&status, &mut app, &ids);
     history_lists_the_commits(&fixture);
+    a_closed_stdout_ends_history_quietly(&fixture);
     status_lists_the_patches_and_their_commits(&status, &ids);
     // 5. Rollbacks: v3, v2, then the base's v1.
     rollbacks_return_to_the_base(&fixture, &mut app);
@@ -168,6 +173,28 @@ fn history_lists_the_commits(fixture: &Fixture) {
     );
 }
 
+/// `history | head -0`: the reader is gone before the tool writes anything; the tool stops
+/// quietly with exit code 0 instead of panicking or reporting an error.
+fn a_closed_stdout_ends_history_quietly(fixture: &Fixture) {
+    let mut child = fixture
+        .tool_command(&["history", "--target", fixture.socket().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(pipe_without_reader())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting `cargo hotpatch history`");
+    let mut errors = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{errors}");
+    assert!(errors.is_empty(), "expected a quiet exit, got:\n{errors}");
+}
+
 fn status_lists_the_patches_and_their_commits(status: &StatusReport, ids: &[String; 3]) {
     let listed: Vec<&str> = status.patches.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
@@ -245,7 +272,7 @@ fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
         "pub fn fail() -> u64",
     );
     fixture
-        .build_refused("signature.hotpatch")
+        .build_refused("signature.hotpatch", "hot-signature-changed")
         .stderr_names(&["logic::fail", "restart"]);
     fixture.edit(
         "logic/src/lib.rs",
@@ -267,7 +294,7 @@ fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
         "        spawned: SPAWNED.load(Ordering::SeqCst),\n        extra: 0,\n",
     );
     fixture
-        .build_refused("layout.hotpatch")
+        .build_refused("layout.hotpatch", "layout-changed")
         .stderr_names(&["logic::Report", "layout", "restart"]);
     fixture.edit("logic/src/lib.rs", "    pub extra: u8,\n", "");
     fixture.edit("logic/src/lib.rs", "        extra: 0,\n", "");
@@ -280,17 +307,24 @@ fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
         "format!(\"<{value}>\")",
         "format!(\"[{value}]\")",
     );
-    fixture.build_refused("generic.hotpatch").stderr_names(&[
-        "logic::describe",
-        "`app`",
-        "restart",
-    ]);
+    fixture
+        .build_refused("generic.hotpatch", "copied-item-changed")
+        .stderr_names(&["logic::describe", "`app`", "restart"]);
     fixture.edit(
         "logic/src/lib.rs",
         "format!(\"[{value}]\")",
         "format!(\"<{value}>\")",
     );
     app.expect_serving("v1", "after the refused change of a generic function");
+
+    // 6a'''. The app's binary crate changed: only libraries are patched, so the patch is refused,
+    // naming the crate, its type and the changed file.
+    fixture.edit("app/src/main.rs", ".unwrap_or(50)", ".unwrap_or(60)");
+    fixture
+        .build_refused("binary.hotpatch", "binary-crate-changed")
+        .stderr_names(&["`app` (bin)", "app/src/main.rs", "restart"]);
+    fixture.edit("app/src/main.rs", ".unwrap_or(60)", ".unwrap_or(50)");
+    app.expect_serving("v1", "after the refused change of the binary crate");
 }
 
 fn bad_patch_files_are_refused(fixture: &Fixture, app: &mut RunningApp, p2: &Path) {
@@ -367,6 +401,9 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     rolling_both_back_keeps_the_state(&fixture, &mut app);
     a_patch_introduces_a_private_static(&fixture, &mut app);
     the_next_patch_reaches_the_introduced_static(&fixture, &mut app);
+    a_pointer_to_a_private_static_in_data_is_refused(&fixture, &mut app);
+    a_patch_introduces_a_private_thread_local(&fixture, &mut app);
+    the_next_patch_reaching_the_introduced_thread_local_is_refused(&fixture, &mut app);
 }
 
 fn a_patch_adds_to_the_host_s_private_static(fixture: &Fixture, app: &mut RunningApp) {
@@ -476,6 +513,76 @@ fn the_next_patch_reaches_the_introduced_static(fixture: &Fixture, app: &mut Run
     );
 }
 
+fn a_pointer_to_a_private_static_in_data_is_refused(fixture: &Fixture, app: &mut RunningApp) {
+    // A static holding the address of the host's private static: the patch's copy of that
+    // pointer would point at the patch's copy of the count, and data cannot be redirected, so
+    // the patch is refused (at opt-level 0 too), naming the static, its user and why.
+    let before = fixture.read("counter/src/lib.rs");
+    fixture.edit(
+        "counter/src/lib.rs",
+        "static ADDED: AtomicU64",
+        "static ALIAS: &AtomicU64 = &PRIVATE_COUNT;\nstatic ADDED: AtomicU64",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
+        "ALIAS.fetch_add(1, Ordering::SeqCst) + 1 +",
+    );
+    fixture
+        .build_refused("alias.hotpatch", "private-static-would-fork")
+        .stderr_names(&[
+            "`counter::count`",
+            "`counter::PRIVATE_COUNT`",
+            "a pointer to it is stored in data",
+            "refused",
+        ]);
+    fixture.replace_file("counter/src/lib.rs", &before);
+    app.expect_serving("v1", "after refusing a pointer to a private static in data");
+}
+
+fn a_patch_introduces_a_private_thread_local(fixture: &Fixture, app: &mut RunningApp) {
+    // A private thread-local a patch introduces cannot be redirected into that patch's library:
+    // the patch applies with its own thread-local (which leaves the count as it steps).
+    fixture.edit(
+        "counter/src/lib.rs",
+        "static ADDED: AtomicU64",
+        "thread_local! {\n    static FRESH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };\n}\nstatic ADDED: AtomicU64",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "ADDED.fetch_add(2000, Ordering::SeqCst)",
+        "ADDED.fetch_add(2000, Ordering::SeqCst) + FRESH.with(|fresh| { fresh.set(fresh.get() + 1); 0 })",
+    );
+    let introducing = fixture.build_patch("fresh.hotpatch");
+    fixture.apply(&introducing).success();
+    app.expect_serving("v1", "after a patch that introduces a thread-local");
+}
+
+fn the_next_patch_reaching_the_introduced_thread_local_is_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+) {
+    // The next (cumulative) patch would get a fresh copy of that thread-local instead of the
+    // running one: refused, naming it and its user.
+    fixture.edit(
+        "counter/src/lib.rs",
+        "fresh.set(fresh.get() + 1)",
+        "fresh.set(fresh.get() + 2)",
+    );
+    fixture
+        .build_refused("fresh-again.hotpatch", "introduced-static-would-fork")
+        .stderr_names(&[
+            "`counter::count`",
+            "`counter::FRESH`",
+            "an earlier patch introduced",
+            "restart",
+        ]);
+    app.expect_serving(
+        "v1",
+        "after refusing a patch that reaches an introduced thread-local",
+    );
+}
+
 #[test]
 fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
     let mut fixture = Fixture::new(locations!(), Profile::Dev);
@@ -517,6 +624,18 @@ fn a_process_that_trusts_a_key_applies_only_patches_it_signed() {
         .apply(&unsigned)
         .failure()
         .stderr_names(&["`authenticity`", "not signed"]);
+    // `check` of it: exit code 5, a target refused, named in the final JSON record.
+    fixture
+        .tool(&[
+            "check",
+            unsigned.to_str().unwrap(),
+            "--message-format",
+            "json",
+            "--target",
+            fixture.socket().to_str().unwrap(),
+        ])
+        .target_refused()
+        .stderr_names(&["refused at step `authenticity`", "not signed"]);
     let (strangers, built) = fixture.build_with(
         "strangers.hotpatch",
         &["--sign", other_key.to_str().unwrap()],

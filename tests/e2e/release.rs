@@ -256,8 +256,9 @@ fn every_patch_rolls_back(fixture: &Fixture, app: &mut RunningApp, mut applied: 
 
 /// Builds a patch of the current sources, which reach the private item `item` of `krate`.
 ///
-/// Either the build is refused, naming `item` and why, and the app keeps running, or it builds a
-/// patch of `krate` that this applies (the caller then checks that the item is shared).
+/// Either the build is refused (exit code 3, its JSON record naming `private-static-would-fork`),
+/// naming `item` and why, and the app keeps running, or it builds a patch of `krate` that this
+/// applies (the caller then checks that the item is shared).
 fn build_shared_or_refused(
     fixture: &Fixture,
     app: &mut RunningApp,
@@ -265,7 +266,7 @@ fn build_shared_or_refused(
     item: &str,
 ) -> Outcome {
     let file = format!("{krate}.hotpatch");
-    let (path, output) = fixture.build(&file);
+    let (path, output) = fixture.build_with(&file, &["--message-format", "json"]);
     if output.succeeded() {
         let manifest = patch_manifest(&path);
         assert!(
@@ -276,7 +277,8 @@ fn build_shared_or_refused(
         fixture.apply(&path).success();
         return Outcome::Shared;
     }
-    let output = output.failure();
+    // Refused as needing a restart, because a private static would fork.
+    let output = output.needs_restart("private-static-would-fork");
     assert!(
         !path.exists(),
         "a refused `build` still wrote {}",

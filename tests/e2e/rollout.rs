@@ -1,5 +1,6 @@
 //! End to end: one patch file rolled out to three running instances of the same build, in
-//! batches with a health command; a failing health check rolls the rollout back.
+//! batches with a health command; a failing health check rolls the rollout back (exit code 6),
+//! and a patch a target refuses is applied nowhere (exit code 5).
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -113,7 +114,8 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
     fixture.edit("logic/src/lib.rs", "\"v2\"", "\"v3\"");
     fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
     let v3 = fixture.build_patch("v3.hotpatch");
-    let failed = apply(&v3, "exit 1").failure();
+    // Exit code 6: the rollout failed and what it patched was rolled back.
+    let failed = apply(&v3, "exit 1").exit_code(6);
     assert!(
         failed.stdout.contains("rolled back") && failed.stdout.contains("untouched"),
         "the summary says what was rolled back and what was never touched: {}",
@@ -130,7 +132,25 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
     let foreign = PatchFile::new(foreign.manifest, foreign.library);
     let foreign_path = fixture.root().join("foreign.hotpatch");
     std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
-    let refused = apply(&foreign_path, "true").failure();
+    // `check` of it on one target: exit code 5, and with `--message-format json` a final record
+    // naming the kind.
+    let checked = fixture
+        .tool(&[
+            "check",
+            foreign_path.to_str().unwrap(),
+            "--message-format",
+            "json",
+            "--target",
+            &sockets[1],
+        ])
+        .target_refused();
+    assert!(
+        checked.stderr.contains("refused at step `base_build`"),
+        "{}",
+        checked.describe()
+    );
+    // The rollout is refused at its check: exit code 5, nothing applied.
+    let refused = apply(&foreign_path, "true").exit_code(5);
     assert!(
         refused.stderr.contains("nothing was applied"),
         "{}",

@@ -27,8 +27,8 @@ pub use app::RunningApp;
 pub use control::{hello, patch_id};
 pub use fixture::{copy_dir, patchable_copy, Fixture};
 pub use process::{
-    children_of, collect_output, parent_of, read_lines, read_timed_lines, spawn_app,
-    stop_tool_and_app, wait_for_text, waits_for_arguments,
+    children_of, collect_output, parent_of, pipe_without_reader, read_lines, read_timed_lines,
+    spawn_app, stop_tool_and_app, wait_for_text, waits_for_arguments,
 };
 pub use profile::Profile;
 pub use tool::{ToolOutput, ToolRun};

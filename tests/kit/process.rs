@@ -2,6 +2,7 @@
 //! children in `/proc`, and how they are ended.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -9,6 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::{hello, Fixture, NEW_VERSION};
+
+/// The writing end of a pipe whose reader is already gone, for a child's stdout: every write
+/// the child makes fails with a broken pipe (`cmd | head -0`, with `head` gone before `cmd`
+/// writes anything).
+pub fn pipe_without_reader() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors `pipe2` writes.
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(made, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: `pipe2` just opened both descriptors, and nothing else owns them.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    Stdio::from(writer)
+}
 
 /// Everything `output` prints, collected on a thread of its own.
 pub fn collect_output(mut output: impl Read + Send + 'static) -> Arc<Mutex<String>> {

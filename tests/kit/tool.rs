@@ -73,10 +73,12 @@ impl Fixture {
         path
     }
 
-    /// `build` that must fail; returns its output.
-    pub fn build_refused(&self, file: &str) -> ToolOutput {
-        let (path, output) = self.build(file);
-        let output = output.failure();
+    /// `build --message-format json` that must be refused as needing a restart for the reason
+    /// `refusal` (a refusal kind, `layout-changed`): exit code 3, the final JSON record naming
+    /// both, and no file written. Returns its output.
+    pub fn build_refused(&self, file: &str, refusal: &str) -> ToolOutput {
+        let (path, output) = self.build_with(file, &["--message-format", "json"]);
+        let output = output.needs_restart(refusal);
         assert!(
             !path.exists(),
             "a refused `build` still wrote {}",
@@ -164,6 +166,78 @@ impl ToolOutput {
             self.describe()
         );
         self
+    }
+
+    /// Asserts that it exited with `code`.
+    pub fn exit_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}: {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// The final record a failed command prints on stdout with `--message-format json`:
+    /// `{"reason":"error","kind":..,"exit_code":..,"refusal":..,..}`. Asserts that it is one and
+    /// that its `exit_code` is the process's.
+    pub fn error_record(&self) -> serde_json::Value {
+        let last = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty());
+        let record: serde_json::Value = last
+            .and_then(|line| serde_json::from_str(line).ok())
+            .unwrap_or_else(|| panic!("expected a final JSON record: {}", self.describe()));
+        assert_eq!(
+            record["reason"],
+            "error",
+            "the final record is an error: {}",
+            self.describe()
+        );
+        assert_eq!(
+            record["exit_code"].as_i64(),
+            self.code.map(i64::from),
+            "the record's exit code is the process's: {}",
+            self.describe()
+        );
+        record
+    }
+
+    /// Asserts that it exited with 3, the change needing a restart, and that (run with
+    /// `--message-format json`) its final record names that kind and the reason `refusal`.
+    pub fn needs_restart(self, refusal: &str) -> Self {
+        let output = self.exit_code(3);
+        let record = output.error_record();
+        assert_eq!(
+            record["kind"],
+            "needs-restart",
+            "the record's kind: {}",
+            output.describe()
+        );
+        assert_eq!(
+            record["refusal"],
+            refusal,
+            "the record's refusal: {}",
+            output.describe()
+        );
+        output
+    }
+
+    /// Asserts that it exited with 5, a target refusing, and that (run with
+    /// `--message-format json`) its final record names that kind.
+    pub fn target_refused(self) -> Self {
+        let output = self.exit_code(5);
+        let record = output.error_record();
+        assert_eq!(
+            record["kind"],
+            "target-refused",
+            "the record's kind: {}",
+            output.describe()
+        );
+        output
     }
 
     /// Asserts that stderr mentions each of `needles`.
