@@ -4,10 +4,12 @@
 //! slot and calls what it holds; the user's body moves to an "original" function whose address the
 //! slot starts with. Free functions keep their original nested in the wrapper; methods keep it in
 //! a hidden helper trait implemented for the impl's type, since nested items cannot name `Self`.
+//! A method of an impl block that cannot sit in a slot (generic, `impl Trait`, `const fn`, ...)
+//! is left as written: an ordinary method beside the hot ones.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, ToTokens};
-use syn::{FnArg, Ident, ImplItem, ItemFn, ItemImpl, Pat};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat};
 
 use crate::ast::{self, HotFn, Input};
 use crate::attr::Args;
@@ -81,28 +83,30 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
         trait_path: item.trait_.as_ref().map(|(_, path, _)| path),
     };
     let mut hot_methods = Vec::new();
+    let mut is_hot = Vec::new();
+    let mut cold_reasons = Vec::new();
     for method in ast::methods(&item) {
-        let mut method_args = Args {
-            not_send: args.not_send.clone(),
-        };
-        for attr in method.attrs.iter().filter(|attr| ast::is_hot_attr(attr)) {
-            let parsed = match &attr.meta {
-                syn::Meta::Path(_) => Ok(Args::default()),
-                syn::Meta::List(list) => syn::parse2::<Args>(list.tokens.clone()),
-                syn::Meta::NameValue(_) => {
-                    Err(syn::Error::new_spanned(attr, crate::attr::ACCEPTED))
-                }
-            };
-            match parsed {
-                Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,
-                Ok(_) => {}
-                Err(error) => errors.push(error),
+        let (method_args, marked_hot) = method_args(&args, method, &mut errors);
+        // A method that cannot sit in a slot stays an ordinary method, unless its own `#[hot]`
+        // asks for it to be hot: then it is refused like a lone function.
+        let mut reasons = Vec::new();
+        valid::check_signature(&method.sig, &mut reasons);
+        is_hot.push(reasons.is_empty());
+        if !reasons.is_empty() {
+            if marked_hot {
+                errors.extend(reasons);
+            } else {
+                cold_reasons.extend(reasons);
             }
+            continue;
         }
         let hot = HotFn::method(method, context, method_args);
-        valid::check_signature(hot.sig, &mut errors);
         check_send_args(&hot, &mut errors);
         hot_methods.push(hot);
+    }
+    if hot_methods.is_empty() && errors.is_empty() {
+        errors.push(valid::nothing_hot(&item, cold_reasons.is_empty()));
+        errors.extend(cold_reasons);
     }
     if !errors.is_empty() {
         return with_errors(strip_inner_hot(item.to_token_stream()), errors);
@@ -124,11 +128,13 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
 
     let mut out_impl = item.clone();
     let mut wrappers = wrappers.into_iter();
-    for impl_item in &mut out_impl.items {
-        if let ImplItem::Fn(_) = impl_item {
-            if let Some(wrapper) = wrappers.next() {
-                *impl_item = ImplItem::Verbatim(wrapper);
-            }
+    let methods = out_impl
+        .items
+        .iter_mut()
+        .filter(|impl_item| matches!(impl_item, ImplItem::Fn(_)));
+    for (impl_item, _) in methods.zip(is_hot).filter(|(_, hot)| *hot) {
+        if let Some(wrapper) = wrappers.next() {
+            *impl_item = ImplItem::Verbatim(wrapper);
         }
     }
     quote! {
@@ -145,6 +151,28 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
             #(#originals)*
         }
     }
+}
+
+/// A method's own `#[hot(...)]` arguments (the block's otherwise), and whether it carries `#[hot]`.
+fn method_args(block: &Args, method: &ImplItemFn, errors: &mut Vec<syn::Error>) -> (Args, bool) {
+    let mut method_args = Args {
+        not_send: block.not_send.clone(),
+    };
+    let mut marked_hot = false;
+    for attr in method.attrs.iter().filter(|attr| ast::is_hot_attr(attr)) {
+        marked_hot = true;
+        let parsed = match &attr.meta {
+            syn::Meta::Path(_) => Ok(Args::default()),
+            syn::Meta::List(list) => syn::parse2::<Args>(list.tokens.clone()),
+            syn::Meta::NameValue(_) => Err(syn::Error::new_spanned(attr, crate::attr::ACCEPTED)),
+        };
+        match parsed {
+            Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,
+            Ok(_) => {}
+            Err(error) => errors.push(error),
+        }
+    }
+    (method_args, marked_hot)
 }
 
 /// The original's name carries the slot type's fingerprint, so `cargo hotpatch` can tell from

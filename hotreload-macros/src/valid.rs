@@ -1,5 +1,6 @@
 //! Checks that a function can sit in a table slot; reports what cannot, on the user's tokens.
 
+use quote::quote;
 use syn::visit::{self, Visit};
 use syn::{FnArg, GenericParam, ItemImpl, ReturnType, Signature};
 
@@ -87,7 +88,7 @@ pub fn check_not_lone_method(sig: &Signature, errors: &mut Vec<syn::Error>) {
         .any(|input| matches!(input, FnArg::Typed(t) if mentions_self_type(&t.ty)))
         || matches!(&sig.output, ReturnType::Type(_, ty) if mentions_self_type(ty));
     if receiver.is_some() || mentions_self {
-        let message = "#[hot] on a method belongs on its `impl` block (`#[hot] impl Type { ... }`), which names the type the table slot needs; every method of that block becomes hot";
+        let message = "#[hot] on a method belongs on its `impl` block (`#[hot] impl Type { ... }`), which names the type the table slot needs; every method of that block that can sit in a slot becomes hot";
         match receiver {
             Some(receiver) => errors.push(syn::Error::new_spanned(receiver, message)),
             None => errors.push(syn::Error::new_spanned(&sig.ident, message)),
@@ -115,6 +116,18 @@ pub fn check_impl(item: &ItemImpl, errors: &mut Vec<syn::Error>) {
             "a negative impl has no methods to make #[hot]",
         ));
     }
+}
+
+/// A `#[hot]` impl block none of whose methods can be hot: the attribute would do nothing.
+pub fn nothing_hot(item: &ItemImpl, no_methods: bool) -> syn::Error {
+    let (keyword, self_ty) = (&item.impl_token, &item.self_ty);
+    let head = quote!(#keyword #self_ty);
+    let message = if no_methods {
+        "this impl block has no methods to make #[hot]; remove #[hot]"
+    } else {
+        "no method of this impl block can be #[hot] (the reasons follow); remove #[hot] from the block, or make a method fit a table slot"
+    };
+    syn::Error::new_spanned(head, message)
 }
 
 fn mentions_self_type(ty: &syn::Type) -> bool {

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use hotreload_runtime::{hot, Table, Update};
 
-/// The test that replaces `Square::area` and the one that calls it take turns.
+/// The tests that commit to the table and roll back, and the one that calls `Square::area`, take
+/// turns: a rollback undoes the last commit, whoever made it.
 static SQUARE: Mutex<()> = Mutex::new(());
 
 /// Doc comments stay.
@@ -127,6 +128,44 @@ impl std::fmt::Display for Square {
     }
 }
 
+/// A `#[hot]` block with methods that cannot sit in a slot: they stay ordinary methods.
+pub struct Key {
+    name: String,
+}
+
+#[hot]
+impl Key {
+    /// `impl Trait` argument: generic, so not hot.
+    pub fn new(name: impl ToString) -> Self {
+        Key {
+            name: name.to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Generic: not hot.
+    pub fn largest<T: PartialOrd + Copy>(&self, items: &[T]) -> T {
+        items
+            .iter()
+            .copied()
+            .fold(items[0], |a, b| if b > a { b } else { a })
+    }
+
+    /// `const fn`: not hot, and still usable in const contexts.
+    pub const fn limit() -> usize {
+        8
+    }
+
+    pub fn shout(&self) -> String {
+        self.name.to_uppercase()
+    }
+}
+
+const KEY_LIMIT: usize = Key::limit();
+
 #[hot]
 async fn fetch(key: &str, times: usize) -> String {
     let mut out = String::new();
@@ -244,4 +283,43 @@ fn a_typed_replacement_is_checked_against_the_slot_type() {
     assert_eq!(Square(3).area(), 12);
     table.rollback().unwrap();
     assert_eq!(Square(3).area(), 9);
+}
+
+fn shout_v2(key: &Key) -> String {
+    format!("{}!", key.name)
+}
+
+#[test]
+fn methods_that_cannot_be_hot_stay_ordinary_beside_hot_ones() {
+    let _turn = SQUARE.lock().unwrap_or_else(|p| p.into_inner());
+    let key = Key::new(42);
+    assert_eq!(key.name(), "42");
+    assert_eq!(key.largest(&[3, 9, 2]), 9);
+    assert_eq!(KEY_LIMIT, 8);
+    assert_eq!(key.shout(), "42");
+
+    let keys: Vec<String> = hotreload_runtime::functions()
+        .iter()
+        .map(|f| f.key.to_string())
+        .collect();
+    for hot in ["hot_forms::Key::name", "hot_forms::Key::shout"] {
+        assert!(keys.iter().any(|k| k == hot), "{hot} missing from {keys:?}");
+    }
+    for cold in ["new", "largest", "limit"] {
+        let key = format!("hot_forms::Key::{cold}");
+        assert!(!keys.contains(&key), "{key} is not hot: {keys:?}");
+        assert!(hotreload_runtime::function(&key).is_err());
+    }
+
+    // The hot ones are replaced through the table as usual; the cold ones are untouched.
+    let table = Table::global();
+    let shout = table.function("hot_forms::Key::shout").unwrap();
+    let update = Update::new("shout v2")
+        .replace(shout, shout_v2 as fn(&Key) -> String)
+        .unwrap();
+    table.commit(update).unwrap();
+    assert_eq!(Key::new("a").shout(), "a!");
+    assert_eq!(Key::new("a").name(), "a");
+    table.rollback().unwrap();
+    assert_eq!(Key::new("a").shout(), "A");
 }

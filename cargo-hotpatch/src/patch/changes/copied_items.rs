@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use quote::ToTokens;
-use syn::{Attribute, Generics, ImplItem, Item, TraitItem};
+use syn::visit::Visit;
+use syn::{Attribute, FnArg, Generics, ImplItem, Item, ReturnType, Signature, TraitItem, Type};
 
 use crate::host::{BaseRecord, CrateRecord};
 
@@ -50,20 +51,25 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
     for item in items {
         match item {
             Item::Fn(function) if !is_hot(&function.attrs) => {
-                let copied = is_generic(&function.sig.generics) || is_inline(&function.attrs);
+                let copied = is_generic(&function.sig) || is_inline(&function.attrs);
                 out.insert(
                     format!("{prefix}{}", function.sig.ident),
                     (copied, function.to_token_stream().to_string()),
                 );
             }
-            Item::Impl(block) if !is_hot(&block.attrs) => {
+            Item::Impl(block) => {
+                let hot_block = is_hot(&block.attrs);
                 let self_ty = block.self_ty.to_token_stream().to_string().replace(' ', "");
-                let generic_block = is_generic(&block.generics);
+                let generic_block = has_type_params(&block.generics);
                 for impl_item in &block.items {
                     if let ImplItem::Fn(method) = impl_item {
-                        let copied = generic_block
-                            || is_generic(&method.sig.generics)
-                            || is_inline(&method.attrs);
+                        // In a `#[hot]` block the methods that fit a slot are behind the table;
+                        // the others stay ordinary methods and are checked like any.
+                        if hot_block && fits_a_slot(&method.sig) {
+                            continue;
+                        }
+                        let copied =
+                            generic_block || is_generic(&method.sig) || is_inline(&method.attrs);
                         out.insert(
                             format!("{prefix}{self_ty}::{}", method.sig.ident),
                             (copied, method.to_token_stream().to_string()),
@@ -94,11 +100,61 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
     }
 }
 
-fn is_generic(generics: &Generics) -> bool {
+/// Type or const parameters, written or as `impl Trait` arguments: each caller's crate
+/// instantiates its own copy.
+fn is_generic(sig: &Signature) -> bool {
+    has_type_params(&sig.generics) || takes_impl_trait(sig)
+}
+
+fn has_type_params(generics: &Generics) -> bool {
     generics
         .params
         .iter()
         .any(|param| !matches!(param, syn::GenericParam::Lifetime(_)))
+}
+
+/// Whether `#[hot]` makes a method of its impl block hot: the rule of `hotreload-macros`'
+/// `valid::check_signature` (no `const`, ABI, variadic, type or const parameters, bounded
+/// lifetimes, `where` clause or `impl Trait`).
+fn fits_a_slot(sig: &Signature) -> bool {
+    let bounded_or_generic = sig.generics.params.iter().any(|param| match param {
+        syn::GenericParam::Lifetime(lifetime) => !lifetime.bounds.is_empty(),
+        _ => true,
+    });
+    let where_clause = sig
+        .generics
+        .where_clause
+        .as_ref()
+        .is_some_and(|clause| !clause.predicates.is_empty());
+    let impl_trait = takes_impl_trait(sig)
+        || matches!(&sig.output, ReturnType::Type(_, ty) if mentions_impl_trait(ty));
+    sig.constness.is_none()
+        && sig.abi.is_none()
+        && sig.variadic.is_none()
+        && !bounded_or_generic
+        && !where_clause
+        && !impl_trait
+}
+
+fn takes_impl_trait(sig: &Signature) -> bool {
+    sig.inputs.iter().any(|input| match input {
+        FnArg::Typed(typed) => mentions_impl_trait(&typed.ty),
+        FnArg::Receiver(_) => false,
+    })
+}
+
+/// An `impl Trait` anywhere in `ty`, but not in a function pointer type's own signature.
+fn mentions_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+        fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 fn is_inline(attrs: &[Attribute]) -> bool {
@@ -151,5 +207,28 @@ mod tests {
         );
         assert!(!found.contains_key("hot_one"));
         assert_eq!(found.get("plain").map(|(copied, _)| *copied), Some(false));
+    }
+
+    #[test]
+    fn impl_trait_arguments_and_cold_methods_of_hot_blocks_are_copied_items() {
+        let found = items(
+            "fn takes_impl(x: impl Into<u64>) {} fn returns_impl() -> impl Fn() { || () }
+             #[hot] impl Key {
+                 fn new(x: impl Into<String>) -> Self { todo!() }
+                 #[inline] const fn limit() -> usize { 8 }
+                 fn hot_method(&self) {}
+                 #[inline] fn inlined_hot(&self) {}
+             }",
+        );
+        let copied: Vec<&str> = found
+            .iter()
+            .filter(|(_, (copied, _))| *copied)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(copied, ["Key::limit", "Key::new", "takes_impl"]);
+        assert_eq!(found.get("returns_impl").map(|(c, _)| *c), Some(false));
+        // The methods of a `#[hot]` block that fit a slot are behind the table, inline or not.
+        assert!(!found.contains_key("Key::hot_method"));
+        assert!(!found.contains_key("Key::inlined_hot"));
     }
 }
