@@ -112,14 +112,6 @@ impl<'a> HotFn<'a> {
     }
 }
 
-/// Whether an attribute is `#[hot]` or `#[hot(...)]` (as used on methods of a `#[hot]` impl).
-pub fn is_hot_attr(attr: &Attribute) -> bool {
-    attr.path()
-        .segments
-        .last()
-        .is_some_and(|segment| segment.ident == "hot")
-}
-
 /// The methods of an impl block, for iteration.
 pub fn methods(item: &ItemImpl) -> impl Iterator<Item = &ImplItemFn> {
     item.items.iter().filter_map(|item| match item {

@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream};
-use syn::Token;
+use syn::{Attribute, ImplItemFn, Token};
 
 /// The arguments of `#[hot(...)]`.
 #[derive(Default)]
@@ -12,6 +12,35 @@ pub struct Args {
 }
 
 pub const ACCEPTED: &str = "unknown #[hot] argument: write `#[hot]`, or `#[hot(?Send)]` on an `async fn` whose future is not `Send`";
+
+impl Args {
+    /// A method's arguments in a `#[hot]` block: its own `#[hot(...)]`'s, else the block's; and
+    /// whether it carries `#[hot]` itself.
+    pub fn of_method(
+        block: &Args,
+        method: &ImplItemFn,
+        errors: &mut Vec<syn::Error>,
+    ) -> (Args, bool) {
+        let mut method_args = Args {
+            not_send: block.not_send.clone(),
+        };
+        let mut marked_hot = false;
+        for attr in method.attrs.iter().filter(|attr| is_hot_attr(attr)) {
+            marked_hot = true;
+            let parsed = match &attr.meta {
+                syn::Meta::Path(_) => Ok(Args::default()),
+                syn::Meta::List(list) => syn::parse2::<Args>(list.tokens.clone()),
+                syn::Meta::NameValue(_) => Err(syn::Error::new_spanned(attr, ACCEPTED)),
+            };
+            match parsed {
+                Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,
+                Ok(_) => {}
+                Err(error) => errors.push(error),
+            }
+        }
+        (method_args, marked_hot)
+    }
+}
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -34,4 +63,12 @@ impl Parse for Args {
             }
         }
     }
+}
+
+/// Whether an attribute is `#[hot]` or `#[hot(...)]` (as used on methods of a `#[hot]` impl).
+pub fn is_hot_attr(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "hot")
 }

@@ -9,10 +9,10 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, ToTokens};
-use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat};
+use syn::{FnArg, Ident, ImplItem, ItemFn, ItemImpl, Pat};
 
 use crate::ast::{self, HotFn, Input};
-use crate::attr::Args;
+use crate::attr::{is_hot_attr, Args};
 use crate::signature::{self, Context, SlotType};
 use crate::valid;
 
@@ -41,7 +41,7 @@ fn strip_inner_hot(input: TokenStream) -> TokenStream {
         Ok(mut item) => {
             for impl_item in &mut item.items {
                 if let ImplItem::Fn(method) = impl_item {
-                    method.attrs.retain(|attr| !ast::is_hot_attr(attr));
+                    method.attrs.retain(|attr| !is_hot_attr(attr));
                 }
             }
             item.into_token_stream()
@@ -86,7 +86,7 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
     let mut is_hot = Vec::new();
     let mut cold_reasons = Vec::new();
     for method in ast::methods(&item) {
-        let (method_args, marked_hot) = method_args(&args, method, &mut errors);
+        let (method_args, marked_hot) = Args::of_method(&args, method, &mut errors);
         // A method that cannot sit in a slot stays an ordinary method, unless its own `#[hot]`
         // asks for it to be hot: then it is refused like a lone function.
         let mut reasons = Vec::new();
@@ -151,28 +151,6 @@ fn expand_impl(args: Args, item: ItemImpl) -> TokenStream {
             #(#originals)*
         }
     }
-}
-
-/// A method's own `#[hot(...)]` arguments (the block's otherwise), and whether it carries `#[hot]`.
-fn method_args(block: &Args, method: &ImplItemFn, errors: &mut Vec<syn::Error>) -> (Args, bool) {
-    let mut method_args = Args {
-        not_send: block.not_send.clone(),
-    };
-    let mut marked_hot = false;
-    for attr in method.attrs.iter().filter(|attr| ast::is_hot_attr(attr)) {
-        marked_hot = true;
-        let parsed = match &attr.meta {
-            syn::Meta::Path(_) => Ok(Args::default()),
-            syn::Meta::List(list) => syn::parse2::<Args>(list.tokens.clone()),
-            syn::Meta::NameValue(_) => Err(syn::Error::new_spanned(attr, crate::attr::ACCEPTED)),
-        };
-        match parsed {
-            Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,
-            Ok(_) => {}
-            Err(error) => errors.push(error),
-        }
-    }
-    (method_args, marked_hot)
 }
 
 /// The original's name carries the slot type's fingerprint, so `cargo hotpatch` can tell from
@@ -415,7 +393,7 @@ fn wrapper(hot: &HotFn, body: TokenStream) -> TokenStream {
             }
         }
     }
-    let attrs = hot.attrs.iter().filter(|attr| !ast::is_hot_attr(attr));
+    let attrs = hot.attrs.iter().filter(|attr| !is_hot_attr(attr));
     let has_inline = hot.attrs.iter().any(|attr| attr.path().is_ident("inline"));
     let inline = (!has_inline).then(|| quote!(#[inline]));
     let vis = hot.vis;

@@ -22,17 +22,54 @@
 //! It goes on:
 //! - free functions: `#[hot] fn f(..)`;
 //! - `impl` blocks, inherent or of a trait: `#[hot] impl Type { .. }` makes every method of the
-//!   block hot (receivers `self`, `&self`, `&mut self`, typed ones like `self: Box<Self>`, or none).
-//!   The attribute goes on the block because the slot needs the type's name, which only the block
-//!   knows; `#[hot]` on a single method says so. Put methods that should not be hot in another block;
+//!   block that can sit in a slot hot (receivers `self`, `&self`, `&mut self`, typed ones like
+//!   `self: Box<Self>`, or none). The attribute goes on the block because the slot needs the
+//!   type's name, which only the block knows; `#[hot]` on a lone method says so. Put methods that
+//!   should not be hot in another block;
 //! - `async fn`, free or in an impl block: the slot holds a function returning a boxed future, so an
 //!   async hot call costs one allocation more than the plain `async fn`. The future must be `Send`;
 //!   `#[hot(?Send)]` (on the function, or on one method of a `#[hot]` impl) lifts that.
 //!
 //! The function reads the same in rustdoc: visibility, attributes, doc comments, `#[must_use]` and
-//! lifetimes stay as written. What cannot sit in one slot is refused at compile time, pointing at
-//! the offending tokens: generic type or const parameters, `impl Trait` arguments or return types,
-//! `const fn`, `extern` functions, generic impl blocks.
+//! lifetimes stay as written. What cannot sit in one slot: generic type or const parameters,
+//! `impl Trait` arguments or return types, bounded lifetime parameters, `where` clauses,
+//! `const fn`, `extern` functions. A lone `#[hot]` function with one of them is refused at
+//! compile time, pointing at the offending tokens; so is a generic impl block.
+//!
+//! In a `#[hot]` impl block, such a method stays an ordinary method, as written, and the rest of
+//! the block is hot: a constructor `fn new(name: impl Into<String>) -> Self` or a generic helper
+//! does not need a block of its own. The rule reads off the signature; to have the compiler
+//! check that a method is hot, put `#[hot]` on the method too (then it is refused like a lone
+//! function), and a block none of whose methods can be hot is refused. At run time
+//! [`functions`] and `cargo hotpatch status` list the hot functions only. An ordinary method is
+//! patched like any function that is not hot: hot code a patch changes calls its new code, and a
+//! change to a generic one is refused (the crates using it hold copies of it).
+//!
+//! ```
+//! use hotreload_runtime::hot;
+//!
+//! pub struct Greeter {
+//!     name: String,
+//! }
+//!
+//! #[hot]
+//! impl Greeter {
+//!     /// Ordinary: an `impl Trait` argument makes it generic.
+//!     pub fn new(name: impl Into<String>) -> Self {
+//!         Greeter { name: name.into() }
+//!     }
+//!
+//!     /// Hot.
+//!     pub fn greet(&self) -> String {
+//!         format!("hello, {}", self.name)
+//!     }
+//! }
+//!
+//! assert_eq!(Greeter::new("ada").greet(), "hello, ada");
+//! let hot: Vec<String> = hotreload_runtime::functions().iter().map(|f| f.key.to_string()).collect();
+//! assert!(hot.iter().any(|key| key.ends_with("Greeter::greet")), "{hot:?}");
+//! assert!(!hot.iter().any(|key| key.ends_with("Greeter::new")), "{hot:?}");
+//! ```
 //!
 //! Within a `#[hot]` trait impl, a method's body is compiled in a hidden helper impl of the same
 //! type, so it names the trait's associated types as `<Type as Trait>::Assoc` rather than

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use hotreload_tests::{
-    locations, patch_id, pipe_without_reader, Fixture, PatchFile, Profile, RunningApp, StatusReport,
+    locations, patch_id, pipe_without_reader, ticks::Tick, Fixture, PatchFile, Profile, RunningApp,
+    StatusReport,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -47,6 +48,34 @@ fn the_base_runs_v1(app: &mut RunningApp) {
     let v1 = app.wait_for_version("v1");
     let before_patch = app.expect_serving("v1", "before any patch");
     assert!(before_patch.steps > v1.steps);
+    edition_is(&before_patch, "v1");
+}
+
+/// `Report::edition` is a hot method of a `#[hot]` block whose other method, `tagged` (an
+/// `impl Into<String>` argument), stays ordinary: it printed `version@steps` through `tagged`.
+fn edition_is(tick: &Tick, version: &str) {
+    assert_eq!(
+        tick.edition,
+        Some(format!("{version}@{}", tick.steps)),
+        "the hot method `Report::edition` runs {version}'s code: {tick:?}"
+    );
+}
+
+/// `<T as Helper>::__hot_original_NAME_FP` is `T::NAME`; `path::f::__hot_original_FP` is `path::f`.
+fn hot_function_name(symbol: &str) -> String {
+    let Some((head, tail)) = symbol.split_once("::__hot_original_") else {
+        return symbol.to_owned();
+    };
+    match head
+        .strip_prefix('<')
+        .and_then(|head| head.split_once(" as "))
+    {
+        Some((self_ty, _)) => {
+            let method = tail.rsplit_once('_').map_or(tail, |(method, _)| method);
+            format!("{self_ty}::{method}")
+        }
+        None => head.to_owned(),
+    }
 }
 
 fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBuf {
@@ -54,19 +83,23 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
     // Compared with cargo's own objects of the base (split into other codegen units), only the
-    // two edited functions changed.
+    // three edited functions changed (not `Report::tagged`, the ordinary method one calls).
     let manifest = PatchFile::parse(&std::fs::read(&p2).unwrap())
         .expect("a patch file")
         .manifest;
-    let changed: Vec<&str> = manifest
+    let mut changed: Vec<String> = manifest
         .changed_functions
         .iter()
-        .map(|name| name.split("::__hot_original_").next().unwrap_or(name))
-        .map(|name| name.split(" as ").next().unwrap_or(name))
+        .map(|name| hot_function_name(name))
         .collect();
+    changed.sort();
     assert_eq!(
         changed,
-        ["<logic::Report", "logic::fail"],
+        [
+            "logic::Report::edition",
+            "logic::Report::fmt",
+            "logic::fail"
+        ],
         "the patch lists exactly the changed functions: {:?}",
         manifest.changed_functions
     );
@@ -85,6 +118,7 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
         "logic::step",
         "logic::fail",
         "<logic::Report as fmt::Display>::fmt",
+        "logic::Report::edition",
     ] {
         assert!(
             checked.stdout.contains(key),
@@ -99,7 +133,8 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
         "`apply` reports what it did: {}",
         applied.describe()
     );
-    app.expect_patched("v2", steps_before);
+    let patched = app.expect_patched("v2", steps_before);
+    edition_is(&patched, "v2");
     p2
 }
 
@@ -118,7 +153,8 @@ fn stacked_patch_applies(fixture: &Fixture, app: &mut RunningApp, from: &str, to
     let patch = fixture.build_patch(&format!("p{}.hotpatch", &to[1..]));
     fixture.apply(&patch).success();
     app.wait_for_version(to);
-    app.expect_serving(to, &format!("after applying {to}"));
+    let serving = app.expect_serving(to, &format!("after applying {to}"));
+    edition_is(&serving, to);
     patch
 }
 
@@ -153,6 +189,23 @@ fn status_shows_each_function_s_patch(
         display.patch.as_deref(),
         Some(ids[2].as_str()),
         "the method runs the last patch's code: {display:?}"
+    );
+    // In the `#[hot]` block with an ordinary method, the hot one is listed and patched; the
+    // ordinary one (`tagged`, generic through `impl Into<String>`) is not in the table.
+    let edition = status
+        .functions
+        .iter()
+        .find(|f| f.key == "logic::Report::edition")
+        .unwrap_or_else(|| panic!("status lists logic::Report::edition: {status:?}"));
+    assert_eq!(
+        edition.patch.as_deref(),
+        Some(ids[2].as_str()),
+        "the hot method beside an ordinary one runs the last patch's code: {edition:?}"
+    );
+    assert!(
+        !status.functions.iter().any(|f| f.key.contains("tagged")),
+        "status lists hot functions only, not the ordinary method `tagged`: {:?}",
+        status.functions
     );
 }
 
@@ -317,7 +370,21 @@ fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
     );
     app.expect_serving("v1", "after the refused change of a generic function");
 
-    // 6a'''. The app's binary crate changed: only libraries are patched, so the patch is refused,
+    // 6a'''. The ordinary method of a `#[hot]` block changed: it is generic (`impl Into<String>`),
+    // so it is refused like `describe`, not half applied.
+    let tagged = "format!(\"{}@{}\", tag.into(), self.steps)";
+    let tagged_v2 = "format!(\"{}#{}\", tag.into(), self.steps)";
+    fixture.edit("logic/src/lib.rs", tagged, tagged_v2);
+    fixture
+        .build_refused("cold-method.hotpatch", "copied-item-changed")
+        .stderr_names(&["logic::Report::tagged", "`app`", "restart"]);
+    fixture.edit("logic/src/lib.rs", tagged_v2, tagged);
+    app.expect_serving(
+        "v1",
+        "after the refused change of an ordinary method of a hot block",
+    );
+
+    // 6a''''. The app's binary crate changed: only libraries are patched, so the patch is refused,
     // naming the crate, its type and the changed file.
     fixture.edit("app/src/main.rs", ".unwrap_or(50)", ".unwrap_or(60)");
     fixture

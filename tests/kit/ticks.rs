@@ -15,6 +15,8 @@ pub struct Tick {
     pub count: u64,
     pub here: u64,
     pub caught: String,
+    /// What `Report::edition`, a hot method of a block that also has an ordinary one, printed.
+    pub edition: Option<String>,
 }
 
 impl Tick {
@@ -27,6 +29,7 @@ impl Tick {
         let mut spawned = None;
         let mut count = None;
         let mut here = None;
+        let mut edition = None;
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=')?;
             match key {
@@ -36,6 +39,7 @@ impl Tick {
                 "spawned" => spawned = value.parse().ok(),
                 "count" => count = value.parse().ok(),
                 "here" => here = value.parse().ok(),
+                "edition" => edition = Some(value.to_owned()),
                 // Fields this test does not check.
                 _ => {}
             }
@@ -48,6 +52,7 @@ impl Tick {
             count: count?,
             here: here?,
             caught,
+            edition,
         })
     }
 }

@@ -36,4 +36,5 @@
 //!   generic. Code compiled against an old version that touches a migrated value gets
 //!   [`StateError::Version`](crate::state::StateError) rather than the value.
 //! - Generic impl blocks, generic functions, `impl Trait` arguments and return types, `const fn`
-//!   and `extern` functions cannot be `#[hot]` (refused at compile time).
+//!   and `extern` functions cannot be `#[hot]` (refused at compile time). In a `#[hot]` impl
+//!   block such methods stay ordinary methods beside the hot ones (see [`#[hot]`](crate#hot)).

@@ -1,6 +1,7 @@
-//! The methods of a `#[hot]` impl block that cannot sit in a slot (the lone-function cases of
-//! `ui/`) stay ordinary methods and keep working, `const fn` in const contexts included; the
-//! rest of the block is hot. `hot_forms.rs` checks which of them the table lists.
+//! Twin of `ui/impl-block-nothing-hot.rs` and `ui/impl-block-method-marked-hot.rs`: the methods
+//! of a `#[hot]` impl block that cannot sit in a slot (the lone-function cases of `ui/`), not
+//! marked `#[hot]` themselves and beside methods that can, stay ordinary methods and keep
+//! working, `const fn` in const contexts included. `hot_forms.rs` checks which the table lists.
 
 use hotreload_runtime::hot;
 

@@ -1,4 +1,5 @@
-//! Twin of `ui/lone-method.rs` and `ui/generic-impl.rs`: `#[hot]` on a concrete impl block.
+//! Twin of `ui/lone-method.rs`, `ui/generic-impl.rs` and `ui/impl-block-empty.rs`: `#[hot]` on a
+//! concrete impl block with methods.
 
 use hotreload_runtime::hot;
 

@@ -145,16 +145,21 @@ fn takes_impl_trait(sig: &Signature) -> bool {
 
 /// An `impl Trait` anywhere in `ty`, but not in a function pointer type's own signature.
 fn mentions_impl_trait(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl Visit<'_> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
-            self.0 = true;
-        }
-        fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
-    }
-    let mut finder = Finder(false);
+    let mut finder = ImplTraitFinder(false);
     finder.visit_type(ty);
     finder.0
+}
+
+struct ImplTraitFinder(bool);
+
+impl Visit<'_> for ImplTraitFinder {
+    fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+        self.0 = true;
+    }
+
+    fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {
+        // Not looked into, as in the macro's own check.
+    }
 }
 
 fn is_inline(attrs: &[Attribute]) -> bool {
