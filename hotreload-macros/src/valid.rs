@@ -6,7 +6,9 @@ use syn::{FnArg, GenericParam, ItemImpl, ReturnType, Signature};
 
 const MOVE_OUT: &str = "make it non-generic, or remove #[hot] and call it from a #[hot] function";
 
-/// Every reason `sig` cannot be hot, as errors on the offending tokens.
+/// Every reason `sig` cannot be hot, as errors on the offending tokens. A method of a `#[hot]`
+/// block with any of them stays an ordinary method; `cargo hotpatch`'s `copied_items::fits_a_slot`
+/// follows the same rule, so keep the two in step.
 pub fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
     if let Some(constness) = &sig.constness {
         errors.push(syn::Error::new_spanned(
