@@ -27,7 +27,8 @@ type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 type Unit<'a> = gimli::Unit<Reader<'a>>;
 
 /// The layouts of the types of `crates` described in the DWARF of a linked binary or library.
-/// `None` when it carries no type information (built without debug info).
+/// `None` without debug information; debug information without types (`debug = 1` or
+/// `"line-tables-only"`) gives no layouts, which the caller tells from the crates' invocations.
 pub fn read(path: &Path, crates: &BTreeSet<String>) -> anyhow::Result<Option<Layouts>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file =
@@ -52,8 +53,7 @@ pub fn read(path: &Path, crates: &BTreeSet<String>) -> anyhow::Result<Option<Lay
     dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
     let units = Units::new(&dwarf).with_context(|| format!("reading {}", path.display()))?;
     let mut layouts = Layouts::new();
-    for index in 0..units.units.len() {
-        let unit = &units.units[index];
+    for unit in &units.units {
         let mut tree = unit.entries_tree(None)?;
         let root = tree.root()?;
         let mut walk = Walk {

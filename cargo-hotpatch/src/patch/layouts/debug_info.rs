@@ -37,22 +37,30 @@ pub fn without_types(invocation: &Invocation) -> Option<String> {
 /// `crates` are not checked and what to set in the profile `profile` to have them checked.
 pub fn warn_unchecked(crates: &[(&CrateRecord, String)], profile: &str) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if crates.is_empty() || WARNED.swap(true, Ordering::Relaxed) {
-        return;
+    if let Some(message) = unchecked_warning(crates, profile) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            crate::shell::warning(message);
+        }
+    }
+}
+
+/// The warning for crates (with their `debug` settings) whose layouts are not checked.
+fn unchecked_warning(crates: &[(&CrateRecord, String)], profile: &str) -> Option<String> {
+    if crates.is_empty() {
+        return None;
     }
     let names = crates
         .iter()
         .map(|(record, setting)| format!("`{}` (debug = {setting})", record.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let section = if profile == "release" || profile == "dev" {
-        format!("[profile.{profile}]")
-    } else {
-        format!("the `{profile}` profile")
+    let section = match profile {
+        "dev" | "release" => format!("`[profile.{profile}]`"),
+        other => format!("the `{other}` profile"),
     };
-    crate::shell::warning(format!(
+    Some(format!(
         "type layouts of {names} are not checked: that debug information describes no types, so a patch changing a type's layout would misread the running process's values; set `debug = true` in {section} to have such patches refused"
-    ));
+    ))
 }
 
 #[cfg(test)]
@@ -66,6 +74,27 @@ mod tests {
             env: Default::default(),
             cwd: "/".into(),
         }
+    }
+
+    #[test]
+    fn the_warning_names_the_crates_their_setting_and_what_to_set() {
+        let record: CrateRecord = serde_json::from_value(serde_json::json!({
+            "name": "logic",
+            "crate_types": ["lib"],
+            "invocation": invocation(&["-C", "debuginfo=line-tables-only"]),
+            "features": [],
+            "sources": {},
+        }))
+        .unwrap();
+        let setting = without_types(&record.invocation).unwrap();
+        let message = unchecked_warning(&[(&record, setting)], "release").unwrap();
+        assert!(
+            message.starts_with(
+                "type layouts of `logic` (debug = \"line-tables-only\") are not checked"
+            ) && message.contains("set `debug = true` in `[profile.release]`"),
+            "{message}"
+        );
+        assert_eq!(unchecked_warning(&[], "release"), None);
     }
 
     #[test]
