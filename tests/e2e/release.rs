@@ -13,6 +13,10 @@
 //! function, is refused at `-O3`: "the optimised code reads it directly".) The test checks
 //! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
 //!
+//! The fixture's release profile keeps full debug information (`debug = true`, as the README asks):
+//! step 1 patches a body-only edit of `logic`, whose types LLVM describes across debug-info units,
+//! and step 1b checks that a real layout change is still refused, naming the type.
+//!
 //! The release fixture builds have a target directory of their own
 //! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this test and the dev ones never share a
 //! cargo lock or the hotpatch state.
@@ -55,6 +59,9 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
 
     // 1. `logic` v1 to v2, built with `build --release` against the release base.
     logic_is_patched_against_the_release_base(&fixture, &mut app, &build_id, &mut applied);
+
+    // 1b. A real layout change is still refused, naming the type, and the app keeps serving.
+    layout_change_is_refused(&fixture, &mut app);
 
     // 2. `counter::count` adds to a private static.
     let counter = private_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
@@ -139,6 +146,34 @@ fn logic_is_patched_against_the_release_base(
     fixture.apply(&p2).success();
     applied.push(Applied::Logic);
     app.expect_patched("v2", steps_before);
+}
+
+/// A field added to `logic::notes::Note`, whose debug information the optimised build spreads
+/// over several units (its members' types in others, `DW_FORM_ref_addr`): the build is refused
+/// as changing that type's layout, and only that type's (`Notes` holds notes behind pointers).
+/// The body-only patch before it checked the other side: no change is seen where there is none.
+fn layout_change_is_refused(fixture: &Fixture, app: &mut RunningApp) {
+    let edits = [
+        (
+            "    pub tags: Vec<Tag>,\n}",
+            "    pub tags: Vec<Tag>,\n    pub seen: u8,\n}",
+        ),
+        (
+            "        tags: tags_of(id),\n",
+            "        tags: tags_of(id),\n        seen: 0,\n",
+        ),
+    ];
+    fixture.edit_all("logic/src/notes.rs", &edits);
+    let output = fixture.build_refused("layout.hotpatch", "layout-changed");
+    output.stderr_names(&["`logic::notes::Note`", "layout", "restart"]);
+    assert!(
+        !output.stderr.contains("more)"),
+        "only `logic::notes::Note` changed: {}",
+        output.describe()
+    );
+    let undo: Vec<_> = edits.iter().map(|(from, to)| (*to, *from)).collect();
+    fixture.edit_all("logic/src/notes.rs", &undo);
+    app.expect_serving("v2", "after the refused layout change");
 }
 
 fn private_static_is_shared_or_refused(

@@ -97,7 +97,7 @@ pub fn build_including(
     })?;
     // The layouts are read from the linked library: its debug information is relocated.
     let states = timings.time(Cost::Analysis, || {
-        layouts::check_layouts(&host, &changed, &library)
+        layouts::check_layouts(&host, &changed, &library, &base.identity.profile)
     })?;
     let redirects = package::static_redirects(
         &library,

@@ -2,6 +2,9 @@
 //! ([`type_layouts`]), with `#[hot_state]` types allowed to change when their version is raised
 //! ([`states`]).
 
+pub mod debug_info;
+#[cfg(test)]
+mod real_objects;
 pub mod states;
 pub mod type_layouts;
 
@@ -20,11 +23,13 @@ use crate::patch::refusal::Refusal;
 /// (read once, then kept in the base record's directory) with the patch library's.
 ///
 /// `#[hot_state]` types are the exception: their values are migrated, provided the version was
-/// raised. Returns the state types of the patch, for its manifest.
+/// raised. Crates whose profile (`profile`) records no types in their debug information are not
+/// checked, and a warning says so. Returns the state types of the patch, for its manifest.
 pub fn check_layouts(
     host: &HostFacts,
     changed: &[&CrateRecord],
     library: &Path,
+    profile: &str,
 ) -> anyhow::Result<Vec<PatchedState>> {
     let base_states = &host.states;
     let patch_states = state_records(library)?;
@@ -36,14 +41,26 @@ pub fn check_layouts(
             layout: record.layout,
         })
         .collect();
-    let Some(host_layouts) = &host.layouts else {
-        crate::shell::warning(
-            "the base build has no debug information, so type layouts cannot be checked; set `debug = true` in the profile to have them checked",
-        );
+    let (checked, unchecked): (Vec<_>, Vec<_>) = changed
+        .iter()
+        .map(|record| (*record, debug_info::without_types(&record.invocation)))
+        .partition(|(_, setting)| setting.is_none());
+    let unchecked: Vec<_> = unchecked
+        .into_iter()
+        .filter_map(|(record, setting)| Some((record, setting?)))
+        .collect();
+    debug_info::warn_unchecked(&unchecked, profile);
+    let host_layouts = host.layouts.as_ref().filter(|_| !checked.is_empty());
+    let Some(host_layouts) = host_layouts else {
+        if !checked.is_empty() {
+            crate::shell::warning(
+                "the base build has no debug information (stripped?), so type layouts cannot be checked; set `debug = true` and `strip = false` in the profile to have them checked",
+            );
+        }
         states::migrated_types(base_states, &patch_states, &[])?;
         return Ok(carried);
     };
-    let crates: BTreeSet<String> = changed.iter().map(|c| c.name.clone()).collect();
+    let crates: BTreeSet<String> = checked.iter().map(|(c, _)| c.name.clone()).collect();
     let Some(now) = dwarf::read(library, &crates)? else {
         return Ok(carried);
     };
