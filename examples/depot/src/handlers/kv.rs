@@ -12,8 +12,8 @@ use crate::store::Value;
 use crate::util::clock::Millis;
 
 /// Answers a key-value command.
-#[hot]
 #[tracing::instrument(level = "debug", skip_all, fields(cmd = command.kind().name()))]
+#[hot]
 pub fn handle(depot: &Depot, command: &Command, now: Millis) -> Reply {
     let store = &depot.store;
     let result: Result<Reply, DepotError> = match command {

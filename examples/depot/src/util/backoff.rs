@@ -227,11 +227,11 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn async_retry_counts_its_attempts() {
         let policy = RetryPolicy {
             attempts: 3,
-            backoff: Backoff::exact(100, 100),
+            backoff: Backoff::exact(1, 1),
         };
         let result: Result<(), RetryError<String>> = retry(
             &policy,
