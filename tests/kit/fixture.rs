@@ -87,7 +87,7 @@ hotreload-runtime = {{ path = {:?} }}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 thiserror = "2"
-tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
+tokio = {{ version = "1", features = {TOKIO_FEATURES:?} }}
 tracing = "0.1"
 tracing-subscriber = {{ version = "0.3", default-features = false, features = ["fmt", "std"] }}
 "#,
@@ -191,6 +191,19 @@ tracing-subscriber = {{ version = "0.3", default-features = false, features = ["
         self.replace_file(file, &text);
     }
 }
+
+/// tokio's features in an example's fixture workspace: every feature any example enables, so the
+/// fixtures of all examples share one tokio build in their target directory (features unify per
+/// workspace, and each fixture is a workspace of its own).
+const TOKIO_FEATURES: [&str; 7] = [
+    "rt-multi-thread",
+    "macros",
+    "time",
+    "net",
+    "io-util",
+    "sync",
+    "signal",
+];
 
 /// Holds `target_dir` in `at`'s scratch directory, and for a release fixture the dev fixtures'
 /// directory first: its first build (tokio at `-O3`) would otherwise compete for the cores with a
