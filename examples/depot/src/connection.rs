@@ -121,12 +121,8 @@ impl Connection {
 
     async fn run(&mut self) -> std::io::Result<CloseReason> {
         loop {
-            let reason = match self.phase {
-                Phase::Serving | Phase::Subscribed => self.read_or_forward().await?,
-                Phase::Waiting => unreachable!("a wait is served inside `handle_line`"),
-                Phase::Closing => Some(CloseReason::Quit),
-            };
-            if let Some(reason) = reason {
+            if let Some(reason) = self.read_or_forward().await? {
+                self.phase = Phase::Closing;
                 self.writer.flush().await?;
                 return Ok(reason);
             }
