@@ -1,5 +1,6 @@
 //! The end-to-end tests of `cargo hotpatch`: build a fixture workspace (`tests/fixtures/patchable`
-//! or a copy of `examples/gateway`), run it under the tool, patch it, and check what it does.
+//! or a copy of `examples/gateway` or `examples/depot`), run it under the tool, patch it, and
+//! check what it does.
 //!
 //! One test binary with a module per feature, as nextest keeps its own: the kit
 //! (`hotreload-tests`'s library) and the tests link once, instead of once per file.
@@ -11,6 +12,7 @@
 //! one at a time, in this binary or any other process. The release test holds the dev directory
 //! too, so its optimised first build never competes with a dev test's.
 
+mod depot;
 mod exit_codes;
 mod fixture_lock;
 mod gateway;

@@ -1,4 +1,4 @@
-//! Fixture workspaces: a copy of `tests/fixtures/patchable` or of `examples/gateway` in a
+//! Fixture workspaces: a copy of `tests/fixtures/patchable` or of an example app in a
 //! temporary directory, the target directory its builds share with the other runs of the same
 //! kind (held through [`TargetLock`] while the fixture lives), and edits of its sources.
 
@@ -43,13 +43,33 @@ impl Fixture {
     /// A workspace of its own in a temporary directory holding a copy of `examples/gateway`,
     /// built into the same target directory as the fixture of `profile`.
     pub fn gateway(at: Locations, profile: Profile) -> Self {
+        let mut fixture = Self::example(at, profile, "gateway", "hotpatch-gw-");
+        // Under `run` and `watch`, on a free port: it says which on its first line.
+        fixture.set_env("GATEWAY_ADDR", "127.0.0.1:0");
+        fixture
+    }
+
+    /// A workspace of its own holding a copy of `examples/depot` (the realistic service: tokio,
+    /// tracing, serde), built into the same target directory as the fixture of `profile`. It
+    /// listens on a free port (its first line says which) and keeps no snapshot unless the test
+    /// sets `DEPOT_SNAPSHOT`.
+    pub fn depot(at: Locations, profile: Profile) -> Self {
+        let mut fixture = Self::example(at, profile, "depot", "hotpatch-depot-");
+        fixture.set_env("DEPOT_LISTEN", "127.0.0.1:0");
+        fixture.set_env("DEPOT_SNAPSHOT", "");
+        fixture
+    }
+
+    /// A workspace in a temporary directory named `prefix...` holding a copy of
+    /// `examples/NAME` as its one member, with the workspace dependencies the examples use.
+    fn example(at: Locations, profile: Profile, name: &'static str, prefix: &str) -> Self {
         let locks = lock_target(at, profile, profile.target_dir());
-        let dir = temporary_dir("hotpatch-gw-");
+        let dir = temporary_dir(prefix);
         copy_dir(
-            &workspace_root().join("examples/gateway"),
-            &dir.path().join("gateway"),
+            &workspace_root().join("examples").join(name),
+            &dir.path().join(name),
         );
-        // The workspace's lock file pins the same versions of tokio and serde.
+        // The workspace's lock file pins the same versions of tokio, serde and tracing.
         std::fs::copy(
             workspace_root().join("Cargo.lock"),
             dir.path().join("Cargo.lock"),
@@ -60,21 +80,22 @@ impl Fixture {
             format!(
                 r#"[workspace]
 resolver = "2"
-members = ["gateway"]
+members = ["{name}"]
 
 [workspace.dependencies]
 hotreload-runtime = {{ path = {:?} }}
 serde = {{ version = "1", features = ["derive"] }}
-tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
+serde_json = "1"
+thiserror = "2"
+tokio = {{ version = "1", features = {TOKIO_FEATURES:?} }}
+tracing = "0.1"
+tracing-subscriber = {{ version = "0.3", default-features = false, features = ["fmt", "std"] }}
 "#,
                 runtime_path()
             ),
         )
         .expect("writing Cargo.toml");
-        let mut fixture = Self::create(at, dir, locks, profile, profile.target_dir(), "gateway");
-        // Under `run` and `watch`, on a free port: it says which on its first line.
-        fixture.set_env("GATEWAY_ADDR", "127.0.0.1:0");
-        fixture
+        Self::create(at, dir, locks, profile, profile.target_dir(), name)
     }
 
     fn create(
@@ -170,6 +191,19 @@ tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "time"] }}
         self.replace_file(file, &text);
     }
 }
+
+/// tokio's features in an example's fixture workspace: every feature any example enables, so the
+/// fixtures of all examples share one tokio build in their target directory (features unify per
+/// workspace, and each fixture is a workspace of its own).
+const TOKIO_FEATURES: [&str; 7] = [
+    "rt-multi-thread",
+    "macros",
+    "time",
+    "net",
+    "io-util",
+    "sync",
+    "signal",
+];
 
 /// Holds `target_dir` in `at`'s scratch directory, and for a release fixture the dev fixtures'
 /// directory first: its first build (tokio at `-O3`) would otherwise compete for the cores with a

@@ -1,5 +1,5 @@
 //! The kit of the end-to-end tests and the benchmarks of `cargo hotpatch`: fixture workspaces
-//! (a copy of `tests/fixtures/patchable` or of `examples/gateway` with its target directory, held
+//! (a copy of `tests/fixtures/patchable` or of an example app with its target directory, held
 //! by a cross-process lock), the tool run on them, the apps they run and their output, the
 //! control socket, and the benchmarks' measuring and tables.
 //!
