@@ -396,6 +396,7 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
+    the_traced_function_is_patched_keeping_its_span_and_lazy_value(&fixture, &mut app);
     a_patch_adds_to_the_host_s_private_static(&fixture, &mut app);
     a_patch_adds_to_the_host_s_private_thread_local(&fixture, &mut app);
     rolling_both_back_keeps_the_state(&fixture, &mut app);
@@ -404,6 +405,78 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     a_pointer_to_a_private_static_in_data_is_refused(&fixture, &mut app);
     a_patch_introduces_a_private_thread_local(&fixture, &mut app);
     the_next_patch_reaching_the_introduced_thread_local_is_refused(&fixture, &mut app);
+}
+
+/// `logic::step` has a `#[tracing::instrument]` span and an `info!` event (private callsite
+/// statics that tracing's macros make) and reads a `LazyLock`. A patch of it builds and applies:
+/// the new code runs (a second event per tick), every event still reaches the app's subscriber
+/// inside the span, each callsite of the patched code registers once, and no lazy value is
+/// initialised twice: the running `GREETING` is read, and a private `LazyLock` the patch
+/// introduces is initialised once, then reached by the next patch instead of a fresh copy.
+fn the_traced_function_is_patched_keeping_its_span_and_lazy_value(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+) {
+    let before = fixture.read("logic/src/lib.rs");
+    let base = app.expect_serving("v1", "before patching the traced function");
+    assert_eq!(base.lazy, Some(1), "the base initialised GREETING once");
+    // On the event's line and at the end of the file: no other callsite's line changes.
+    fixture.edit(
+        "logic/src/lib.rs",
+        "tracing::info!(steps, greeting, \"stepped\");",
+        "tracing::info!(steps, greeting, \"stepped\"); tracing::info!(farewell = *FAREWELL, \"again\");",
+    );
+    fixture.replace_file(
+        "logic/src/lib.rs",
+        &format!(
+            "{}\nstatic FAREWELL: LazyLock<u64> = LazyLock::new(|| {{\n    LAZY_INITS.fetch_add(1, Ordering::SeqCst);\n    7\n}});\n",
+            fixture.read("logic/src/lib.rs")
+        ),
+    );
+    let traced = fixture.build_patch("traced.hotpatch");
+    fixture.apply(&traced).success();
+    let patched = app.wait_until("two events per tick in step's span", |last, tick| {
+        tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(2)
+    });
+    let registered = patched.callsites.expect("the app counts callsites");
+    assert!(
+        registered > base.callsites.unwrap(),
+        "the new event's callsite registered itself: {base:?} then {patched:?}"
+    );
+    // A callsite registers once, not on every call; each lazy static is initialised once.
+    let settled = app.expect_serving("v1", "after patching the traced function");
+    for _ in 0..2 {
+        let tick = app.expect_serving("v1", "after patching the traced function");
+        assert_eq!(
+            tick.callsites, settled.callsites,
+            "{settled:?} then {tick:?}"
+        );
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "GREETING and FAREWELL, once each: {tick:?}"
+        );
+    }
+    // The next (cumulative) patch reaches the running FAREWELL: a fresh copy would initialise
+    // again.
+    fixture.edit("logic/src/lib.rs", "\"again\"", "\"once more\"");
+    let next = fixture.build_patch("traced-again.hotpatch");
+    fixture.apply(&next).success();
+    for _ in 0..2 {
+        let tick = app.expect_serving("v1", "after patching the traced function again");
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "FAREWELL was not initialised again: {tick:?}"
+        );
+        assert_eq!(
+            tick.traced.unwrap() - settled.traced.unwrap(),
+            2 * (tick.tick - settled.tick),
+            "both events of each step reached the subscriber: {settled:?} then {tick:?}"
+        );
+    }
+    // Back to the base's text: later patches of this test leave `logic` as it runs now.
+    fixture.replace_file("logic/src/lib.rs", &before);
 }
 
 fn a_patch_adds_to_the_host_s_private_static(fixture: &Fixture, app: &mut RunningApp) {

@@ -10,7 +10,8 @@
 //! that the patch reaches through the GOT, so the dynamic loader binds it to the host's copy;
 //! `perthread::PER_THREAD` is reached with the local-dynamic thread-local model, which the tool
 //! redirects to the host's block. (A private static that stays local, touched by a non-inlinable
-//! function, is refused at `-O3`: "the optimised code reads it directly".) The test checks
+//! function, is refused at `-O3`: "its code reads or writes it in place instead of through its
+//! address".) The test checks
 //! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
 //!
 //! The release fixture builds have a target directory of their own
@@ -27,6 +28,8 @@ use hotreload_tests::{locations, Fixture, Manifest, PatchFile, Profile, RunningA
 enum Applied {
     /// `logic` v1 to v2.
     Logic,
+    /// `logic::step`, traced, with a second event.
+    Traced,
     /// `counter::count` steps by 1000.
     Counter,
     /// `perthread::count_here` steps by 1000.
@@ -55,6 +58,9 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
 
     // 1. `logic` v1 to v2, built with `build --release` against the release base.
     logic_is_patched_against_the_release_base(&fixture, &mut app, &build_id, &mut applied);
+
+    // 1b. The tracing-instrumented `logic::step`, which reads a `LazyLock`.
+    the_traced_function_is_patched(&fixture, &mut app, &mut applied);
 
     // 2. `counter::count` adds to a private static.
     let counter = private_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
@@ -139,6 +145,52 @@ fn logic_is_patched_against_the_release_base(
     fixture.apply(&p2).success();
     applied.push(Applied::Logic);
     app.expect_patched("v2", steps_before);
+}
+
+/// A patch of `logic::step` (a `#[tracing::instrument]` span, an `info!` event, a `LazyLock` read)
+/// at `-O3`: it builds and applies, the new code runs (a second event per tick) with every event
+/// reaching the subscriber inside the span, each callsite registers once, and the lazy value is
+/// the running one (initialised once).
+fn the_traced_function_is_patched(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) {
+    let before = app.expect_serving("v2", "before patching the traced function");
+    assert_eq!(before.lazy, Some(1), "the base initialised GREETING once");
+    fixture.edit(
+        "logic/src/lib.rs",
+        "\"stepped\");",
+        "\"stepped\"); tracing::info!(\"again\");",
+    );
+    let traced = fixture.build_patch("traced.hotpatch");
+    fixture.apply(&traced).success();
+    applied.push(Applied::Traced);
+    let patched = app.wait_until("two events per tick in step's span", |last, tick| {
+        tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(2)
+    });
+    assert!(
+        patched.callsites > before.callsites,
+        "the new event's callsite registered itself: {before:?} then {patched:?}"
+    );
+    let settled = app.expect_serving("v2", "after patching the traced function");
+    for _ in 0..2 {
+        let tick = app.expect_serving("v2", "after patching the traced function");
+        assert_eq!(
+            tick.callsites, settled.callsites,
+            "{settled:?} then {tick:?}"
+        );
+        assert_eq!(
+            tick.lazy,
+            Some(1),
+            "GREETING was not initialised again: {tick:?}"
+        );
+        assert_eq!(
+            tick.traced.unwrap() - settled.traced.unwrap(),
+            2 * (tick.tick - settled.tick),
+            "both events of each step reached the subscriber: {settled:?} then {tick:?}"
+        );
+    }
 }
 
 fn private_static_is_shared_or_refused(
@@ -233,6 +285,13 @@ fn every_patch_rolls_back(fixture: &Fixture, app: &mut RunningApp, mut applied: 
                 });
                 app.count_steps = vec![1];
                 app.expect_serving("v2", "after rolling back the patch of counter");
+            }
+            Applied::Traced => {
+                fixture.rollback().success();
+                app.wait_until("one event per tick again", |last, tick| {
+                    tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(1)
+                });
+                app.expect_serving("v2", "after rolling back the traced patch");
             }
             Applied::Logic => {
                 fixture.rollback().success();

@@ -3,7 +3,9 @@
 //!
 //! The host's tick counter and the shared `STEPS` static advance by exactly one, `SPAWNED` never
 //! goes down, and `count`/`here` (a private static and a private thread-local) advance by one of
-//! the steps the test allows; the caught panic is the same version's.
+//! the steps the test allows; the caught panic is the same version's. `step` is traced: every
+//! tick's events inside its span reach the app's subscriber (`traced` grows); `lazy` counts the
+//! initialisations of lazily initialised statics, which the tests check where they patch them.
 
 /// One line of the app's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,12 @@ pub struct Tick {
     pub spawned: u64,
     pub count: u64,
     pub here: u64,
+    /// Events the subscriber saw inside a `step` span.
+    pub traced: Option<u64>,
+    /// Callsites registered with the subscriber.
+    pub callsites: Option<u64>,
+    /// How many times `logic`'s lazily initialised statics were initialised.
+    pub lazy: Option<u64>,
     pub caught: String,
 }
 
@@ -27,6 +35,7 @@ impl Tick {
         let mut spawned = None;
         let mut count = None;
         let mut here = None;
+        let (mut traced, mut callsites, mut lazy) = (None, None, None);
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=')?;
             match key {
@@ -36,6 +45,9 @@ impl Tick {
                 "spawned" => spawned = value.parse().ok(),
                 "count" => count = value.parse().ok(),
                 "here" => here = value.parse().ok(),
+                "traced" => traced = Some(value.parse().ok()?),
+                "callsites" => callsites = Some(value.parse().ok()?),
+                "lazy" => lazy = Some(value.parse().ok()?),
                 // Fields this test does not check.
                 _ => {}
             }
@@ -47,6 +59,9 @@ impl Tick {
             spawned: spawned?,
             count: count?,
             here: here?,
+            traced,
+            callsites,
+            lazy,
             caught,
         })
     }
@@ -92,4 +107,10 @@ pub fn check_continues(
         here_steps.contains(&(tick.here - last.here.min(tick.here))),
         "perthread's private thread-local did not continue by {here_steps:?}: {last:?} then {line}",
     );
+    if let (Some(before), Some(now)) = (last.traced, tick.traced) {
+        assert!(
+            now > before,
+            "the events of `step`'s span stopped reaching the subscriber: {last:?} then {line}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use hotreload_runtime::wire::patch_file::short_id;
 
 use crate::host::{BaseRecord, HostLocalData};
 use crate::object::read::data_offsets;
-use crate::patch::redirect::static_name;
+use crate::patch::redirect::{is_tracing_callsite, static_name};
 use crate::patch::refusal::Refusal;
 
 /// Private statics that patches built against a base introduced: where each lives, so later
@@ -44,10 +44,9 @@ impl Introduced {
     /// Refuses a patch whose live code would get a fresh copy of a static an earlier patch
     /// introduced (one that could not be redirected).
     pub fn refuse_forks(&self, new_statics: &[(String, String)]) -> Result<(), Refusal> {
-        if let Some((mangled, via)) = new_statics
-            .iter()
-            .find(|(mangled, _)| self.statics.contains_key(mangled) && !is_callsite(mangled))
-        {
+        if let Some((mangled, via)) = new_statics.iter().find(|(mangled, _)| {
+            self.statics.contains_key(mangled) && !is_tracing_callsite(mangled)
+        }) {
             return Err(Refusal::IntroducedStaticWouldFork {
                 name: static_name(mangled),
                 via: via.clone(),
@@ -86,7 +85,7 @@ impl Introduced {
         let fresh: Vec<&String> = new_statics
             .iter()
             .map(|(mangled, _)| mangled)
-            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_callsite(mangled))
+            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_tracing_callsite(mangled))
             .collect();
         if fresh.is_empty() {
             return Ok(());
@@ -107,9 +106,4 @@ impl Introduced {
         std::fs::write(&self.file, serde_json::to_vec(&self.statics)?)
             .with_context(|| format!("writing {}", self.file.display()))
     }
-}
-
-/// A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
-fn is_callsite(mangled: &str) -> bool {
-    mangled.contains("__CALLSITE")
 }

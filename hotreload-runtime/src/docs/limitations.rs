@@ -18,7 +18,9 @@
 //! - **Change the binary crate, a manifest, the lock file or a build script.**
 //! - **Fork state.** A private static or thread-local that live patched code reaches in a way
 //!   the tool cannot redirect (optimised code reading it directly, a pointer to it stored in data,
-//!   a general-dynamic thread-local access) is refused.
+//!   a general-dynamic thread-local access) is refused. A `tracing` callsite is the exception:
+//!   a patch's fresh copy registers itself, harmlessly (see
+//!   [patterns](crate::docs::patterns#trace-hot-code-as-usual)).
 //!
 //! # Other limits
 //!

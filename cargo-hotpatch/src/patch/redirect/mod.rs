@@ -24,6 +24,10 @@ use crate::host::HostLocalData;
 /// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
 const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__HOT_STATE", "__INVENTORY"];
 
+/// The (demangled) name `tracing`'s span and event macros give the callsite static they make
+/// beside each span and event (with its metadata, `META`, which points back at it).
+const TRACING_CALLSITE: &str = "::__CALLSITE";
+
 /// What redirection did to the objects of a patch.
 #[derive(Debug, Default)]
 pub struct Redirections {
@@ -89,9 +93,29 @@ fn redirect_object(
 }
 
 /// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in
-/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own).
+/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own), or a
+/// fresh copy of it is harmless: a [tracing callsite](is_tracing_callsite).
 pub fn is_own_copy(mangled: &str) -> bool {
-    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
+    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own)) || is_tracing_callsite(mangled)
+}
+
+/// Whether `mangled` is the callsite static of a `tracing` span or event. Its code reads the
+/// callsite's fields directly even at opt-level 0 (`mov __CALLSITE(%rip), %rax` loads its
+/// metadata pointer) and its metadata points at it from data, so the running copy cannot be
+/// shared. A fresh copy is harmless by construction: it carries its own metadata and registers
+/// itself with the dispatcher the first time it is reached, which computes its interest from the
+/// current subscriber as the running copy's was (and as a fresh build's would be). Patch
+/// libraries stay mapped, so the dispatcher's list of callsites never points into freed memory.
+pub fn is_tracing_callsite(mangled: &str) -> bool {
+    format!("{:#}", rustc_demangle::demangle(mangled)).ends_with(TRACING_CALLSITE)
+}
+
+/// The macro that made a static its user did not write and cannot make `pub`: `lazy_static!`
+/// keeps its value in a `LAZY` static inside a generated function.
+pub fn made_by_macro(mangled: &str) -> Option<&'static str> {
+    format!("{:#}", rustc_demangle::demangle(mangled))
+        .ends_with("::__stability::LAZY")
+        .then_some("lazy_static!")
 }
 
 /// A static's name as its user wrote it: a thread-local's hidden inner static is shown as the
@@ -101,5 +125,34 @@ pub fn static_name(mangled: &str) -> String {
     match name.find("::{{constant}}") {
         Some(end) => name[..end].to_owned(),
         None => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracing_callsites_get_fresh_copies() {
+        // `logic::step::{{closure}}::__CALLSITE` and `logic::step::__CALLSITE`, as rustc mangles them.
+        let in_closure =
+            "_ZN5logic4step28_$u7b$$u7b$closure$u7d$$u7d$10__CALLSITE17h2c1264e51a0cd083E";
+        let in_function = "_ZN5logic4step10__CALLSITE17hc0a4a981d321988eE";
+        assert!(is_tracing_callsite(in_closure) && is_own_copy(in_closure));
+        assert!(is_tracing_callsite(in_function));
+        // Its metadata, and a user's static whose name merely contains the word, are not.
+        assert!(!is_tracing_callsite(
+            "_ZN5logic4step4META17h2c1264e51a0cd083E"
+        ));
+        assert!(!is_tracing_callsite(
+            "_ZN5logic13MY__CALLSITES17h2c1264e51a0cd083E"
+        ));
+    }
+
+    #[test]
+    fn lazy_static_s_inner_static_is_named_with_its_macro() {
+        let inner = "_ZN62_$LT$logic..TABLE$u20$as$u20$core..ops..deref..Deref$GT$5deref11__stability4LAZY17h0123456789abcdefE";
+        assert_eq!(made_by_macro(inner), Some("lazy_static!"));
+        assert_eq!(made_by_macro("_ZN5logic5TABLE17h0123456789abcdefE"), None);
     }
 }

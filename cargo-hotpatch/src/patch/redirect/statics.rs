@@ -95,7 +95,7 @@ fn plan(
                 }
                 _ => {
                     let why = if is_code {
-                        "the optimised code reads it directly"
+                        "its code reads or writes it in place instead of through its address"
                     } else {
                         "a pointer to it is stored in data"
                     };
