@@ -394,6 +394,8 @@ fn the_same_patch_twice_changes_nothing(fixture: &Fixture, app: &mut RunningApp,
 #[test]
 fn private_statics_and_thread_locals_are_shared_with_patches() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
+    // The lazy static `step` reads is private in this base (only dev builds can share it).
+    fixture.edit("logic/src/lib.rs", "pub static GREETING", "static GREETING");
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
     the_traced_function_is_patched_keeping_its_span_and_lazy_value(&fixture, &mut app);
@@ -411,7 +413,7 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
 /// statics that tracing's macros make) and reads a `LazyLock`. A patch of it builds and applies:
 /// the new code runs (a second event per tick), every event still reaches the app's subscriber
 /// inside the span, each callsite of the patched code registers once, and no lazy value is
-/// initialised twice: the running `GREETING` is read, and a private `LazyLock` the patch
+/// initialised twice: the running private `GREETING` is read, and a private `LazyLock` the patch
 /// introduces is initialised once, then reached by the next patch instead of a fresh copy.
 fn the_traced_function_is_patched_keeping_its_span_and_lazy_value(
     fixture: &Fixture,
@@ -434,6 +436,14 @@ fn the_traced_function_is_patched_keeping_its_span_and_lazy_value(
         ),
     );
     let traced = fixture.build_patch("traced.hotpatch");
+    let manifest = PatchFile::parse(&std::fs::read(&traced).unwrap())
+        .expect("a patch file")
+        .manifest;
+    let redirected: Vec<&str> = manifest.redirects.iter().map(|r| r.name.as_str()).collect();
+    assert!(
+        redirected.contains(&"logic::GREETING"),
+        "the patch reaches the running GREETING through a cell: {redirected:?}"
+    );
     fixture.apply(&traced).success();
     let patched = app.wait_until("two events per tick in step's span", |last, tick| {
         tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(2)
