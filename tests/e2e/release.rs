@@ -1,18 +1,18 @@
 //! End to end at `--release`: `cargo hotpatch run --release` the fixture workspace, patch it with
 //! `cargo hotpatch build --release`, and check that optimised code (`-O3`, no LTO) is patched the
-//! way `DESIGN.md` says: public statics, tokio and panics work as in a dev build, and a private
-//! static or thread-local is either shared with the running process or the patch is refused,
-//! naming it. It is never silently forked.
+//! way `DESIGN.md` says: public statics, tokio, panics and tracing spans work as in a dev build,
+//! and a private static or thread-local is either shared with the running process or the patch is
+//! refused, naming it. It is never silently forked.
 //!
 //! What the tool did with this fixture when the test was written (rustc 1.95, x86-64): both
-//! private items were shared. In the optimised build `counter::PRIVATE_COUNT` is a global symbol
-//! of the host (exported, presumably because the small `count` is inlinable into other crates)
-//! that the patch reaches through the GOT, so the dynamic loader binds it to the host's copy;
-//! `perthread::PER_THREAD` is reached with the local-dynamic thread-local model, which the tool
-//! redirects to the host's block. (A private static that stays local, touched by a non-inlinable
-//! function, is refused at `-O3`: "its code reads or writes it in place instead of through its
-//! address".) The test checks
-//! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
+//! private items of the base were shared. In the optimised build `counter::PRIVATE_COUNT` is a
+//! global symbol of the host (exported, presumably because the small `count` is inlinable into
+//! other crates) that the patch reaches through the GOT, so the dynamic loader binds it to the
+//! host's copy; `perthread::PER_THREAD` is reached with the local-dynamic thread-local model,
+//! which the tool redirects to the host's block. The private `LazyLock` a patch introduces in
+//! `logic` was refused for the next patch: inlined, its code reads it in place ("its code reads
+//! or writes it in place instead of through its address"). The test checks whichever of the two
+//! outcomes the tool chooses, strictly, and prints which one it saw.
 //!
 //! The release fixture builds have a target directory of their own
 //! (`$CARGO_TARGET_TMPDIR/fixture-target-release`), so this test and the dev ones never share a
@@ -30,6 +30,8 @@ enum Applied {
     Logic,
     /// `logic::step`, traced, with a second event.
     Traced,
+    /// `logic::step` with a private `LazyLock` a patch introduced.
+    Lazy,
     /// `counter::count` steps by 1000.
     Counter,
     /// `perthread::count_here` steps by 1000.
@@ -62,6 +64,9 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     // 1b. The tracing-instrumented `logic::step`, which reads a `LazyLock`.
     the_traced_function_is_patched(&fixture, &mut app, &mut applied);
 
+    // 1c. A private `LazyLock` a patch introduces: the next patch shares it or is refused.
+    let lazy = introduced_lazy_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
+
     // 2. `counter::count` adds to a private static.
     let counter = private_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
 
@@ -76,7 +81,8 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
         Outcome::Refused(why) => format!("refused: {why}"),
     };
     eprintln!(
-        "e2e::release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        "e2e::release at -O3: logic::FAREWELL (a private LazyLock) {}; counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        describe(&lazy),
         describe(&counter),
         describe(&perthread),
         first_tick,
@@ -193,6 +199,49 @@ fn the_traced_function_is_patched(
     }
 }
 
+/// A patch introduces a private `LazyLock` read by `logic::step`: it is initialised once. The next
+/// patch of `step` either reaches that running copy (it is not initialised again) or is refused,
+/// naming it: never a fresh copy initialised a second time. The sources then go back to the
+/// traced patch's, so later patches do not reach it.
+fn introduced_lazy_static_is_shared_or_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) -> Outcome {
+    let traced = fixture.read("logic/src/lib.rs");
+    fixture.edit(
+        "logic/src/lib.rs",
+        "tracing::info!(\"again\");",
+        "tracing::info!(farewell = *FAREWELL, \"again\");",
+    );
+    fixture.replace_file(
+        "logic/src/lib.rs",
+        &format!(
+            "{}\nstatic FAREWELL: LazyLock<u64> = LazyLock::new(|| {{\n    LAZY_INITS.fetch_add(1, Ordering::SeqCst);\n    7\n}});\n",
+            fixture.read("logic/src/lib.rs")
+        ),
+    );
+    let introducing = fixture.build_patch("lazy.hotpatch");
+    fixture.apply(&introducing).success();
+    applied.push(Applied::Lazy);
+    app.wait_until("FAREWELL to be initialised", |_, tick| tick.lazy == Some(2));
+    fixture.edit("logic/src/lib.rs", "\"again\"", "\"once more\"");
+    let outcome = build_shared_or_refused(fixture, app, "logic", "logic::FAREWELL");
+    if let Outcome::Shared = outcome {
+        applied.push(Applied::Lazy);
+    }
+    for _ in 0..2 {
+        let tick = app.expect_serving("v2", "after patching code that reads FAREWELL");
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "FAREWELL was not initialised again: {tick:?}"
+        );
+    }
+    fixture.replace_file("logic/src/lib.rs", &traced);
+    outcome
+}
+
 fn private_static_is_shared_or_refused(
     fixture: &Fixture,
     app: &mut RunningApp,
@@ -285,6 +334,10 @@ fn every_patch_rolls_back(fixture: &Fixture, app: &mut RunningApp, mut applied: 
                 });
                 app.count_steps = vec![1];
                 app.expect_serving("v2", "after rolling back the patch of counter");
+            }
+            Applied::Lazy => {
+                fixture.rollback().success();
+                app.expect_serving("v2", "after rolling back a patch reading FAREWELL");
             }
             Applied::Traced => {
                 fixture.rollback().success();
