@@ -30,10 +30,33 @@ struct Origin {
     offset: Option<u64>,
 }
 
+/// Where the statics patches against `base` introduced are remembered.
+fn remembered(base: &BaseRecord, work_dir: &Path) -> PathBuf {
+    let id = &base.identity.build_id;
+    work_dir.join(format!("introduced-statics.{}.json", short_id(id)))
+}
+
+/// Forgets the statics earlier patches against `base` introduced, when a new process of it
+/// starts: it has loaded none of those patches, so a later patch must get fresh copies of them
+/// instead of cells pointing into libraries it never loaded. (A build can be reproducible: an
+/// earlier session of the same build id would otherwise leave its record behind.) Kept when the
+/// app will apply approved patches at start (`HOTRELOAD_PATCH_DIR` set): those may be the ones.
+pub fn forget_introduced_statics(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+    if std::env::var_os("HOTRELOAD_PATCH_DIR").is_some_and(|dir| !dir.is_empty()) {
+        return Ok(());
+    }
+    let file = remembered(base, work_dir);
+    match std::fs::remove_file(&file) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", file.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Introduced {
     pub fn load(base: &BaseRecord, work_dir: &Path) -> Self {
-        let id = &base.identity.build_id;
-        let file = work_dir.join(format!("introduced-statics.{}.json", short_id(id)));
+        let file = remembered(base, work_dir);
         let statics = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())

@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::PatchFile;
 
 pub use changes::remember_base_functions;
+pub use introduced::forget_introduced_statics;
 pub use refusal::{NotPatchable, Refusal};
 
 use crate::host::{BaseRecord, CrateRecord, HostFacts};
