@@ -404,7 +404,7 @@ fn private_statics_and_thread_locals_are_shared_with_patches() {
     rolling_both_back_keeps_the_state(&fixture, &mut app);
     a_patch_introduces_a_private_static(&fixture, &mut app);
     the_next_patch_reaches_the_introduced_static(&fixture, &mut app);
-    a_pointer_to_a_private_static_in_data_is_refused(&fixture, &mut app);
+    a_pointer_to_a_private_static_in_data_is_shared(&fixture, &mut app);
     a_patch_introduces_a_private_thread_local(&fixture, &mut app);
     the_next_patch_reaching_the_introduced_thread_local_is_refused(&fixture, &mut app);
 }
@@ -596,23 +596,53 @@ fn the_next_patch_reaches_the_introduced_static(fixture: &Fixture, app: &mut Run
     );
 }
 
-fn a_pointer_to_a_private_static_in_data_is_refused(fixture: &Fixture, app: &mut RunningApp) {
-    // A static holding the address of the host's private static: the patch's copy of that
-    // pointer would point at the patch's copy of the count, and data cannot be redirected, so
-    // the patch is refused (at opt-level 0 too), naming the static, its user and why.
+fn a_pointer_to_a_private_static_in_data_is_shared(fixture: &Fixture, app: &mut RunningApp) {
+    // A static table holding the address of the host's private static, indexed at run time (so
+    // the code reads the pointer from the table): the runtime sets the patch's copy of that
+    // pointer to the running count after loading. A pointer to the patch's own copy of the count
+    // would restart it at 0, which the line checks would catch.
     let before = fixture.read("counter/src/lib.rs");
     fixture.edit(
         "counter/src/lib.rs",
         "static ADDED: AtomicU64",
-        "static ALIAS: &AtomicU64 = &PRIVATE_COUNT;\nstatic ADDED: AtomicU64",
+        "static TABLE: [&AtomicU64; 1] = [&PRIVATE_COUNT];\nstatic ADDED: AtomicU64",
     );
     fixture.edit(
         "counter/src/lib.rs",
         "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
-        "ALIAS.fetch_add(1, Ordering::SeqCst) + 1 +",
+        "TABLE[(ADDED.load(Ordering::SeqCst) % 1) as usize].fetch_add(1, Ordering::SeqCst) + 1 +",
+    );
+    let alias = fixture.build_patch("alias.hotpatch");
+    let manifest = PatchFile::parse(&std::fs::read(&alias).unwrap())
+        .expect("a patch file")
+        .manifest;
+    assert!(
+        manifest
+            .redirects
+            .iter()
+            .any(|r| r.name == "counter::PRIVATE_COUNT"),
+        "the pointer in TABLE is set to the running count: {:?}",
+        manifest.redirects
+    );
+    fixture.apply(&alias).success();
+    app.expect_serving("v1", "after sharing a pointer to a private static in data");
+    app.expect_serving("v1", "after sharing a pointer to a private static in data");
+
+    // A pointer to it inside an anonymous constant (the array `ALIASES` points at) has no symbol
+    // the runtime could find it by: refused, naming the static, its user and why.
+    fixture.replace_file("counter/src/lib.rs", &before);
+    fixture.edit(
+        "counter/src/lib.rs",
+        "static ADDED: AtomicU64",
+        "static ALIASES: &[&AtomicU64] = &[&PRIVATE_COUNT];\nstatic ADDED: AtomicU64",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
+        "ALIASES[0].fetch_add(1, Ordering::SeqCst) + 1 +",
     );
     fixture
-        .build_refused("alias.hotpatch", "private-static-would-fork")
+        .build_refused("aliases.hotpatch", "private-static-would-fork")
         .stderr_names(&[
             "`counter::count`",
             "`counter::PRIVATE_COUNT`",
@@ -620,7 +650,10 @@ fn a_pointer_to_a_private_static_in_data_is_refused(fixture: &Fixture, app: &mut
             "refused",
         ]);
     fixture.replace_file("counter/src/lib.rs", &before);
-    app.expect_serving("v1", "after refusing a pointer to a private static in data");
+    app.expect_serving(
+        "v1",
+        "after refusing a pointer to a private static in a constant",
+    );
 }
 
 fn a_patch_introduces_a_private_thread_local(fixture: &Fixture, app: &mut RunningApp) {

@@ -8,8 +8,11 @@
 //! `X` into it (the host's module base plus `X`'s offset, found through the build id), and every
 //! access lands in the host's static. The patch stays independent of load addresses.
 //!
-//! A static reached any other way (optimised code reading it directly, thread-locals, a pointer to
-//! it in data) cannot be redirected; a patch whose live code reaches one is refused, naming it.
+//! A pointer to such a static stored in the patch's own data (`static ALIAS: &T = &X;`, a
+//! constant or a new static) is set by the runtime to the running copy after loading, like a cell;
+//! the patch is then linked without RELRO, so that data stays writable. A static reached any other
+//! way (code reading or writing it in place, a pointer to it in data without a symbol) cannot be
+//! redirected; a patch whose live code reaches one is refused, naming it.
 
 mod statics;
 mod thread_locals;
@@ -39,6 +42,20 @@ pub struct Redirections {
     pub address_cells: BTreeSet<String>,
     /// Cells through which thread-locals are reached: they hold the executable's TLS module id.
     pub thread_local_cells: BTreeSet<String>,
+    /// Pointers to host statics stored in the patch's own data, which the runtime sets to the
+    /// running copies after loading.
+    pub data_pointers: Vec<DataPointer>,
+}
+
+/// A pointer to a host static (`target` plus `addend`) stored `offset` bytes into the patch's
+/// static `referrer` (which the host does not share: a constant, or new data). The patch's copy of
+/// the target is a cell or unused, so the runtime writes the running copy's address there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPointer {
+    pub referrer: String,
+    pub offset: u64,
+    pub target: String,
+    pub addend: i64,
 }
 
 /// Whether an object refers (`undefined`, from
