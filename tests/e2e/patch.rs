@@ -461,16 +461,99 @@ fn the_same_patch_twice_changes_nothing(fixture: &Fixture, app: &mut RunningApp,
 #[test]
 fn private_statics_and_thread_locals_are_shared_with_patches() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
+    // The lazy static `step` reads is private in this base (only dev builds can share it).
+    fixture.edit("logic/src/lib.rs", "pub static GREETING", "static GREETING");
     let mut app = RunningApp::start(&fixture);
     app.wait_for_version("v1");
+    the_traced_function_is_patched_keeping_its_span_and_lazy_value(&fixture, &mut app);
     a_patch_adds_to_the_host_s_private_static(&fixture, &mut app);
     a_patch_adds_to_the_host_s_private_thread_local(&fixture, &mut app);
     rolling_both_back_keeps_the_state(&fixture, &mut app);
     a_patch_introduces_a_private_static(&fixture, &mut app);
     the_next_patch_reaches_the_introduced_static(&fixture, &mut app);
-    a_pointer_to_a_private_static_in_data_is_refused(&fixture, &mut app);
+    a_pointer_to_a_private_static_in_data_is_shared(&fixture, &mut app);
     a_patch_introduces_a_private_thread_local(&fixture, &mut app);
     the_next_patch_reaching_the_introduced_thread_local_is_refused(&fixture, &mut app);
+}
+
+/// `logic::step` has a `#[tracing::instrument]` span and an `info!` event (private callsite
+/// statics that tracing's macros make) and reads a `LazyLock`. A patch of it builds and applies:
+/// the new code runs (a second event per tick), every event still reaches the app's subscriber
+/// inside the span, each callsite of the patched code registers once, and no lazy value is
+/// initialised twice: the running private `GREETING` is read, and a private `LazyLock` the patch
+/// introduces is initialised once, then reached by the next patch instead of a fresh copy.
+fn the_traced_function_is_patched_keeping_its_span_and_lazy_value(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+) {
+    let before = fixture.read("logic/src/lib.rs");
+    let base = app.expect_serving("v1", "before patching the traced function");
+    assert_eq!(base.lazy, Some(1), "the base initialised GREETING once");
+    // On the event's line and at the end of the file: no other callsite's line changes.
+    fixture.edit(
+        "logic/src/lib.rs",
+        "tracing::info!(steps, greeting, \"stepped\");",
+        "tracing::info!(steps, greeting, \"stepped\"); tracing::info!(farewell = *FAREWELL, \"again\");",
+    );
+    fixture.replace_file(
+        "logic/src/lib.rs",
+        &format!(
+            "{}\nstatic FAREWELL: LazyLock<u64> = LazyLock::new(|| {{\n    LAZY_INITS.fetch_add(1, Ordering::SeqCst);\n    7\n}});\n",
+            fixture.read("logic/src/lib.rs")
+        ),
+    );
+    let traced = fixture.build_patch("traced.hotpatch");
+    let manifest = PatchFile::parse(&std::fs::read(&traced).unwrap())
+        .expect("a patch file")
+        .manifest;
+    let redirected: Vec<&str> = manifest.redirects.iter().map(|r| r.name.as_str()).collect();
+    assert!(
+        redirected.contains(&"logic::GREETING"),
+        "the patch reaches the running GREETING through a cell: {redirected:?}"
+    );
+    fixture.apply(&traced).success();
+    let patched = app.wait_until("two events per tick in step's span", |last, tick| {
+        tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(2)
+    });
+    let registered = patched.callsites.expect("the app counts callsites");
+    assert!(
+        registered > base.callsites.unwrap(),
+        "the new event's callsite registered itself: {base:?} then {patched:?}"
+    );
+    // A callsite registers once, not on every call; each lazy static is initialised once.
+    let settled = app.expect_serving("v1", "after patching the traced function");
+    for _ in 0..2 {
+        let tick = app.expect_serving("v1", "after patching the traced function");
+        assert_eq!(
+            tick.callsites, settled.callsites,
+            "{settled:?} then {tick:?}"
+        );
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "GREETING and FAREWELL, once each: {tick:?}"
+        );
+    }
+    // The next (cumulative) patch reaches the running FAREWELL: a fresh copy would initialise
+    // again.
+    fixture.edit("logic/src/lib.rs", "\"again\"", "\"once more\"");
+    let next = fixture.build_patch("traced-again.hotpatch");
+    fixture.apply(&next).success();
+    for _ in 0..2 {
+        let tick = app.expect_serving("v1", "after patching the traced function again");
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "FAREWELL was not initialised again: {tick:?}"
+        );
+        assert_eq!(
+            tick.traced.unwrap() - settled.traced.unwrap(),
+            2 * (tick.tick - settled.tick),
+            "both events of each step reached the subscriber: {settled:?} then {tick:?}"
+        );
+    }
+    // Back to the base's text: later patches of this test leave `logic` as it runs now.
+    fixture.replace_file("logic/src/lib.rs", &before);
 }
 
 fn a_patch_adds_to_the_host_s_private_static(fixture: &Fixture, app: &mut RunningApp) {
@@ -580,23 +663,53 @@ fn the_next_patch_reaches_the_introduced_static(fixture: &Fixture, app: &mut Run
     );
 }
 
-fn a_pointer_to_a_private_static_in_data_is_refused(fixture: &Fixture, app: &mut RunningApp) {
-    // A static holding the address of the host's private static: the patch's copy of that
-    // pointer would point at the patch's copy of the count, and data cannot be redirected, so
-    // the patch is refused (at opt-level 0 too), naming the static, its user and why.
+fn a_pointer_to_a_private_static_in_data_is_shared(fixture: &Fixture, app: &mut RunningApp) {
+    // A static table holding the address of the host's private static, indexed at run time (so
+    // the code reads the pointer from the table): the runtime sets the patch's copy of that
+    // pointer to the running count after loading. A pointer to the patch's own copy of the count
+    // would restart it at 0, which the line checks would catch.
     let before = fixture.read("counter/src/lib.rs");
     fixture.edit(
         "counter/src/lib.rs",
         "static ADDED: AtomicU64",
-        "static ALIAS: &AtomicU64 = &PRIVATE_COUNT;\nstatic ADDED: AtomicU64",
+        "static TABLE: [&AtomicU64; 1] = [&PRIVATE_COUNT];\nstatic ADDED: AtomicU64",
     );
     fixture.edit(
         "counter/src/lib.rs",
         "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
-        "ALIAS.fetch_add(1, Ordering::SeqCst) + 1 +",
+        "TABLE[(ADDED.load(Ordering::SeqCst) % 1) as usize].fetch_add(1, Ordering::SeqCst) + 1 +",
+    );
+    let alias = fixture.build_patch("alias.hotpatch");
+    let manifest = PatchFile::parse(&std::fs::read(&alias).unwrap())
+        .expect("a patch file")
+        .manifest;
+    assert!(
+        manifest
+            .redirects
+            .iter()
+            .any(|r| r.name == "counter::PRIVATE_COUNT"),
+        "the pointer in TABLE is set to the running count: {:?}",
+        manifest.redirects
+    );
+    fixture.apply(&alias).success();
+    app.expect_serving("v1", "after sharing a pointer to a private static in data");
+    app.expect_serving("v1", "after sharing a pointer to a private static in data");
+
+    // A pointer to it inside an anonymous constant (the array `ALIASES` points at) has no symbol
+    // the runtime could find it by: refused, naming the static, its user and why.
+    fixture.replace_file("counter/src/lib.rs", &before);
+    fixture.edit(
+        "counter/src/lib.rs",
+        "static ADDED: AtomicU64",
+        "static ALIASES: &[&AtomicU64] = &[&PRIVATE_COUNT];\nstatic ADDED: AtomicU64",
+    );
+    fixture.edit(
+        "counter/src/lib.rs",
+        "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
+        "ALIASES[0].fetch_add(1, Ordering::SeqCst) + 1 +",
     );
     fixture
-        .build_refused("alias.hotpatch", "private-static-would-fork")
+        .build_refused("aliases.hotpatch", "private-static-would-fork")
         .stderr_names(&[
             "`counter::count`",
             "`counter::PRIVATE_COUNT`",
@@ -604,7 +717,10 @@ fn a_pointer_to_a_private_static_in_data_is_refused(fixture: &Fixture, app: &mut
             "refused",
         ]);
     fixture.replace_file("counter/src/lib.rs", &before);
-    app.expect_serving("v1", "after refusing a pointer to a private static in data");
+    app.expect_serving(
+        "v1",
+        "after refusing a pointer to a private static in a constant",
+    );
 }
 
 fn a_patch_introduces_a_private_thread_local(fixture: &Fixture, app: &mut RunningApp) {

@@ -1,17 +1,18 @@
 //! End to end at `--release`: `cargo hotpatch run --release` the fixture workspace, patch it with
 //! `cargo hotpatch build --release`, and check that optimised code (`-O3`, no LTO) is patched the
-//! way `DESIGN.md` says: public statics, tokio and panics work as in a dev build, and a private
-//! static or thread-local is either shared with the running process or the patch is refused,
-//! naming it. It is never silently forked.
+//! way `DESIGN.md` says: public statics, tokio, panics and tracing spans work as in a dev build,
+//! and a private static or thread-local is either shared with the running process or the patch is
+//! refused, naming it. It is never silently forked.
 //!
 //! What the tool did with this fixture when the test was written (rustc 1.95, x86-64): both
-//! private items were shared. In the optimised build `counter::PRIVATE_COUNT` is a global symbol
-//! of the host (exported, presumably because the small `count` is inlinable into other crates)
-//! that the patch reaches through the GOT, so the dynamic loader binds it to the host's copy;
-//! `perthread::PER_THREAD` is reached with the local-dynamic thread-local model, which the tool
-//! redirects to the host's block. (A private static that stays local, touched by a non-inlinable
-//! function, is refused at `-O3`: "the optimised code reads it directly".) The test checks
-//! whichever of the two outcomes the tool chooses, strictly, and prints which one it saw.
+//! private items of the base were shared. In the optimised build `counter::PRIVATE_COUNT` is a
+//! global symbol of the host (exported, presumably because the small `count` is inlinable into
+//! other crates) that the patch reaches through the GOT, so the dynamic loader binds it to the
+//! host's copy; `perthread::PER_THREAD` is reached with the local-dynamic thread-local model,
+//! which the tool redirects to the host's block. The private `LazyLock` a patch introduces in
+//! `logic` was refused for the next patch: inlined, its code reads it in place ("its code reads
+//! or writes it in place instead of through its address"). The test checks whichever of the two
+//! outcomes the tool chooses, strictly, and prints which one it saw.
 //!
 //! The fixture's release profile keeps full debug information (`debug = true`, as the README asks):
 //! step 1 patches a body-only edit of `logic`, whose types LLVM describes across debug-info units,
@@ -31,6 +32,10 @@ use hotreload_tests::{locations, Fixture, Manifest, PatchFile, Profile, RunningA
 enum Applied {
     /// `logic` v1 to v2.
     Logic,
+    /// `logic::step`, traced, with a second event.
+    Traced,
+    /// `logic::step` with a private `LazyLock` a patch introduced.
+    Lazy,
     /// `counter::count` steps by 1000.
     Counter,
     /// `perthread::count_here` steps by 1000.
@@ -63,6 +68,12 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
     // 1b. A real layout change is still refused, naming the type, and the app keeps serving.
     layout_change_is_refused(&fixture, &mut app);
 
+    // 1c. The tracing-instrumented `logic::step`, which reads a `LazyLock`.
+    the_traced_function_is_patched(&fixture, &mut app, &mut applied);
+
+    // 1d. A private `LazyLock` a patch introduces: the next patch shares it or is refused.
+    let lazy = introduced_lazy_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
+
     // 2. `counter::count` adds to a private static.
     let counter = private_static_is_shared_or_refused(&fixture, &mut app, &mut applied);
 
@@ -77,7 +88,8 @@ fn release_builds_patch_share_or_refuse_private_state_and_roll_back() {
         Outcome::Refused(why) => format!("refused: {why}"),
     };
     eprintln!(
-        "e2e::release at -O3: counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        "e2e::release at -O3: logic::FAREWELL (a private LazyLock) {}; counter::PRIVATE_COUNT {}; perthread::PER_THREAD {}; first tick after {:.1?}, whole test {:.1?}",
+        describe(&lazy),
         describe(&counter),
         describe(&perthread),
         first_tick,
@@ -176,6 +188,95 @@ fn layout_change_is_refused(fixture: &Fixture, app: &mut RunningApp) {
     app.expect_serving("v2", "after the refused layout change");
 }
 
+/// A patch of `logic::step` (a `#[tracing::instrument]` span, an `info!` event, a `LazyLock` read)
+/// at `-O3`: it builds and applies, the new code runs (a second event per tick) with every event
+/// reaching the subscriber inside the span, each callsite registers once, and the lazy value is
+/// the running one (initialised once).
+fn the_traced_function_is_patched(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) {
+    let before = app.expect_serving("v2", "before patching the traced function");
+    assert_eq!(before.lazy, Some(1), "the base initialised GREETING once");
+    fixture.edit(
+        "logic/src/lib.rs",
+        "\"stepped\");",
+        "\"stepped\"); tracing::info!(\"again\");",
+    );
+    let traced = fixture.build_patch("traced.hotpatch");
+    fixture.apply(&traced).success();
+    applied.push(Applied::Traced);
+    let patched = app.wait_until("two events per tick in step's span", |last, tick| {
+        tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(2)
+    });
+    assert!(
+        patched.callsites > before.callsites,
+        "the new event's callsite registered itself: {before:?} then {patched:?}"
+    );
+    let settled = app.expect_serving("v2", "after patching the traced function");
+    for _ in 0..2 {
+        let tick = app.expect_serving("v2", "after patching the traced function");
+        assert_eq!(
+            tick.callsites, settled.callsites,
+            "{settled:?} then {tick:?}"
+        );
+        assert_eq!(
+            tick.lazy,
+            Some(1),
+            "GREETING was not initialised again: {tick:?}"
+        );
+        assert_eq!(
+            tick.traced.unwrap() - settled.traced.unwrap(),
+            2 * (tick.tick - settled.tick),
+            "both events of each step reached the subscriber: {settled:?} then {tick:?}"
+        );
+    }
+}
+
+/// A patch introduces a private `LazyLock` read by `logic::step`: it is initialised once. The next
+/// patch of `step` either reaches that running copy (it is not initialised again) or is refused,
+/// naming it: never a fresh copy initialised a second time. The sources then go back to the
+/// traced patch's, so later patches do not reach it.
+fn introduced_lazy_static_is_shared_or_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    applied: &mut Vec<Applied>,
+) -> Outcome {
+    let traced = fixture.read("logic/src/lib.rs");
+    fixture.edit(
+        "logic/src/lib.rs",
+        "tracing::info!(\"again\");",
+        "tracing::info!(farewell = *FAREWELL, \"again\");",
+    );
+    fixture.replace_file(
+        "logic/src/lib.rs",
+        &format!(
+            "{}\nstatic FAREWELL: LazyLock<u64> = LazyLock::new(|| {{\n    LAZY_INITS.fetch_add(1, Ordering::SeqCst);\n    7\n}});\n",
+            fixture.read("logic/src/lib.rs")
+        ),
+    );
+    let introducing = fixture.build_patch("lazy.hotpatch");
+    fixture.apply(&introducing).success();
+    applied.push(Applied::Lazy);
+    app.wait_until("FAREWELL to be initialised", |_, tick| tick.lazy == Some(2));
+    fixture.edit("logic/src/lib.rs", "\"again\"", "\"once more\"");
+    let outcome = build_shared_or_refused(fixture, app, "logic", "logic::FAREWELL");
+    if let Outcome::Shared = outcome {
+        applied.push(Applied::Lazy);
+    }
+    for _ in 0..2 {
+        let tick = app.expect_serving("v2", "after patching code that reads FAREWELL");
+        assert_eq!(
+            tick.lazy,
+            Some(2),
+            "FAREWELL was not initialised again: {tick:?}"
+        );
+    }
+    fixture.replace_file("logic/src/lib.rs", &traced);
+    outcome
+}
+
 fn private_static_is_shared_or_refused(
     fixture: &Fixture,
     app: &mut RunningApp,
@@ -268,6 +369,17 @@ fn every_patch_rolls_back(fixture: &Fixture, app: &mut RunningApp, mut applied: 
                 });
                 app.count_steps = vec![1];
                 app.expect_serving("v2", "after rolling back the patch of counter");
+            }
+            Applied::Lazy => {
+                fixture.rollback().success();
+                app.expect_serving("v2", "after rolling back a patch reading FAREWELL");
+            }
+            Applied::Traced => {
+                fixture.rollback().success();
+                app.wait_until("one event per tick again", |last, tick| {
+                    tick.traced.zip(last.traced).map(|(now, then)| now - then) == Some(1)
+                });
+                app.expect_serving("v2", "after rolling back the traced patch");
             }
             Applied::Logic => {
                 fixture.rollback().success();

@@ -4,7 +4,9 @@
 //! control socket, and the benchmarks' measuring and tables.
 //!
 //! The fixture app prints one line per tick (50 ms, or `FIXTURE_TICK_MS`):
-//! `tick=N version=vX steps=N spawned=N count=N here=N caught=[failure from vX]`.
+//! `tick=N version=vX steps=N spawned=N count=N here=N described=<N> traced=N callsites=N lazy=N
+//! caught=[failure from vX]` (`traced`, `callsites`: what its tracing subscriber counted; `lazy`:
+//! initialisations of `logic`'s lazily initialised statics).
 //! [`RunningApp`] checks every line against the one before (see [`ticks`]), so a restarted app,
 //! a forked or reset static or a missed tick fails the test at once.
 //!

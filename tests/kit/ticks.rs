@@ -3,7 +3,9 @@
 //!
 //! The host's tick counter and the shared `STEPS` static advance by exactly one, `SPAWNED` never
 //! goes down, and `count`/`here` (a private static and a private thread-local) advance by one of
-//! the steps the test allows; the caught panic is the same version's.
+//! the steps the test allows; the caught panic is the same version's. `step` is traced: every
+//! tick's events inside its span reach the app's subscriber (`traced` grows); `lazy` counts the
+//! initialisations of lazily initialised statics, which the tests check where they patch them.
 
 /// One line of the app's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,12 @@ pub struct Tick {
     pub spawned: u64,
     pub count: u64,
     pub here: u64,
+    /// Events the subscriber saw inside a `step` span.
+    pub traced: Option<u64>,
+    /// Callsites registered with the subscriber.
+    pub callsites: Option<u64>,
+    /// How many times `logic`'s lazily initialised statics were initialised.
+    pub lazy: Option<u64>,
     pub caught: String,
     /// What `Report::edition`, a hot method of a block that also has an ordinary one, printed.
     pub edition: Option<String>,
@@ -30,6 +38,7 @@ impl Tick {
         let mut count = None;
         let mut here = None;
         let mut edition = None;
+        let (mut traced, mut callsites, mut lazy) = (None, None, None);
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=')?;
             match key {
@@ -40,6 +49,9 @@ impl Tick {
                 "count" => count = value.parse().ok(),
                 "here" => here = value.parse().ok(),
                 "edition" => edition = Some(value.to_owned()),
+                "traced" => traced = Some(value.parse().ok()?),
+                "callsites" => callsites = Some(value.parse().ok()?),
+                "lazy" => lazy = Some(value.parse().ok()?),
                 // Fields this test does not check.
                 _ => {}
             }
@@ -51,6 +63,9 @@ impl Tick {
             spawned: spawned?,
             count: count?,
             here: here?,
+            traced,
+            callsites,
+            lazy,
             caught,
             edition,
         })
@@ -97,4 +112,10 @@ pub fn check_continues(
         here_steps.contains(&(tick.here - last.here.min(tick.here))),
         "perthread's private thread-local did not continue by {here_steps:?}: {last:?} then {line}",
     );
+    if let (Some(before), Some(now)) = (last.traced, tick.traced) {
+        assert!(
+            now > before,
+            "the events of `step`'s span stopped reaching the subscriber: {last:?} then {line}"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use hotreload_runtime::wire::patch_file::short_id;
 
 use crate::cli::RunArgs;
 use crate::host::{self, HotpatchDirs};
+use crate::patch;
 use crate::remote::app_link::{app_command, AppLink};
 use crate::shell::status;
 
@@ -13,6 +14,7 @@ use crate::shell::status;
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let layout = HotpatchDirs::of(&args.selection)?;
     let (record, executable) = host::build(&args.selection, &layout)?;
+    patch::forget_introduced_statics(&record, &layout.work_dir())?;
     status(
         "Recorded",
         format!(

@@ -2,6 +2,7 @@
 //! instruction pattern it edits (`lea X(%rip), %reg` into `mov X(%rip), %reg`).
 
 pub const R_X86_64_NONE: u32 = 0;
+pub const R_X86_64_64: u32 = 1;
 pub const R_X86_64_PC32: u32 = 2;
 pub const R_X86_64_DTPOFF64: u32 = 17;
 pub const R_X86_64_TLSGD: u32 = 19;

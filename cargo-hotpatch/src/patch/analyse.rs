@@ -14,7 +14,7 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarge
 
 use crate::host::{hot_identity, HostLocalData, HotFunctions};
 use crate::object::read::private_static_of;
-use crate::patch::redirect::{is_own_copy, static_name, Redirections};
+use crate::patch::redirect::{is_own_copy, made_by_macro, static_name, Redirections};
 use crate::patch::refusal::{ForkedStatic, Refusal};
 
 /// What the patch objects contain.
@@ -212,6 +212,7 @@ pub fn refuse_forks(found: &PatchAnalysis, redirections: &Redirections) -> Resul
                 name: static_name(mangled),
                 via: via.clone(),
                 why: why.to_owned(),
+                made_by: made_by_macro(mangled),
             })
         })
         .collect();

@@ -11,7 +11,7 @@ use hotreload_runtime::wire::patch_file::short_id;
 
 use crate::host::{BaseRecord, HostLocalData};
 use crate::object::read::data_offsets;
-use crate::patch::redirect::static_name;
+use crate::patch::redirect::{is_tracing_callsite, static_name};
 use crate::patch::refusal::Refusal;
 
 /// Private statics that patches built against a base introduced: where each lives, so later
@@ -30,10 +30,33 @@ struct Origin {
     offset: Option<u64>,
 }
 
+/// Where the statics patches against `base` introduced are remembered.
+fn remembered(base: &BaseRecord, work_dir: &Path) -> PathBuf {
+    let id = &base.identity.build_id;
+    work_dir.join(format!("introduced-statics.{}.json", short_id(id)))
+}
+
+/// Forgets the statics earlier patches against `base` introduced, when a new process of it
+/// starts: it has loaded none of those patches, so a later patch must get fresh copies of them
+/// instead of cells pointing into libraries it never loaded. (A build can be reproducible: an
+/// earlier session of the same build id would otherwise leave its record behind.) Kept when the
+/// app will apply approved patches at start (`HOTRELOAD_PATCH_DIR` set): those may be the ones.
+pub fn forget_introduced_statics(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+    if std::env::var_os("HOTRELOAD_PATCH_DIR").is_some_and(|dir| !dir.is_empty()) {
+        return Ok(());
+    }
+    let file = remembered(base, work_dir);
+    match std::fs::remove_file(&file) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", file.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Introduced {
     pub fn load(base: &BaseRecord, work_dir: &Path) -> Self {
-        let id = &base.identity.build_id;
-        let file = work_dir.join(format!("introduced-statics.{}.json", short_id(id)));
+        let file = remembered(base, work_dir);
         let statics = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -44,10 +67,9 @@ impl Introduced {
     /// Refuses a patch whose live code would get a fresh copy of a static an earlier patch
     /// introduced (one that could not be redirected).
     pub fn refuse_forks(&self, new_statics: &[(String, String)]) -> Result<(), Refusal> {
-        if let Some((mangled, via)) = new_statics
-            .iter()
-            .find(|(mangled, _)| self.statics.contains_key(mangled) && !is_callsite(mangled))
-        {
+        if let Some((mangled, via)) = new_statics.iter().find(|(mangled, _)| {
+            self.statics.contains_key(mangled) && !is_tracing_callsite(mangled)
+        }) {
             return Err(Refusal::IntroducedStaticWouldFork {
                 name: static_name(mangled),
                 via: via.clone(),
@@ -86,7 +108,7 @@ impl Introduced {
         let fresh: Vec<&String> = new_statics
             .iter()
             .map(|(mangled, _)| mangled)
-            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_callsite(mangled))
+            .filter(|mangled| !self.statics.contains_key(*mangled) && !is_tracing_callsite(mangled))
             .collect();
         if fresh.is_empty() {
             return Ok(());
@@ -107,9 +129,4 @@ impl Introduced {
         std::fs::write(&self.file, serde_json::to_vec(&self.statics)?)
             .with_context(|| format!("writing {}", self.file.display()))
     }
-}
-
-/// A `tracing` callsite only caches interest: a fresh copy registers again, harmlessly.
-fn is_callsite(mangled: &str) -> bool {
-    mangled.contains("__CALLSITE")
 }

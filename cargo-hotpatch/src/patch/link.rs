@@ -88,12 +88,14 @@ impl Linker {
     /// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to
     /// be resolved against the running host when it is loaded. With `needs_c_runtime` (the code
     /// refers to `__dso_handle`), the compiler driver links, as only it knows where the C
-    /// runtime's start files are.
+    /// runtime's start files are. With `writable_data`, relocated read-only data stays writable
+    /// (no RELRO): the runtime sets pointers in it after loading.
     pub fn link_library(
         &self,
         objects: &[PathBuf],
         output: &Path,
         needs_c_runtime: bool,
+        writable_data: bool,
     ) -> anyhow::Result<()> {
         let linker = match self {
             Linker::Lld(path) if needs_c_runtime => Linker::Driver {
@@ -102,6 +104,7 @@ impl Linker {
             },
             other => other.clone(),
         };
+        let relro = if writable_data { "norelro" } else { "relro" };
         let mut command = linker.command();
         match &linker {
             Linker::Lld(_) => command.args([
@@ -110,10 +113,14 @@ impl Linker {
                 "--hash-style=gnu",
                 "--build-id",
                 "-z",
-                "relro",
+                relro,
                 "-Bsymbolic-functions",
             ]),
-            Linker::Driver { .. } => command.args(["-shared", "-Wl,-Bsymbolic-functions"]),
+            Linker::Driver { .. } => command.args([
+                "-shared",
+                "-Wl,-Bsymbolic-functions",
+                &format!("-Wl,-z,{relro}"),
+            ]),
         };
         command.arg("-o").arg(output).args(objects);
         linker.run(command, "linking the patch")

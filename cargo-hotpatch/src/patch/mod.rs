@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::PatchFile;
 
 pub use changes::remember_base_functions;
+pub use introduced::forget_introduced_statics;
 pub use refusal::{NotPatchable, Refusal};
 
 use crate::host::{BaseRecord, CrateRecord, HostFacts};
@@ -92,8 +93,10 @@ pub fn build_including(
     let library = work_dir.join("patch.so");
     // Code referring to its own module's handle needs the C runtime's start files.
     let needs_c_runtime = undefined.contains("__dso_handle");
+    // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
+    let writable_data = !redirections.data_pointers.is_empty();
     timings.time(Cost::Link, || {
-        linker.link_library(&objects, &library, needs_c_runtime)
+        linker.link_library(&objects, &library, needs_c_runtime, writable_data)
     })?;
     // The layouts are read from the linked library: its debug information is relocated.
     let states = timings.time(Cost::Analysis, || {

@@ -29,7 +29,7 @@ pub fn static_redirects(
             .address_cells
             .union(&redirections.thread_local_cells),
     )?;
-    Ok(cells
+    let mut redirects: Vec<StaticRedirect> = cells
         .iter()
         .map(|(mangled, cell_offset)| {
             let thread_local = redirections.thread_local_cells.contains(mangled);
@@ -41,7 +41,22 @@ pub fn static_redirects(
                 module: introduced.origin_patch(mangled, host_local_data),
             }
         })
-        .collect())
+        .collect();
+    // A pointer in data is written like a cell: the running static's address (plus the offset
+    // into it the pointer had) at the pointer's place in the library.
+    let pointers = &redirections.data_pointers;
+    let referrers = cell_offsets(library, pointers.iter().map(|p| &p.referrer))?;
+    for pointer in pointers {
+        let host_offset = targets[&pointer.target].checked_add_signed(pointer.addend);
+        redirects.push(StaticRedirect {
+            name: static_name(&pointer.target),
+            cell_offset: referrers[&pointer.referrer] + pointer.offset,
+            host_offset: host_offset.context("a pointer in data points before its module")?,
+            thread_local: false,
+            module: introduced.origin_patch(&pointer.target, host_local_data),
+        });
+    }
+    Ok(redirects)
 }
 
 /// What a patch of `changed` against `base` carries (its library's hash and length are filled

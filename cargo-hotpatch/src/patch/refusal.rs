@@ -90,6 +90,9 @@ pub struct ForkedStatic {
     pub via: String,
     /// Why it cannot be redirected.
     pub why: String,
+    /// The macro that made it, when the user did not write it (`lazy_static!`): then it cannot
+    /// be made `pub`.
+    pub made_by: Option<&'static str>,
 }
 
 impl Refusal {
@@ -155,16 +158,29 @@ impl fmt::Display for Refusal {
 
 /// Names every static the patch would fork: the user must see each one.
 fn fork_message(f: &mut fmt::Formatter<'_>, statics: &[ForkedStatic]) -> fmt::Result {
-    let Some(ForkedStatic { name, via, why }) = statics.first() else {
+    let Some(ForkedStatic {
+        name,
+        via,
+        why,
+        made_by,
+    }) = statics.first()
+    else {
         return Ok(());
     };
     let others: Vec<String> = statics[1..]
         .iter()
-        .map(|ForkedStatic { name, via, why }| format!("`{name}` (used by `{via}`: {why})"))
+        .map(|ForkedStatic { name, via, why, .. }| format!("`{name}` (used by `{via}`: {why})"))
         .collect();
+    let (made, advice) = match made_by {
+        Some(by) => (
+            format!(" (made by `{by}`)"),
+            "Declare the value as a `pub static` yourself (a `std::sync::LazyLock` for a lazy value)",
+        ),
+        None => (String::new(), "Make it `pub`"),
+    };
     write!(
         f,
-        "the patched code of `{via}` uses the private static `{name}`, which cannot be redirected to the running process's copy ({why}){}; a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+        "the patched code of `{via}` uses the private static `{name}`{made}, which cannot be redirected to the running process's copy ({why}){}; a patch would silently fork it, so it is refused. {advice} (public statics and thread-locals are shared with patches), then rebuild and restart",
         if others.is_empty() { String::new() } else { format!(" (and {})", others.join(", ")) }
     )
 }
@@ -182,6 +198,7 @@ mod tests {
             name: name.into(),
             via: via.into(),
             why: why.into(),
+            made_by: None,
         }
     }
 
@@ -254,6 +271,23 @@ mod tests {
             },
             "private-static-would-fork",
             "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (the optimised code reads it directly) (and `logic::SEEN` (used by `logic::tick`: a pointer to it is stored in data)); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+        );
+    }
+
+    #[test]
+    fn a_static_a_macro_made_that_would_fork() {
+        let mut lazy = forked(
+            "<logic::TABLE as core::ops::deref::Deref>::deref::__stability::LAZY",
+            "logic::step",
+            "its code reads or writes it in place instead of through its address",
+        );
+        lazy.made_by = Some("lazy_static!");
+        check(
+            Refusal::PrivateStaticWouldFork {
+                statics: vec![lazy],
+            },
+            "private-static-would-fork",
+            "the patched code of `logic::step` uses the private static `<logic::TABLE as core::ops::deref::Deref>::deref::__stability::LAZY` (made by `lazy_static!`), which cannot be redirected to the running process's copy (its code reads or writes it in place instead of through its address); a patch would silently fork it, so it is refused. Declare the value as a `pub static` yourself (a `std::sync::LazyLock` for a lazy value) (public statics and thread-locals are shared with patches), then rebuild and restart",
         );
     }
 

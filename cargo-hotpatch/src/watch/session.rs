@@ -146,6 +146,11 @@ impl Session {
         match host::build(&self.args.run.selection, &self.layout) {
             Ok((base, executable)) => {
                 self.seen = seen_from(&base);
+                // The app about to start has loaded no patch.
+                if let Err(error) = patch::forget_introduced_statics(&base, &self.layout.work_dir())
+                {
+                    warning(format!("{error:#}"));
+                }
                 self.baseline = Some(remember_in_background(&base, &self.layout));
                 // Started once the baseline is compiled (see `when_idle`).
                 self.warm.clear();

@@ -17,8 +17,11 @@
 //!   own compiled copies, which a patch of its crate cannot replace.
 //! - **Change the binary crate, a manifest, the lock file or a build script.**
 //! - **Fork state.** A private static or thread-local that live patched code reaches in a way
-//!   the tool cannot redirect (optimised code reading it directly, a pointer to it stored in data,
-//!   a general-dynamic thread-local access) is refused.
+//!   the tool cannot redirect (optimised code reading or writing it in place, a pointer to it in
+//!   an anonymous constant, a general-dynamic thread-local access) is refused. A pointer to it in
+//!   a named static (`static TABLE: [&AtomicU64; 1] = [&COUNT];`) is set to the running copy. A `tracing` callsite is the exception:
+//!   a patch's fresh copy registers itself, harmlessly (see
+//!   [patterns](crate::docs::patterns#trace-hot-code-as-usual)).
 //!
 //! # Other limits
 //!

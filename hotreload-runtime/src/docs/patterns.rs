@@ -50,6 +50,19 @@
 //! optimiser reads a private static directly, a patch that touches it is refused, naming it: make
 //! such state `pub`.
 //!
+//! ## Trace hot code as usual
+//! `#[tracing::instrument]` and tracing's event macros work in patched code. Each span or event
+//! makes a private callsite static; a patch gets fresh copies of the callsites of its code, and
+//! that is harmless by construction: a callsite caches only its subscriber's interest, and a
+//! fresh one registers itself with the dispatcher the first time it is reached, as it would in
+//! a fresh build, so the subscriber sees one more registration per callsite and patch, and every
+//! event and span after the patch. (The running copy cannot be shared: even at opt-level 0 the
+//! macros' code reads the callsite's metadata directly, and its metadata points back at it.)
+//! Patch libraries stay mapped, so the dispatcher's list of callsites stays valid. A lazily
+//! initialised private static (`LazyLock`, `once_cell`'s `Lazy`) is shared like any other
+//! private static at opt-level 0, so its value is initialised once; where the optimiser reads
+//! it directly the patch is refused, naming it.
+//!
 //! ## Keep long-lived values in `#[hot_state]` storage
 //! A value that outlives a patch and whose type may change (a session, a connection's state, an
 //! order book) belongs in [`Handle`](crate::state::Handle) or [`Singleton`](crate::state::Singleton)

@@ -1,5 +1,6 @@
 //! Filling a patch's cells: each holds the address of one of the executable's private statics
-//! (or of a static an earlier patch introduced, in that patch's library).
+//! (or of a static an earlier patch introduced, in that patch's library). A pointer to such a
+//! static in the patch's own data is filled the same way.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void, CStr, CString};
@@ -71,8 +72,8 @@ pub(crate) fn fill(
     }
     for (cell, words, thread_local) in writes {
         // SAFETY: `cell` (8 or 16 bytes) lies in a writable loaded segment of the patch library
-        // (checked above); it is the patch's own copy of the static, which no code uses until the
-        // patch's hot functions are committed, after this.
+        // (checked above); it is the patch's own copy of the static (or a pointer in its own
+        // data), which no code uses until the patch's hot functions are committed, after this.
         unsafe {
             (cell as *mut usize).write_unaligned(words[0]);
             if thread_local {

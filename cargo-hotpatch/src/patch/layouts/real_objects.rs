@@ -57,7 +57,9 @@ fn build(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
     let (_, host) = rustc_version(Path::new("rustc")).unwrap();
     let linker = Linker::for_base(toolchain_lld_dir(Path::new("rustc"), &host).as_deref());
     let library = out.join("demo.so");
-    linker.link_library(&objects, &library, false).unwrap();
+    linker
+        .link_library(&objects, &library, false, false)
+        .unwrap();
     library
 }
 

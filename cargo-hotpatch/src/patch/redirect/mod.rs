@@ -8,8 +8,11 @@
 //! `X` into it (the host's module base plus `X`'s offset, found through the build id), and every
 //! access lands in the host's static. The patch stays independent of load addresses.
 //!
-//! A static reached any other way (optimised code reading it directly, thread-locals, a pointer to
-//! it in data) cannot be redirected; a patch whose live code reaches one is refused, naming it.
+//! A pointer to such a static stored in the patch's own data (`static ALIAS: &T = &X;`, a
+//! constant or a new static) is set by the runtime to the running copy after loading, like a cell;
+//! the patch is then linked without RELRO, so that data stays writable. A static reached any other
+//! way (code reading or writing it in place, a pointer to it in data without a symbol) cannot be
+//! redirected; a patch whose live code reaches one is refused, naming it.
 
 mod statics;
 mod thread_locals;
@@ -24,6 +27,10 @@ use crate::host::HostLocalData;
 /// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
 const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__HOT_STATE", "__INVENTORY"];
 
+/// The (demangled) name `tracing`'s span and event macros give the callsite static they make
+/// beside each span and event (with its metadata, `META`, which points back at it).
+const TRACING_CALLSITE: &str = "::__CALLSITE";
+
 /// What redirection did to the objects of a patch.
 #[derive(Debug, Default)]
 pub struct Redirections {
@@ -35,6 +42,20 @@ pub struct Redirections {
     pub address_cells: BTreeSet<String>,
     /// Cells through which thread-locals are reached: they hold the executable's TLS module id.
     pub thread_local_cells: BTreeSet<String>,
+    /// Pointers to host statics stored in the patch's own data, which the runtime sets to the
+    /// running copies after loading.
+    pub data_pointers: Vec<DataPointer>,
+}
+
+/// A pointer to a host static (`target` plus `addend`) stored `offset` bytes into the patch's
+/// static `referrer` (which the host does not share: a constant, or new data). The patch's copy of
+/// the target is a cell or unused, so the runtime writes the running copy's address there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPointer {
+    pub referrer: String,
+    pub offset: u64,
+    pub target: String,
+    pub addend: i64,
 }
 
 /// Whether an object refers (`undefined`, from
@@ -89,9 +110,29 @@ fn redirect_object(
 }
 
 /// Whether a patch must keep its own copy of this static (the runtime keeps hot function slots in
-/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own).
+/// step itself, and registrations and `#[hot_state]` descriptors must be the patch's own), or a
+/// fresh copy of it is harmless: a [tracing callsite](is_tracing_callsite).
 pub fn is_own_copy(mangled: &str) -> bool {
-    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own))
+    OWN_COPY_EXPECTED.iter().any(|own| mangled.contains(own)) || is_tracing_callsite(mangled)
+}
+
+/// Whether `mangled` is the callsite static of a `tracing` span or event. Its code reads the
+/// callsite's fields directly even at opt-level 0 (`mov __CALLSITE(%rip), %rax` loads its
+/// metadata pointer) and its metadata points at it from data, so the running copy cannot be
+/// shared. A fresh copy is harmless by construction: it carries its own metadata and registers
+/// itself with the dispatcher the first time it is reached, which computes its interest from the
+/// current subscriber as the running copy's was (and as a fresh build's would be). Patch
+/// libraries stay mapped, so the dispatcher's list of callsites never points into freed memory.
+pub fn is_tracing_callsite(mangled: &str) -> bool {
+    format!("{:#}", rustc_demangle::demangle(mangled)).ends_with(TRACING_CALLSITE)
+}
+
+/// The macro that made a static its user did not write and cannot make `pub`: `lazy_static!`
+/// keeps its value in a `LAZY` static inside a generated function.
+pub fn made_by_macro(mangled: &str) -> Option<&'static str> {
+    format!("{:#}", rustc_demangle::demangle(mangled))
+        .ends_with("::__stability::LAZY")
+        .then_some("lazy_static!")
 }
 
 /// A static's name as its user wrote it: a thread-local's hidden inner static is shown as the
@@ -101,5 +142,34 @@ pub fn static_name(mangled: &str) -> String {
     match name.find("::{{constant}}") {
         Some(end) => name[..end].to_owned(),
         None => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracing_callsites_get_fresh_copies() {
+        // `logic::step::{{closure}}::__CALLSITE` and `logic::step::__CALLSITE`, as rustc mangles them.
+        let in_closure =
+            "_ZN5logic4step28_$u7b$$u7b$closure$u7d$$u7d$10__CALLSITE17h2c1264e51a0cd083E";
+        let in_function = "_ZN5logic4step10__CALLSITE17hc0a4a981d321988eE";
+        assert!(is_tracing_callsite(in_closure) && is_own_copy(in_closure));
+        assert!(is_tracing_callsite(in_function));
+        // Its metadata, and a user's static whose name merely contains the word, are not.
+        assert!(!is_tracing_callsite(
+            "_ZN5logic4step4META17h2c1264e51a0cd083E"
+        ));
+        assert!(!is_tracing_callsite(
+            "_ZN5logic13MY__CALLSITES17h2c1264e51a0cd083E"
+        ));
+    }
+
+    #[test]
+    fn lazy_static_s_inner_static_is_named_with_its_macro() {
+        let inner = "_ZN62_$LT$logic..TABLE$u20$as$u20$core..ops..deref..Deref$GT$5deref11__stability4LAZY17h0123456789abcdefE";
+        assert_eq!(made_by_macro(inner), Some("lazy_static!"));
+        assert_eq!(made_by_macro("_ZN5logic5TABLE17h0123456789abcdefE"), None);
     }
 }

@@ -10,11 +10,11 @@ use object::{
     RelocationTarget, SectionKind,
 };
 
-use super::{is_own_copy, Redirections};
+use super::{is_own_copy, DataPointer, Redirections};
 use crate::host::HostLocalData;
 use crate::object::edit::grow_nobits_section;
 use crate::object::read::private_static_of;
-use crate::object::x86_64::{is_rip_relative_lea, MOV_LOAD_OPCODE, R_X86_64_PC32};
+use crate::object::x86_64::{is_rip_relative_lea, MOV_LOAD_OPCODE, R_X86_64_64, R_X86_64_PC32};
 
 /// A cell holds one address.
 const CELL_SIZE: u64 = 8;
@@ -43,6 +43,9 @@ pub(super) fn redirect(
             anyhow::bail!("redirecting private statics is only implemented for x86-64");
         }
         let plan = plan(&file, bytes, targets, out);
+        for pointer in &out.data_pointers {
+            out.redirected.insert(pointer.target.clone());
+        }
         let grow = make_cells(&file, plan.cells, out)?;
         (plan.byte_edits, grow)
     };
@@ -88,14 +91,24 @@ fn plan(
             };
             let at = section_start.map(|start| start + offset as usize);
             let lea = at.filter(|&at| is_rip_relative_lea(bytes, at));
-            match lea {
-                Some(at) if is_code && r_type == R_X86_64_PC32 && points_at_start => {
+            let referrer = (!is_code && r_type == R_X86_64_64)
+                .then(|| named_data(file, &section, targets))
+                .flatten();
+            match (lea, referrer) {
+                (Some(at), _) if is_code && r_type == R_X86_64_PC32 && points_at_start => {
                     plan.byte_edits.push((at - 2, MOV_LOAD_OPCODE));
                     plan.cells.insert((mangled.to_owned(), index));
                 }
+                (_, Some(Referrer::Shared)) => {}
+                (_, Some(Referrer::Own(referrer))) => out.data_pointers.push(DataPointer {
+                    referrer: referrer.to_owned(),
+                    offset,
+                    target: mangled.to_owned(),
+                    addend: relocation.addend(),
+                }),
                 _ => {
                     let why = if is_code {
-                        "the optimised code reads it directly"
+                        "its code reads or writes it in place instead of through its address"
                     } else {
                         "a pointer to it is stored in data"
                     };
@@ -107,6 +120,38 @@ fn plan(
         }
     }
     plan
+}
+
+/// What holds a pointer to a host static in data.
+enum Referrer<'data> {
+    /// A static the host shares (one of `targets`): the patch reaches the running copy, which
+    /// points at the running target, and its own copy is a cell or unused.
+    Shared,
+    /// The patch's own static of this (mangled) name, at the start of its section.
+    Own(&'data str),
+}
+
+/// The static whose section `section` is, if it has a name the linked library keeps (constants
+/// without one, `.L…`, are anonymous).
+fn named_data<'data>(
+    file: &object::File<'data>,
+    section: &object::Section<'data, '_>,
+    targets: &HostLocalData,
+) -> Option<Referrer<'data>> {
+    let name = file
+        .symbols()
+        .filter(|symbol| symbol.section_index() == Some(section.index()))
+        .filter(|symbol| symbol.kind() == object::SymbolKind::Data && symbol.address() == 0)
+        .find_map(|symbol| symbol.name().ok().filter(|name| !name.starts_with(".L")))?;
+    // A read-only static is never redirected, and the patch's own copies stay its own: those
+    // hold the pointers live code follows.
+    let shared =
+        targets.contains_key(name) && private_static_of(section).is_some() && !is_own_copy(name);
+    Some(if shared {
+        Referrer::Shared
+    } else {
+        Referrer::Own(name)
+    })
 }
 
 /// The static of `targets` (not a thread-local: those are redirected elsewhere) a relocation
