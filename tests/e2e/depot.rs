@@ -184,6 +184,10 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         "`build` wrote no patch: {}",
         built.describe()
     );
+    // Without debug information; its size is printed, not bounded: the crate's whole code is in
+    // it, 1.7 MB of dev-build machine code for the depot.
+    let library = crate::patch::mapped_library_len(&patch);
+    eprintln!("the depot's one-line edit's patch library: {library} bytes");
     fixture.apply(&patch).success();
 
     assert_eq!(client.ask("HELLO ada"), "$welcome ada");
