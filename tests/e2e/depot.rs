@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hotreload_tests::{locations, read_lines, Fixture, Profile, ToolRun};
 
@@ -184,6 +184,10 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         "`build` wrote no patch: {}",
         built.describe()
     );
+    // Without debug information; its size is printed, not bounded: the crate's whole code is in
+    // it, 1.7 MB of dev-build machine code for the depot.
+    let library = crate::patch::mapped_library_len(&patch);
+    eprintln!("the depot's one-line edit's patch library: {library} bytes");
     fixture.apply(&patch).success();
 
     assert_eq!(client.ask("HELLO ada"), "$welcome ada");
@@ -193,7 +197,14 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         whoami.contains("\"commands\":5") && whoami.contains("\"client\":\"ada\""),
         "the session kept its count and name: {whoami}"
     );
-    let said = depot.run.stderr_text();
+    // The events reach the test through the tool's stderr pipe, which a thread of the kit reads:
+    // the patched handler's may come after the replies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut said = depot.run.stderr_text();
+    while said.matches("client introduced itself").count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        said = depot.run.stderr_text();
+    }
     assert_eq!(
         said.matches("client introduced itself").count(),
         2,

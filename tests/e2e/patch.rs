@@ -33,7 +33,7 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     status_shows_each_function_s_patch(&status, &mut app, &ids);
     history_lists_the_commits(&fixture);
     a_closed_stdout_ends_history_quietly(&fixture);
-    status_lists_the_patches_and_their_commits(&status, &ids);
+    status_lists_the_patches_and_their_commits(&status, &ids, [&p2, &p3, &p4]);
     // 5. Rollbacks: v3, v2, then the base's v1.
     rollbacks_return_to_the_base(&fixture, &mut app);
     // 6a. Changes a running process cannot take are refused at build time.
@@ -59,6 +59,25 @@ fn edition_is(tick: &Tick, version: &str) {
         Some(format!("{version}@{}", tick.steps)),
         "the hot method `Report::edition` runs {version}'s code: {tick:?}"
     );
+}
+
+/// The length of the library `patch` carries, which a process applying it keeps mapped for good;
+/// asserts the library carries no debug information (the tool keeps that in its work directory).
+pub(crate) fn mapped_library_len(patch: &Path) -> usize {
+    use object::{Object as _, ObjectSection as _};
+    let file = PatchFile::parse(&std::fs::read(patch).unwrap()).expect("a patch file");
+    let library = object::File::parse(&*file.library).expect("the patch library is an object");
+    let debug: Vec<&str> = library
+        .sections()
+        .filter_map(|section| section.name().ok())
+        .filter(|name| name.starts_with(".debug_"))
+        .collect();
+    assert!(
+        debug.is_empty() && library.symbols().next().is_some(),
+        "{} carries debug sections {debug:?} (or lost its symbol table)",
+        patch.display()
+    );
+    file.library.len()
 }
 
 /// `<T as Helper>::__hot_original_NAME_FP` is `T::NAME`; `path::f::__hot_original_FP` is `path::f`.
@@ -102,6 +121,10 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
         ],
         "the patch lists exactly the changed functions: {:?}",
         manifest.changed_functions
+    );
+    eprintln!(
+        "the one-line edit's patch library: {} bytes",
+        mapped_library_len(&p2)
     );
     app.drain();
     let steps_before = app.last.as_ref().unwrap().steps;
@@ -248,7 +271,11 @@ fn a_closed_stdout_ends_history_quietly(fixture: &Fixture) {
     assert!(errors.is_empty(), "expected a quiet exit, got:\n{errors}");
 }
 
-fn status_lists_the_patches_and_their_commits(status: &StatusReport, ids: &[String; 3]) {
+fn status_lists_the_patches_and_their_commits(
+    status: &StatusReport,
+    ids: &[String; 3],
+    patches: [&Path; 3],
+) {
     let listed: Vec<&str> = status.patches.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(
         listed, ids,
@@ -278,9 +305,10 @@ fn status_lists_the_patches_and_their_commits(status: &StatusReport, ids: &[Stri
         "each history entry lists its function changes: {:?}",
         status.history
     );
-    assert!(
-        status.mapped_bytes > 0,
-        "patch code is kept mapped: {status:?}"
+    let libraries: u64 = patches.map(|p| mapped_library_len(p) as u64).iter().sum();
+    assert_eq!(
+        status.mapped_bytes, libraries,
+        "status reports the memory the three patch libraries keep mapped: {status:?}"
     );
 }
 

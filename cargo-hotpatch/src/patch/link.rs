@@ -4,10 +4,13 @@
 //! The toolchain's own `rust-lld` is called directly when the base recorded it: the compiler
 //! driver in front of it (`cc`, `collect2`, the `ld.lld` wrapper) cost 12 ms of a 29 ms link.
 //! `HOTPATCH_LINKER` names another compiler driver to link with instead.
+//!
+//! The library is linked with its debug information (the layout check reads it, relocated) and
+//! then copied without it by [`DebugInfoStrip`], while the checks run: the copy is what a process maps, for good.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context as _};
 
@@ -157,6 +160,63 @@ impl Linker {
             );
         }
         Ok(())
+    }
+}
+
+/// A copy of the patch library without its `.debug_*` sections being written by binutils'
+/// `objcopy` (there wherever `cc` is), while the checks read the linked library: the rest, symbol
+/// tables included, is unchanged, so offsets read from the linked library hold in the copy. Most
+/// of a dev build's library is debug information, which a running process has no use for and
+/// would keep mapped.
+pub struct DebugInfoStrip {
+    objcopy: Option<Child>,
+    library: PathBuf,
+}
+
+impl DebugInfoStrip {
+    /// Starts copying `library` to `output` without its debug information.
+    pub fn start(library: &Path, output: &Path) -> anyhow::Result<Self> {
+        let objcopy = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(library)
+            .arg(output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context(
+                "removing the patch library's debug information: running `objcopy` failed; \
+                 install binutils (it comes with gcc) so that `objcopy` is on the PATH",
+            )?;
+        Ok(DebugInfoStrip {
+            objcopy: Some(objcopy),
+            library: library.to_owned(),
+        })
+    }
+
+    /// Waits for the copy to be written.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let objcopy = self.objcopy.take().expect("an objcopy is waited for once");
+        let result = objcopy
+            .wait_with_output()
+            .context("waiting for `objcopy` to remove the patch library's debug information")?;
+        if !result.status.success() {
+            bail!(
+                "removing the patch library's debug information failed \
+                 (`objcopy --strip-debug {}`):\n{}",
+                self.library.display(),
+                String::from_utf8_lossy(&result.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DebugInfoStrip {
+    /// A build that stops before packaging still reaps its `objcopy` (a watching tool lives on).
+    fn drop(&mut self) {
+        if let Some(mut objcopy) = self.objcopy.take() {
+            let _ = objcopy.wait();
+        }
     }
 }
 
