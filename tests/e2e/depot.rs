@@ -2,11 +2,10 @@
 //! server with tracing spans in its `#[hot]` handlers and `#[hot_state]` sessions), run by
 //! `cargo hotpatch run` with real clients connected.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+use hotreload_tests::depot::{listening_address, Client};
 use hotreload_tests::{locations, read_lines, Fixture, Profile, ToolRun};
 
 /// The depot run by `cargo hotpatch run`, with its snapshot in a directory of the test's;
@@ -33,10 +32,7 @@ impl Depot {
                     run.stderr_tail()
                 )
             });
-        let address = first
-            .strip_prefix("depot listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_owned();
+        let address = listening_address(&first);
         run.adopt_app();
         Depot {
             run,
@@ -44,46 +40,6 @@ impl Depot {
             _lines: lines,
             _data: data,
         }
-    }
-}
-
-/// A client connection: one request line, one reply line.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn open(address: &str) -> Self {
-        let stream = TcpStream::connect(address).expect("connecting to the depot");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn send(&mut self, request: &str) {
-        self.writer
-            .write_all(format!("{request}\n").as_bytes())
-            .unwrap_or_else(|e| panic!("sending `{request}`: {e}"));
-    }
-
-    fn line(&mut self) -> String {
-        let mut reply = String::new();
-        let read = self
-            .reader
-            .read_line(&mut reply)
-            .unwrap_or_else(|e| panic!("reading from the depot: {e}"));
-        assert!(read > 0, "the depot closed the connection");
-        reply.trim_end().to_owned()
-    }
-
-    fn ask(&mut self, request: &str) -> String {
-        self.send(request);
-        self.line()
     }
 }
 
