@@ -20,7 +20,7 @@
 //! those tests already built its dependencies. It prints a table with the goals next to the
 //! numbers, then kills what it started. Wall times of subprocesses, so no criterion.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hotreload_tests::bench::{at_most, iterations, measure_edits, median, ms};
 use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput};
@@ -91,8 +91,9 @@ fn main() {
         iterations,
         greeting_edit,
         |i, from, to| {
+            let saved = SystemTime::now();
             let sample = watch_cycle(&mut watch, &mut client, &fixture, from, to);
-            let (_, size) = watch.last_patch(&fixture);
+            let size = watch.last_patch_size(&fixture, saved);
             if i > 0 {
                 patch_sizes.push(size);
             }

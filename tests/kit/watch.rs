@@ -2,8 +2,7 @@
 //! for each patch (`Patched CRATES in X (debounce D, rustc R, checks C, link L, apply A)`), and
 //! waiting until it is quiet before the next edit.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::bench::{median, ToolProcess};
 use crate::{children_of, waits_for_arguments, Fixture};
@@ -108,8 +107,10 @@ impl Watch {
         }
     }
 
-    /// The newest patch file watch wrote (`patch-N.hotpatch` in its directory) and its size.
-    pub fn last_patch(&self, fixture: &Fixture) -> (PathBuf, u64) {
+    /// The size of the patch file watch wrote last (`patch-N.hotpatch` in its directory, which
+    /// other runs in the same target directory share: the newest), which must be newer than
+    /// `since`.
+    pub fn last_patch_size(&self, fixture: &Fixture, since: SystemTime) -> u64 {
         let dir = fixture
             .target()
             .join("hotpatch")
@@ -117,20 +118,25 @@ impl Watch {
             .join("watch");
         let entries = std::fs::read_dir(&dir)
             .unwrap_or_else(|error| panic!("reading {}: {error}", dir.display()));
-        entries
+        let (modified, size) = entries
             .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
-                let number: u64 = name
-                    .strip_prefix("patch-")?
-                    .strip_suffix(".hotpatch")?
-                    .parse()
-                    .ok()?;
-                Some((number, entry.path(), entry.metadata().ok()?.len()))
+            .filter(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("patch-") && name.ends_with(".hotpatch")
             })
-            .max_by_key(|(number, _, _)| *number)
-            .map(|(_, path, size)| (path, size))
-            .unwrap_or_else(|| panic!("watch wrote no patch file in {}", dir.display()))
+            .filter_map(|entry| {
+                let metadata = entry.metadata().ok()?;
+                Some((metadata.modified().ok()?, metadata.len()))
+            })
+            .max_by_key(|(modified, _)| *modified)
+            .unwrap_or_else(|| panic!("watch wrote no patch file in {}", dir.display()));
+        assert!(
+            modified >= since,
+            "watch wrote no patch file in {} for this edit",
+            dir.display()
+        );
+        size
     }
 
     /// Waits until watch's stderr after `from` bytes gives `found` something; if `strict`,
