@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use hotreload_tests::depot::{listening_address, Client};
-use hotreload_tests::{locations, read_lines, Fixture, Profile, ToolRun};
+use hotreload_tests::{locations, read_lines, wait_for_text, Fixture, Profile, ToolRun};
 
 /// The depot run by `cargo hotpatch run`, with its snapshot in a directory of the test's;
 /// ended when dropped.
@@ -149,9 +149,15 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         whoami.contains("\"commands\":5") && whoami.contains("\"client\":\"ada\""),
         "the session kept its count and name: {whoami}"
     );
+    // The app's stderr reaches the test through a reader thread, which may lag behind the reply
+    // on a busy machine: wait for the event after the first (30 s at most), then count.
+    const EVENT: &str = "client introduced itself";
+    let first = wait_for_text(|| depot.run.stderr_text(), 0, EVENT).find(EVENT);
+    let first = first.expect("the first event") + EVENT.len();
+    wait_for_text(|| depot.run.stderr_text(), first, EVENT);
     let said = depot.run.stderr_text();
     assert_eq!(
-        said.matches("client introduced itself").count(),
+        said.matches(EVENT).count(),
         2,
         "the patched handler's event reaches the subscriber:\n{said}"
     );
