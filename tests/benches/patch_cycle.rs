@@ -141,7 +141,7 @@ fn cycle(fixture: &Fixture, app: &mut ToolProcess, from: &str, to: &str, i: usiz
     let started = Instant::now();
     let output = fixture.cargo_build();
     let cargo_build = ms(started.elapsed());
-    let recompiled = output.recompiled();
+    let recompiled = output.recompiled(&["logic", "app"]);
 
     Sample {
         build,

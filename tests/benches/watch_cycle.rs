@@ -28,15 +28,15 @@ use std::time::{Duration, Instant};
 
 use hotreload_tests::bench::TICK_MS;
 use hotreload_tests::bench::{at_least, at_most, bench_fixture, iterations, measure, median, ms};
-use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput, Lines, ToolProcess};
-use hotreload_tests::{children_of, locations, read_timed_lines, waits_for_arguments, Fixture};
+use hotreload_tests::bench::{print_figure, print_rows, CargoBuildOutput, Lines};
+use hotreload_tests::watch::QUIET;
+use hotreload_tests::watch::{describe_patched, split_rows, Patched, Watch};
+use hotreload_tests::{locations, read_timed_lines, Fixture};
 
 /// Measured iterations of each phase unless `WATCH_CYCLE_ITERATIONS` says more.
 const ITERATIONS: usize = 9;
 /// How long an edit may take to show in the app's output, and watch to settle.
 const NEW_VERSION: Duration = Duration::from_secs(60);
-/// How long watch must have no child but the app before the next edit.
-const QUIET: Duration = Duration::from_millis(500);
 /// The file every edit changes.
 const EDITED: &str = "logic/src/lib.rs";
 
@@ -66,19 +66,8 @@ fn main() {
     let (_, patched) = measure(
         "watch_cycle: (a)",
         iterations,
-        |_, from, to| watch.cycle(&fixture, from, to),
-        |sample| {
-            format!(
-                "save->new {:.1} ms (watch: {:.0} ms; debounce {:.1}, rustc {:.1}, checks {:.1}, link {:.1}, apply {:.1})",
-                sample.save_to_new,
-                sample.watch_total,
-                sample.debounce,
-                sample.rustc,
-                sample.checks,
-                sample.link,
-                sample.apply
-            )
-        },
+        |_, from, to| watch_cycle(&mut watch, &fixture, from, to),
+        describe_patched,
     );
     drop(watch);
 
@@ -102,19 +91,6 @@ fn main() {
     drop(app);
     fixture.replace_file(EDITED, &original);
     print_table(&patched, &restarted, &warm_up.recompiled);
-}
-
-/// One save patched by watch; times in milliseconds.
-struct Patched {
-    /// Writing the file to the app's first line showing the new version.
-    save_to_new: f64,
-    /// What watch prints: its first event to the applied patch, and the split.
-    watch_total: f64,
-    debounce: f64,
-    rustc: f64,
-    checks: f64,
-    link: f64,
-    apply: f64,
 }
 
 /// One save rebuilt and restarted; times in milliseconds.
@@ -150,7 +126,7 @@ fn restart_cycle(
         executable,
         "`cargo build` built another binary"
     );
-    let recompiled = output.recompiled();
+    let recompiled = output.recompiled(&["logic", "app"]);
     let sample = Restarted {
         save_to_new: ms(shown.saturating_duration_since(saved)),
         kill: ms(killed.saturating_duration_since(saved)),
@@ -175,35 +151,23 @@ fn print_table(patched: &[Patched], restarted: &[Restarted], recompiled: &[Strin
         restarted.len(),
         recompiled.join(", ")
     );
-    print_rows(
-        &title,
-        1,
-        &[
-            (
-                "(a) watch: save -> new behaviour",
-                save_to_new,
-                &save_to_new_goal,
-            ),
-            (
-                "      watch's total (first event -> applied)",
-                a(|s| s.watch_total),
-                "",
-            ),
-            ("      debounce", a(|s| s.debounce), ""),
-            ("      rustc", a(|s| s.rustc), ""),
-            ("      checks", a(|s| s.checks), ""),
-            ("      link", a(|s| s.link), ""),
-            ("      apply", a(|s| s.apply), ""),
-            ("(b) rebuild + restart: save -> new behaviour", rebuild, ""),
-            ("      kill the app", b(|s| s.kill), ""),
-            (
-                "      cargo build -p app (incremental)",
-                b(|s| s.cargo_build),
-                "",
-            ),
-            ("      start -> first line", b(|s| s.start), ""),
-        ],
-    );
+    let mut rows = vec![(
+        "(a) watch: save -> new behaviour",
+        save_to_new,
+        save_to_new_goal.as_str(),
+    )];
+    rows.extend(split_rows(patched));
+    rows.extend([
+        ("(b) rebuild + restart: save -> new behaviour", rebuild, ""),
+        ("      kill the app", b(|s| s.kill), ""),
+        (
+            "      cargo build -p app (incremental)",
+            b(|s| s.cargo_build),
+            "",
+        ),
+        ("      start -> first line", b(|s| s.start), ""),
+    ]);
+    print_rows(&title, 1, &rows);
     print_figure(
         "speed-up (b) / (a), medians",
         &format!("{speedup:.1}x"),
@@ -211,150 +175,22 @@ fn print_table(patched: &[Patched], restarted: &[Restarted], recompiled: &[Strin
     );
 }
 
-/// A duration as `{:.0?}` prints it (`850µs`, `231ms`, `1s`, `1.2s`), in milliseconds.
-fn parse_duration_ms(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ns" => 1e-6,
-        "µs" | "us" | "μs" => 1e-3,
-        "ms" => 1.0,
-        "s" => 1e3,
-        "m" | "min" => 60e3,
-        _ => return None,
-    };
-    Some(number * scale)
-}
-
-/// The split of watch's `Patched CRATES in X (debounce D, rustc R, checks C, link L, apply A)`.
-fn parse_patched(line: &str) -> Option<Patched> {
-    let rest = line.trim().strip_prefix("Patched")?.trim();
-    let (head, split) = rest.split_once(" (")?;
-    let (_crates, total) = head.rsplit_once(" in ")?;
-    let split = split.trim().strip_suffix(')')?;
-    let field = |name: &str| {
-        split.split(',').find_map(|part| {
-            let (key, value) = part.trim().split_once(' ')?;
-            (key == name).then(|| parse_duration_ms(value))?
-        })
-    };
-    Some(Patched {
-        save_to_new: f64::NAN,
-        watch_total: parse_duration_ms(total)?,
-        debounce: field("debounce")?,
-        rustc: field("rustc")?,
-        checks: field("checks")?,
-        link: field("link")?,
-        apply: field("apply")?,
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // The processes.
 
-/// `cargo hotpatch watch -p app` with its app; both are killed when this is dropped.
-struct Watch {
-    process: ToolProcess,
-}
-
-impl Watch {
-    /// Starts `watch` and waits for the app's first tick and watch's `Watching`.
-    fn start(fixture: &Fixture) -> Self {
-        let mut watch = Watch {
-            process: ToolProcess::start(fixture, "watch"),
-        };
-        watch.wait_for_stderr(0, false, |text| text.contains("Watching").then_some(()));
-        watch
-    }
-
-    /// One save: the edit, the app's first line showing it, and watch's split.
-    fn cycle(&mut self, fixture: &Fixture, from: &str, to: &str) -> Patched {
-        let version = to.trim_matches('"');
-        self.process.lines.drain();
-        let mark = self.process.stderr_text().len();
-        fixture.edit(EDITED, from, to);
-        let saved = Instant::now();
-        let shown = self.process.wait_for_version(version, saved + NEW_VERSION);
-        let mut sample = self.wait_for_stderr(mark, true, |said| {
-            let line = said
-                .lines()
-                .find(|line| line.trim().starts_with("Patched "))?;
-            // Only a whole line.
-            said.contains(&format!("{line}\n")).then_some(())?;
-            Some(
-                parse_patched(line).unwrap_or_else(|| panic!("cannot parse watch's line {line:?}")),
-            )
-        });
-        sample.save_to_new = ms(shown.saturating_duration_since(saved));
-        let pid = self.process.hello();
-        if Some(pid) != self.process.run.pid {
-            panic!(
-                "the app was restarted (pid {pid}), not patched\n{}",
-                self.process.describe()
-            );
-        }
-        self.settle();
-        sample
-    }
-
-    /// Waits until watch's stderr after `from` bytes gives `found` something; if `strict`,
-    /// panics on what would spoil the measurement (an error, a warning such as a restart).
-    fn wait_for_stderr<T>(
-        &mut self,
-        from: usize,
-        strict: bool,
-        found: impl Fn(&str) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + NEW_VERSION;
-        loop {
-            let text = self.process.stderr_text();
-            let said = text.get(from..).unwrap_or_default();
-            if let Some(value) = found(said) {
-                return value;
-            }
-            assert!(
-                !strict || !(said.contains("error") || said.contains("warning:")),
-                "watch reported a problem\n{}",
-                self.process.describe()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting on watch\n{}",
-                self.process.describe()
-            );
-            self.process.lines.drain();
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits until watch has had no child but the app and its waiting compilers for a while: no
-    /// rustc (its base functions compiled in the background, or a patch build) competes with the
-    /// next edit.
-    fn settle(&mut self) {
-        let deadline = Instant::now() + NEW_VERSION;
-        let mut quiet_since: Option<Instant> = None;
-        loop {
-            let busy = children_of(self.process.run.tool.id())
-                .into_iter()
-                .any(|child| Some(child) != self.process.run.pid && !waits_for_arguments(child));
-            if busy {
-                quiet_since = None;
-            } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch stayed busy\n{}",
-                self.process.describe()
-            );
-            self.process.lines.drain();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// One save under watch: the edit, the app's first line showing it, and watch's split.
+fn watch_cycle(watch: &mut Watch, fixture: &Fixture, from: &str, to: &str) -> Patched {
+    let version = to.trim_matches('"');
+    watch.process.lines.drain();
+    let mark = watch.mark();
+    fixture.edit(EDITED, from, to);
+    let saved = Instant::now();
+    let shown = watch.process.wait_for_version(version, saved + NEW_VERSION);
+    let mut sample = watch.patched_since(mark);
+    sample.save_to_new = ms(shown.saturating_duration_since(saved));
+    watch.assert_not_restarted();
+    watch.settle();
+    sample
 }
 
 /// The app binary started directly, as a restart after a rebuild does; killed when dropped.

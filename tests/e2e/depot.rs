@@ -2,12 +2,11 @@
 //! server with tracing spans in its `#[hot]` handlers and `#[hot_state]` sessions), run by
 //! `cargo hotpatch run` with real clients connected.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hotreload_tests::{locations, read_lines, Fixture, Profile, ToolRun};
+use hotreload_tests::depot::{listening_address, Client};
+use hotreload_tests::{locations, read_lines, wait_for_text, Fixture, Profile, ToolRun};
 
 /// The depot run by `cargo hotpatch run`, with its snapshot in a directory of the test's;
 /// ended when dropped.
@@ -33,10 +32,7 @@ impl Depot {
                     run.stderr_tail()
                 )
             });
-        let address = first
-            .strip_prefix("depot listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_owned();
+        let address = listening_address(&first);
         run.adopt_app();
         Depot {
             run,
@@ -44,46 +40,6 @@ impl Depot {
             _lines: lines,
             _data: data,
         }
-    }
-}
-
-/// A client connection: one request line, one reply line.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn open(address: &str) -> Self {
-        let stream = TcpStream::connect(address).expect("connecting to the depot");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn send(&mut self, request: &str) {
-        self.writer
-            .write_all(format!("{request}\n").as_bytes())
-            .unwrap_or_else(|e| panic!("sending `{request}`: {e}"));
-    }
-
-    fn line(&mut self) -> String {
-        let mut reply = String::new();
-        let read = self
-            .reader
-            .read_line(&mut reply)
-            .unwrap_or_else(|e| panic!("reading from the depot: {e}"));
-        assert!(read > 0, "the depot closed the connection");
-        reply.trim_end().to_owned()
-    }
-
-    fn ask(&mut self, request: &str) -> String {
-        self.send(request);
-        self.line()
     }
 }
 
@@ -197,16 +153,15 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         whoami.contains("\"commands\":5") && whoami.contains("\"client\":\"ada\""),
         "the session kept its count and name: {whoami}"
     );
-    // The events reach the test through the tool's stderr pipe, which a thread of the kit reads:
-    // the patched handler's may come after the replies.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut said = depot.run.stderr_text();
-    while said.matches("client introduced itself").count() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        said = depot.run.stderr_text();
-    }
+    // The app's stderr reaches the test through a reader thread, which may lag behind the reply
+    // on a busy machine: wait for the event after the first (30 s at most), then count.
+    const EVENT: &str = "client introduced itself";
+    let first = wait_for_text(|| depot.run.stderr_text(), 0, EVENT).find(EVENT);
+    let first = first.expect("the first event") + EVENT.len();
+    wait_for_text(|| depot.run.stderr_text(), first, EVENT);
+    let said = depot.run.stderr_text();
     assert_eq!(
-        said.matches("client introduced itself").count(),
+        said.matches(EVENT).count(),
         2,
         "the patched handler's event reaches the subscriber:\n{said}"
     );

@@ -29,21 +29,32 @@ pub fn versions(i: usize) -> (String, String) {
     (format!("\"v{}\"", i + 1), format!("\"v{}\"", i + 2))
 }
 
-/// Runs `cycle(i, from, to)` for the warm-up edit (`i` 0) and `iterations` measured ones,
-/// printing each as `LABEL ...` with `summary` of a measured sample: the warm-up's sample and the
-/// measured ones.
+/// Runs `cycle(i, from, to)` for the warm-up edit of the version literal (`i` 0) and
+/// `iterations` measured ones, printing each as `LABEL ...` with `summary` of a measured sample:
+/// the warm-up's sample and the measured ones.
 pub fn measure<S>(
     label: &str,
     iterations: usize,
+    cycle: impl FnMut(usize, &str, &str) -> S,
+    summary: impl Fn(&S) -> String,
+) -> (S, Vec<S>) {
+    measure_edits(label, iterations, versions, cycle, summary)
+}
+
+/// [`measure`] of the edits `edit(i)` (`(from, to)`) instead of the version literal's.
+pub fn measure_edits<S>(
+    label: &str,
+    iterations: usize,
+    edit: impl Fn(usize) -> (String, String),
     mut cycle: impl FnMut(usize, &str, &str) -> S,
     summary: impl Fn(&S) -> String,
 ) -> (S, Vec<S>) {
-    let (from, to) = versions(0);
+    let (from, to) = edit(0);
     let warm_up = cycle(0, &from, &to);
     eprintln!("{label} warm-up {from} -> {to} done");
     let mut samples = Vec::new();
     for i in 1..=iterations {
-        let (from, to) = versions(i);
+        let (from, to) = edit(i);
         let sample = cycle(i, &from, &to);
         eprintln!(
             "{label} {i}/{iterations} {from} -> {to}: {}",
@@ -128,7 +139,8 @@ pub fn bench_fixture(at: Locations, prefix: &str, target_dir: &str) -> Fixture {
 }
 
 impl Fixture {
-    /// `cargo build -p app` with the environment the tool's host build gives cargo.
+    /// `cargo build -p PACKAGE` (the fixture's) with the environment the tool's host build gives
+    /// cargo.
     pub fn cargo_build(&self) -> ToolOutput {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
@@ -136,7 +148,7 @@ impl Fixture {
             .arg("--message-format=json-render-diagnostics")
             .arg("--manifest-path")
             .arg(self.manifest())
-            .args(["--package", "app"])
+            .args(["--package", self.package()])
             .args(cargo_hotpatch::host_config_args(false))
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", self.target())
@@ -154,7 +166,7 @@ impl Fixture {
             .stdin(Stdio::null())
             .output()
             .expect("running cargo build");
-        ToolOutput::of_command("cargo build -p app".to_owned(), output).success()
+        ToolOutput::of_command(format!("cargo build -p {}", self.package()), output).success()
     }
 }
 
@@ -162,9 +174,10 @@ impl Fixture {
 pub trait CargoBuildOutput {
     /// The one executable it built.
     fn executable(&self) -> PathBuf;
-    /// The crates a `cargo build` of an edit of `logic` compiled, checked to be `logic` and
-    /// perhaps `app`: an incremental rebuild with the host build's environment.
-    fn recompiled(&self) -> Vec<String>;
+    /// The crates a `cargo build` of an edit of the crate `crates[0]` compiled, checked to be it
+    /// and perhaps the others of `crates` (its dependents): an incremental rebuild with the host
+    /// build's environment.
+    fn recompiled(&self, crates: &[&str]) -> Vec<String>;
 }
 
 impl CargoBuildOutput for ToolOutput {
@@ -185,7 +198,7 @@ impl CargoBuildOutput for ToolOutput {
         }
     }
 
-    fn recompiled(&self) -> Vec<String> {
+    fn recompiled(&self, crates: &[&str]) -> Vec<String> {
         let recompiled = self
             .stderr
             .lines()
@@ -194,13 +207,14 @@ impl CargoBuildOutput for ToolOutput {
             .map(str::to_owned)
             .collect::<Vec<_>>();
         assert!(
-            recompiled.iter().any(|name| name == "logic"),
-            "`cargo build` did not recompile the edited `logic`: {}",
+            recompiled.iter().any(|name| name == crates[0]),
+            "`cargo build` did not recompile the edited `{}`: {}",
+            crates[0],
             self.describe()
         );
         assert!(
-            recompiled.iter().all(|name| name == "logic" || name == "app"),
-            "`cargo build` recompiled more than `logic` and `app`, so it is no incremental rebuild with the host build's environment: {}",
+            recompiled.iter().all(|name| crates.contains(&name.as_str())),
+            "`cargo build` recompiled more than {crates:?}, so it is no incremental rebuild with the host build's environment: {}",
             self.describe()
         );
         recompiled
@@ -275,23 +289,27 @@ impl Lines {
 /// was read; both are killed when this is dropped.
 pub struct ToolProcess {
     pub run: ToolRun,
+    /// The app's first line (the fixture's first tick, where the depot listens).
+    pub first_line: String,
     /// The app's output.
     pub lines: Lines,
 }
 
 impl ToolProcess {
-    /// Starts `cargo hotpatch COMMAND` and waits for the app's first tick.
+    /// Starts `cargo hotpatch COMMAND` and waits for the app's first line (its first tick).
     pub fn start(fixture: &Fixture, command: &'static str) -> Self {
         let (run, stdout) = ToolRun::start(fixture, command, &[]);
         let mut process = ToolProcess {
             run,
+            first_line: String::new(),
             lines: Lines::new(read_timed_lines(stdout)),
         };
-        if let Err(why) = process.lines.next(Instant::now() + FIRST_BUILD) {
-            panic!(
-                "{why} waiting for the app's first tick\n{}",
+        match process.lines.next(Instant::now() + FIRST_BUILD) {
+            Ok((_, line)) => process.first_line = line,
+            Err(why) => panic!(
+                "{why} waiting for the app's first line\n{}",
                 process.describe()
-            );
+            ),
         }
         process.run.adopt_app();
         process

@@ -16,12 +16,14 @@
 pub mod app;
 pub mod bench;
 pub mod control;
+pub mod depot;
 pub mod fixture;
 pub mod lock;
 pub mod process;
 pub mod profile;
 pub mod ticks;
 pub mod tool;
+pub mod watch;
 
 use std::time::Duration;
 

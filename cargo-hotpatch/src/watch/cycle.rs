@@ -131,7 +131,8 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
     status(
         "Patched",
         format!(
-            "{} in {:.0?} (debounce {:.0?}, rustc {:.0?}, checks {:.0?}, link {:.0?}, apply {:.0?})",
+            // One decimal: a split in whole seconds (`rustc 6s`) says too little to work on.
+            "{} in {:.1?} (debounce {:.1?}, rustc {:.1?}, checks {:.1?}, link {:.1?}, apply {:.1?})",
             manifest.crates.join(", "),
             timings.first_event.elapsed(),
             timings.debounce,
