@@ -2,12 +2,12 @@
 //! batches with a health command; a failing health check rolls the rollout back (exit code 6),
 //! and a patch a target refuses is applied nowhere (exit code 5).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use hotreload_tests::{locations, spawn_app, Fixture, PatchFile, Profile, RunningApp};
+use hotreload_tests::{locations, spawn_app, Fixture, PatchFile, Profile, RunningApp, ToolOutput};
 
 /// One instance of the fixture app, started directly with its own control socket.
 struct Instance {
@@ -62,6 +62,31 @@ impl Drop for Instance {
     }
 }
 
+/// Three instances of the same build, and rollouts to all of them.
+struct Fleet<'a> {
+    fixture: &'a Fixture,
+    instances: Vec<Instance>,
+    sockets: Vec<String>,
+}
+
+impl Fleet<'_> {
+    /// `apply PATCH` to every instance, in a batch of one and then all, with `health`.
+    fn apply(&self, patch: &Path, health: &str) -> ToolOutput {
+        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
+        for socket in &self.sockets {
+            args.extend(["--target", socket.as_str()]);
+        }
+        args.extend(["--health", health]);
+        self.fixture.tool(&args)
+    }
+
+    fn all_serve(&self, version: &str, why: &ToolOutput) {
+        for instance in &self.instances {
+            assert_eq!(instance.current_version(), version, "{}", why.describe());
+        }
+    }
+}
+
 #[test]
 fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
@@ -72,36 +97,37 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
         .iter()
         .map(|name| Instance::start(&fixture, name))
         .collect();
-    let sockets: Vec<String> = instances
+    let sockets = instances
         .iter()
         .map(|i| i.socket.display().to_string())
         .collect();
-    let apply = |patch: &PathBuf, health: &str| {
-        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
-        for socket in &sockets {
-            args.extend(["--target", socket.as_str()]);
-        }
-        args.extend(["--health", health]);
-        fixture.tool(&args)
+    let fleet = Fleet {
+        fixture: &fixture,
+        instances,
+        sockets,
     };
+    v2_rolls_out_batch_by_batch(&fleet);
+    let v3 = a_failing_health_check_rolls_v3_back(&fleet);
+    a_patch_for_another_build_is_applied_nowhere(&fleet, &v3);
+}
 
+fn v2_rolls_out_batch_by_batch(fleet: &Fleet) {
+    let fixture = fleet.fixture;
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let v2 = fixture.build_patch("v2.hotpatch");
     // The health command sees which targets are patched so far.
     let health_log = fixture.root().join("health.log");
     let healthy = format!("echo \"$HOTPATCH_TARGETS\" >> {}", health_log.display());
-    let rolled = apply(&v2, &healthy).success();
-    for instance in &instances {
-        assert_eq!(instance.current_version(), "v2", "{}", rolled.describe());
-    }
+    let rolled = fleet.apply(&v2, &healthy).success();
+    fleet.all_serve("v2", &rolled);
     let health_runs = std::fs::read_to_string(&health_log).unwrap();
     let runs: Vec<&str> = health_runs.lines().collect();
     assert_eq!(runs.len(), 2, "one health check per batch: {health_runs}");
-    assert_eq!(runs[0], sockets[0], "the first batch is one target");
+    assert_eq!(runs[0], fleet.sockets[0], "the first batch is one target");
     assert_eq!(
         runs[1],
-        sockets.join(","),
+        fleet.sockets.join(","),
         "the second batch is all of them"
     );
     assert!(
@@ -109,39 +135,44 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
         "a summary table: {}",
         rolled.describe()
     );
+}
 
-    // v3 with a failing health check: the first batch is applied, then rolled back.
+/// v3 with a failing health check: the first batch is applied, then rolled back.
+fn a_failing_health_check_rolls_v3_back(fleet: &Fleet) -> PathBuf {
+    let fixture = fleet.fixture;
     fixture.edit("logic/src/lib.rs", "\"v2\"", "\"v3\"");
     fixture.edit("logic/src/lib.rs", "failure from v2", "failure from v3");
     let v3 = fixture.build_patch("v3.hotpatch");
     // Exit code 6: the rollout failed and what it patched was rolled back.
-    let failed = apply(&v3, "exit 1").exit_code(6);
+    let failed = fleet.apply(&v3, "exit 1").exit_code(6);
     assert!(
         failed.stdout.contains("rolled back") && failed.stdout.contains("untouched"),
         "the summary says what was rolled back and what was never touched: {}",
         failed.describe()
     );
-    for instance in &instances {
-        assert_eq!(instance.current_version(), "v2", "{}", failed.describe());
-    }
+    fleet.all_serve("v2", &failed);
+    v3
+}
 
-    // A patch one target would refuse (another build) is applied nowhere.
-    let bytes = std::fs::read(&v3).unwrap();
+/// A patch one target would refuse (another build) is applied nowhere.
+fn a_patch_for_another_build_is_applied_nowhere(fleet: &Fleet, v3: &Path) {
+    let bytes = std::fs::read(v3).unwrap();
     let mut foreign = PatchFile::parse(&bytes).unwrap();
     foreign.manifest.base.build_id = "00".repeat(20);
     let foreign = PatchFile::new(foreign.manifest, foreign.library);
-    let foreign_path = fixture.root().join("foreign.hotpatch");
+    let foreign_path = fleet.fixture.root().join("foreign.hotpatch");
     std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
     // `check` of it on one target: exit code 5, and with `--message-format json` a final record
     // naming the kind.
-    let checked = fixture
+    let checked = fleet
+        .fixture
         .tool(&[
             "check",
             foreign_path.to_str().unwrap(),
             "--message-format",
             "json",
             "--target",
-            &sockets[1],
+            &fleet.sockets[1],
         ])
         .target_refused();
     assert!(
@@ -150,13 +181,11 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
         checked.describe()
     );
     // The rollout is refused at its check: exit code 5, nothing applied.
-    let refused = apply(&foreign_path, "true").exit_code(5);
+    let refused = fleet.apply(&foreign_path, "true").exit_code(5);
     assert!(
         refused.stderr.contains("nothing was applied"),
         "{}",
         refused.describe()
     );
-    for instance in &instances {
-        assert_eq!(instance.current_version(), "v2");
-    }
+    fleet.all_serve("v2", &refused);
 }
