@@ -26,6 +26,32 @@ pub fn undefined_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSe
     Ok(undefined)
 }
 
+/// The data the objects define for every module to share: global, default-visibility statics
+/// and thread-locals (a crate's public ones). The executable's definitions of these take
+/// precedence when a patch library is loaded, so the patch uses the running copies.
+pub fn shared_data_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSet<String>> {
+    let mut shared = BTreeSet::new();
+    for path in objects {
+        let path = path.as_ref();
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        shared.extend(
+            file.symbols()
+                .filter(|symbol| !symbol.is_undefined() && symbol.section_index().is_some())
+                .filter(|symbol| symbol.scope() == object::SymbolScope::Dynamic)
+                .filter(|symbol| {
+                    matches!(
+                        symbol.kind(),
+                        object::SymbolKind::Data | object::SymbolKind::Tls
+                    )
+                })
+                .filter_map(|symbol| symbol.name().ok().map(str::to_owned)),
+        );
+    }
+    Ok(shared)
+}
+
 /// Where each of `statics` lies in a linked library, for the ones that are ordinary data (not
 /// thread-locals): `(mangled name, offset from the library's base)`.
 pub fn data_offsets<'a>(
@@ -46,7 +72,9 @@ pub fn data_offsets<'a>(
         .collect())
 }
 
-/// Where each cell lies in the linked library: `(mangled name, offset in the library)`.
+/// Where each cell lies in the linked library: `(mangled name, offset in the library)`. A cell
+/// the library does not have was dropped by the linker with the code that used it: nothing in the
+/// library reaches it, so it needs no address.
 pub fn cell_offsets<'a>(
     library: &Path,
     statics: impl Iterator<Item = &'a String> + Clone,
@@ -62,13 +90,6 @@ pub fn cell_offsets<'a>(
                 out.insert(name.to_owned(), symbol.address());
             }
         }
-    }
-    for name in &statics {
-        anyhow::ensure!(
-            out.contains_key(*name),
-            "the linked patch lost the symbol of `{}`",
-            rustc_demangle::demangle(name)
-        );
     }
     Ok(out)
 }

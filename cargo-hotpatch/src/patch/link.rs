@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context as _};
 
 use crate::host::HostLocalData;
-use crate::object::read::undefined_symbols;
+use crate::object::read::{shared_data_symbols, undefined_symbols};
 use crate::patch::redirect::reaches_across_objects;
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
@@ -89,7 +89,15 @@ impl Linker {
 
     /// Links `objects` into a shared library whose calls bind to its own new functions
     /// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to
-    /// be resolved against the running host when it is loaded. With `needs_c_runtime` (the code
+    /// be resolved against the running host when it is loaded.
+    ///
+    /// The library exports only the data a crate shares ([`shared_data_symbols`]: the host's
+    /// copies of it take precedence) and keeps only what its registrations, that data and the
+    /// code they reach need (`--gc-sections`): a rebuilt crate is mostly code no patched function
+    /// reaches (the app's startup, its unpatched callers), and exported functions would all be
+    /// kept. Registrations are `.init_array` entries, which the linker always keeps.
+    ///
+    /// With `needs_c_runtime` (the code
     /// refers to `__dso_handle`), the compiler driver links, as only it knows where the C
     /// runtime's start files are. With `writable_data`, relocated read-only data stays writable
     /// (no RELRO): the runtime sets pointers in it after loading.
@@ -108,6 +116,8 @@ impl Linker {
             other => other.clone(),
         };
         let relro = if writable_data { "norelro" } else { "relro" };
+        let exports = output.with_extension("exports");
+        write_version_script(&shared_data_symbols(objects)?, &exports)?;
         let mut command = linker.command();
         match &linker {
             Linker::Lld(_) => command.args([
@@ -118,12 +128,19 @@ impl Linker {
                 "-z",
                 relro,
                 "-Bsymbolic-functions",
+                "--gc-sections",
             ]),
             Linker::Driver { .. } => command.args([
                 "-shared",
                 "-Wl,-Bsymbolic-functions",
+                "-Wl,--gc-sections",
                 &format!("-Wl,-z,{relro}"),
             ]),
+        };
+        let version_script = format!("--version-script={}", exports.display());
+        match &linker {
+            Linker::Lld(_) => command.arg(version_script),
+            Linker::Driver { .. } => command.arg(format!("-Wl,{version_script}")),
         };
         command.arg("-o").arg(output).args(objects);
         linker.run(command, "linking the patch")
@@ -161,6 +178,20 @@ impl Linker {
         }
         Ok(())
     }
+}
+
+/// Writes a version script that exports `symbols` (each quoted: matched as written, never as a
+/// pattern) and makes every other symbol local.
+fn write_version_script(symbols: &BTreeSet<String>, path: &Path) -> anyhow::Result<()> {
+    let mut script = String::from("{\n");
+    if !symbols.is_empty() {
+        script.push_str("  global:\n");
+    }
+    for symbol in symbols {
+        script.push_str(&format!("    \"{symbol}\";\n"));
+    }
+    script.push_str("  local: *;\n};\n");
+    std::fs::write(path, script).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A copy of the patch library without its `.debug_*` sections being written by binutils'

@@ -47,10 +47,14 @@ pub fn static_redirects(
     let pointers = &redirections.data_pointers;
     let referrers = cell_offsets(library, pointers.iter().map(|p| &p.referrer))?;
     for pointer in pointers {
+        // Data the linker dropped (nothing reaches it) holds no pointer to set.
+        let Some(referrer) = referrers.get(&pointer.referrer) else {
+            continue;
+        };
         let host_offset = targets[&pointer.target].checked_add_signed(pointer.addend);
         redirects.push(StaticRedirect {
             name: static_name(&pointer.target),
-            cell_offset: referrers[&pointer.referrer] + pointer.offset,
+            cell_offset: referrer + pointer.offset,
             host_offset: host_offset.context("a pointer in data points before its module")?,
             thread_local: false,
             module: introduced.origin_patch(&pointer.target, host_local_data),

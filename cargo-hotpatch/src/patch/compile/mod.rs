@@ -16,10 +16,11 @@ use warm::WarmRustc;
 /// Where patch builds keep rustc's incremental state, under the work directory.
 const INCREMENTAL_DIR: &str = "rustc-incremental";
 
-/// Codegen units of a patch build when the profile names none: rustc's own default without
-/// incremental compilation. Halved the replay's time on a one-line edit; more units gained
-/// little and grew the objects to link.
-const PATCH_CODEGEN_UNITS: u32 = 16;
+/// Codegen units of a patch build when the profile names none: cargo's own default for
+/// incremental builds. An edit then re-emits only the units of the modules it touched: on the
+/// 6,400-line depot a one-line edit spent 0.5 s in LLVM with 16 units and 0.1 s with 256. The
+/// linker keeps only the code the patch reaches, so more units do not make the patch larger.
+const PATCH_CODEGEN_UNITS: u32 = 256;
 
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
 /// one per codegen unit.
