@@ -153,12 +153,6 @@ impl Fixture {
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", self.target())
             .env("RUSTC_WORKSPACE_WRAPPER", self.tool_path())
-            // As `cargo hotpatch run` builds the host.
-            .env(
-                "CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL",
-                std::env::var("CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL")
-                    .unwrap_or_else(|_| "3".into()),
-            )
             .env(
                 "HOTPATCH_CAPTURE_DIR",
                 self.target().join("hotpatch/dev/invocations"),

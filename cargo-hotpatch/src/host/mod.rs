@@ -116,13 +116,8 @@ pub fn build(
         .env("RUSTC_WORKSPACE_WRAPPER", &wrapper)
         .env(CAPTURE_DIR_ENV, dirs.capture_dir())
         .stdout(Stdio::piped());
-    // Proc macros run at every patch build: unoptimised, expanding a crate's macros was 40% of
-    // its patch compile time. Optimise them (and build scripts) unless the profile says otherwise.
-    let profile = if selection.release { "RELEASE" } else { "DEV" };
-    let build_override = format!("CARGO_PROFILE_{profile}_BUILD_OVERRIDE_OPT_LEVEL");
-    if std::env::var_os(&build_override).is_none() {
-        command.env(&build_override, "3");
-    }
+    // The profile stays the user's own, so the host shares every dependency with a plain `cargo
+    // build` (optimised proc macros make patches faster: the README says how to ask for them).
     command.args(config_args(selection.release));
     if let Some(path) = &selection.manifest_path {
         command.arg("--manifest-path").arg(path);
