@@ -132,7 +132,8 @@ use std::time::Duration;
 /// does not open a second socket.
 ///
 /// `HOTRELOAD_TRUSTED_KEYS` lists ed25519 public keys (hex, separated by commas or spaces): then
-/// only patches signed by one of them are applied (see [`trust_public_key`]).
+/// only patches signed by one of them are applied (see [`trust_public_key`]); set but naming no
+/// key, every patch is refused.
 ///
 /// `HOTRELOAD_PATCH_DIR` names a directory of approved patch files: those built for this build
 /// are applied here, before the program goes on, and one after which the process died within its
@@ -150,15 +151,8 @@ pub fn init() {
     {
         Table::global().set_safe_point_timeout(Duration::from_millis(millis));
     }
-    if let Ok(keys) = std::env::var("HOTRELOAD_TRUSTED_KEYS") {
-        for key in keys
-            .split([',', ' ', '\n'])
-            .filter(|k| !k.trim().is_empty())
-        {
-            if let Err(error) = trust_public_key(key) {
-                tracing::error!(%error, "HOTRELOAD_TRUSTED_KEYS");
-            }
-        }
+    if let Some(keys) = std::env::var_os("HOTRELOAD_TRUSTED_KEYS") {
+        trust::trust_configured_keys(&keys.to_string_lossy());
     }
     if let Some(dir) = std::env::var_os("HOTRELOAD_PATCH_DIR").filter(|p| !p.is_empty()) {
         static AT_START: std::sync::Once = std::sync::Once::new();

@@ -1,10 +1,14 @@
-//! `control::connect`: the process connects to the tool's socket and answers its requests there.
+//! `control::connect`: the process connects to the tool's socket, both prove they know the
+//! secret the tool gave it, and it answers the tool's requests there; a listener without the
+//! secret is refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 
 use hotreload_runtime::hot;
-use hotreload_runtime::wire::protocol::{Reply, Request, Response};
+use hotreload_runtime::wire::protocol::{
+    link_proof, LinkHandshake, LinkRole, Reply, Request, Response, TOOL_SECRET_ENV,
+};
 
 #[hot]
 fn listed() -> u32 {
@@ -18,9 +22,37 @@ fn the_process_connects_to_the_tool_and_serves_its_requests() {
         std::env::temp_dir().join(format!("hotreload-tool-test-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
+    let secret = "a secret only the tool and its app know";
+    std::env::set_var(TOOL_SECRET_ENV, secret);
     hotreload_runtime::control::connect(&path).unwrap();
+    assert_ne!(
+        std::env::var(TOOL_SECRET_ENV).unwrap(),
+        secret,
+        "the secret is wiped from the environment once read"
+    );
     let (stream, _) = listener.accept().unwrap();
     let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let theirs: LinkHandshake = serde_json::from_str(&line).unwrap();
+    let mut ours = serde_json::to_string(&LinkHandshake {
+        challenge: Some("00ff".into()),
+        proof: Some(link_proof(
+            secret,
+            LinkRole::Tool,
+            theirs.challenge.as_deref().unwrap(),
+        )),
+    })
+    .unwrap();
+    ours.push('\n');
+    reader.get_mut().write_all(ours.as_bytes()).unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    let answer: LinkHandshake = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        answer.proof.as_deref(),
+        Some(link_proof(secret, LinkRole::App, "00ff").as_str())
+    );
 
     let mut ask = |request: &Request| {
         let mut line = serde_json::to_string(request).unwrap();
