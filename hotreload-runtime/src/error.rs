@@ -111,10 +111,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The process ran out of file descriptors while loading the patch library.
-    #[error("could not load the library of patch {patch}: the process is out of file descriptors ({reason}); it has {open} open and may have {limit} (RLIMIT_NOFILE). Nothing was changed; the patch itself is fine. Raise the limit (`ulimit -n`, systemd's LimitNOFILE=) or close descriptors, then apply it again")]
+    /// The process ran out of file descriptors while reading or loading a patch.
+    #[error("the process is out of file descriptors, so patch {patch} could not be read or loaded ({reason}); it has {open} open and may have {limit} (RLIMIT_NOFILE). Nothing was changed, and nothing is wrong with the patch: raise the limit (`ulimit -n`, systemd's LimitNOFILE=) or close descriptors, then apply it again")]
     OutOfDescriptors {
-        /// The patch's short id.
+        /// The patch's short id, or its file when it could not be read.
         patch: String,
         /// The system's or the loader's message.
         reason: String,

@@ -20,9 +20,15 @@ pub(crate) const MAX_PATCH_FILE_BYTES: u64 = 256 << 20;
 /// size is checked before anything is read, so a device that never ends (`/dev/zero`) cannot
 /// exhaust memory.
 pub(crate) fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
-    let failed = |source| Error::Read {
-        path: path.to_owned(),
-        source,
+    let failed = |source: io::Error| match source.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::EMFILE | libc::ENFILE) => {
+            out_of_descriptors(path.display().to_string(), source.to_string())
+        }
+        _ => Error::Read {
+            path: path.to_owned(),
+            source,
+        },
     };
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -106,12 +112,7 @@ pub(crate) fn load(
     let library = platform::open_library(short_id, bytes, redirects, earlier).map_err(|error| {
         let patch = short_id.to_owned();
         match error {
-            OpenError::OutOfDescriptors(reason) => Error::OutOfDescriptors {
-                patch,
-                reason,
-                open: open_descriptors(),
-                limit: descriptor_limit(),
-            },
+            OpenError::OutOfDescriptors(reason) => out_of_descriptors(patch, reason),
             OpenError::Failed(reason) => Error::Load { patch, reason },
         }
     })?;
@@ -136,6 +137,15 @@ pub(crate) fn load(
         registrations,
         states,
     })
+}
+
+fn out_of_descriptors(patch: String, reason: String) -> Error {
+    Error::OutOfDescriptors {
+        patch,
+        reason,
+        open: open_descriptors(),
+        limit: descriptor_limit(),
+    }
 }
 
 /// How many descriptors the process has open, from `/proc/self/fd` (0 where there is none).
