@@ -129,7 +129,8 @@ use std::time::Duration;
 /// `HOTRELOAD_CONTROL_SOCKET` names a path where a Unix socket (mode 0600) is opened for
 /// `cargo hotpatch`, served by a thread named `hotreload-control` (see [`control::serve`]); a
 /// failure to open it is logged through `tracing` and the program carries on. Calling `init` again
-/// does not open a second socket.
+/// does not open a second socket. `HOTRELOAD_CONTROL_GROUP` gives the socket to a group (mode
+/// 0660) so that the users listed in `HOTRELOAD_ALLOWED_UIDS` can reach it.
 ///
 /// `HOTRELOAD_TRUSTED_KEYS` lists ed25519 public keys (hex, separated by commas or spaces): then
 /// only patches signed by one of them are applied (see [`trust_public_key`]); set but naming no
@@ -140,7 +141,9 @@ use std::time::Duration;
 /// probation is quarantined (see [`startup`]).
 ///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
-/// `init` connects to it and serves the tool's requests from a thread named `hotreload-tool`.
+/// `init` connects to it, proves with `HOTRELOAD_TOOL_SECRET` that it is the app the tool
+/// started (and checks the tool's proof), and serves the tool's requests from a thread named
+/// `hotreload-tool`.
 ///
 /// Without any configuration it costs nothing on the call path: hot functions and safe points are
 /// ready before it runs.
