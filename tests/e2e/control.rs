@@ -188,7 +188,7 @@ fn a_silent_and_a_dripping_client_hold_up_no_other(app: &Instance) {
     std::thread::sleep(Duration::from_millis(300));
     let socket = app.socket.clone();
     let report = within(
-        Duration::from_secs(3),
+        Duration::from_secs(5),
         "`status` beside two stalling clients",
         move || client::status(&socket),
     );
@@ -428,7 +428,7 @@ fn running_out_of_descriptors_says_so(app: &Instance, v2: &Path) {
     let mut said = None;
     // The connection itself needs two descriptors: find the limit at which it is answered.
     for extra in 1..6 {
-        set_limit((app.open_descriptors() + extra) as u64);
+        set_limit((app.kept_descriptors() + extra) as u64);
         match client::apply(&app.socket, &patch) {
             Ok(report) => panic!("applied with {extra} descriptor(s) to spare: {report:?}"),
             Err(error) if format!("{error:#}").contains("without answering") => continue,
