@@ -81,4 +81,40 @@ fn the_process_connects_to_the_tool_and_serves_its_requests() {
         other => panic!("status answered {other:?}"),
     }
     let _ = std::fs::remove_file(&path);
+    a_listener_without_the_secret_is_refused();
+}
+
+/// A process listening at the tool's path that cannot prove the secret gets no service: the app
+/// closes the connection after the listener's proof, answering nothing.
+fn a_listener_without_the_secret_is_refused() {
+    let path =
+        std::env::temp_dir().join(format!("hotreload-fake-tool-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    std::env::set_var(TOOL_SECRET_ENV, "the app's real secret");
+    hotreload_runtime::control::connect(&path).unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let theirs: LinkHandshake = serde_json::from_str(&line).unwrap();
+    let forged = LinkHandshake {
+        challenge: Some("00ff".into()),
+        proof: Some(link_proof(
+            "a guessed secret",
+            LinkRole::Tool,
+            theirs.challenge.as_deref().unwrap(),
+        )),
+    };
+    let mut text = serde_json::to_string(&forged).unwrap();
+    text.push('\n');
+    text.push_str("{\"command\":\"hello\"}\n");
+    reader.get_mut().write_all(text.as_bytes()).unwrap();
+    line.clear();
+    let read = reader.read_line(&mut line).unwrap_or(0);
+    assert_eq!(
+        read, 0,
+        "the app answered a tool without the secret: {line}"
+    );
+    let _ = std::fs::remove_file(&path);
 }
