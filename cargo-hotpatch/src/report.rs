@@ -143,6 +143,13 @@ fn print_history_items(
     report: &StatusReport,
     detailed: bool,
 ) -> io::Result<()> {
+    if report.history_dropped > 0 {
+        writeln!(
+            out,
+            "  ({} earlier commit(s) and rollback(s) not listed)",
+            report.history_dropped
+        )?;
+    }
     for item in &report.history {
         writeln!(
             out,

@@ -111,6 +111,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The process ran out of file descriptors while reading or loading a patch.
+    #[error("the process is out of file descriptors, so patch {patch} could not be read or loaded ({reason}); it has {open} open and may have {limit} (RLIMIT_NOFILE). Nothing was changed, and nothing is wrong with the patch: raise the limit (`ulimit -n`, systemd's LimitNOFILE=) or close descriptors, then apply it again")]
+    OutOfDescriptors {
+        /// The patch's short id, or its file when it could not be read.
+        patch: String,
+        /// The system's or the loader's message.
+        reason: String,
+        /// Descriptors open when it failed.
+        open: usize,
+        /// The soft limit.
+        limit: u64,
+    },
+
     /// A patch library that registered no hot function the process has: committing it would
     /// change nothing.
     #[error("patch {patch} carries no hot function of this process, so applying it would change nothing; nothing was changed. Build the patch from a crate with `#[hot]` functions this program calls")]
@@ -204,6 +217,13 @@ pub enum Error {
         /// The malformed key as configured.
         key: String,
     },
+
+    /// `HOTRELOAD_TRUSTED_KEYS` is set but names no key: no signer is trusted.
+    #[error("patch {patch} is refused: HOTRELOAD_TRUSTED_KEYS is set but names no key, so this process trusts no signer and refuses every patch; list the public keys (hex) of the signers to trust, or unset it to accept unsigned patches")]
+    NoTrustedKey {
+        /// The patch's short id.
+        patch: String,
+    },
 }
 
 impl Error {
@@ -224,11 +244,14 @@ impl Error {
             Error::Integrity { .. } => "integrity",
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
             Error::Unsupported { .. } => "platform",
-            Error::Load { .. } | Error::NoHotFunctions { .. } => "load",
+            Error::Load { .. } | Error::NoHotFunctions { .. } | Error::OutOfDescriptors { .. } => {
+                "load"
+            }
             Error::Unsigned { .. }
             | Error::UntrustedKey { .. }
             | Error::BadSignature { .. }
-            | Error::TrustedKey { .. } => "authenticity",
+            | Error::TrustedKey { .. }
+            | Error::NoTrustedKey { .. } => "authenticity",
         }
     }
 }

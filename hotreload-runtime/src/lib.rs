@@ -129,17 +129,21 @@ use std::time::Duration;
 /// `HOTRELOAD_CONTROL_SOCKET` names a path where a Unix socket (mode 0600) is opened for
 /// `cargo hotpatch`, served by a thread named `hotreload-control` (see [`control::serve`]); a
 /// failure to open it is logged through `tracing` and the program carries on. Calling `init` again
-/// does not open a second socket.
+/// does not open a second socket. `HOTRELOAD_CONTROL_GROUP` gives the socket to a group (mode
+/// 0660) so that the users listed in `HOTRELOAD_ALLOWED_UIDS` can reach it.
 ///
 /// `HOTRELOAD_TRUSTED_KEYS` lists ed25519 public keys (hex, separated by commas or spaces): then
-/// only patches signed by one of them are applied (see [`trust_public_key`]).
+/// only patches signed by one of them are applied (see [`trust_public_key`]); set but naming no
+/// key, every patch is refused.
 ///
 /// `HOTRELOAD_PATCH_DIR` names a directory of approved patch files: those built for this build
 /// are applied here, before the program goes on, and one after which the process died within its
 /// probation is quarantined (see [`startup`]).
 ///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
-/// `init` connects to it and serves the tool's requests from a thread named `hotreload-tool`.
+/// `init` connects to it, proves with `HOTRELOAD_TOOL_SECRET` that it is the app the tool
+/// started (and checks the tool's proof), and serves the tool's requests from a thread named
+/// `hotreload-tool`.
 ///
 /// Without any configuration it costs nothing on the call path: hot functions and safe points are
 /// ready before it runs.
@@ -150,15 +154,8 @@ pub fn init() {
     {
         Table::global().set_safe_point_timeout(Duration::from_millis(millis));
     }
-    if let Ok(keys) = std::env::var("HOTRELOAD_TRUSTED_KEYS") {
-        for key in keys
-            .split([',', ' ', '\n'])
-            .filter(|k| !k.trim().is_empty())
-        {
-            if let Err(error) = trust_public_key(key) {
-                tracing::error!(%error, "HOTRELOAD_TRUSTED_KEYS");
-            }
-        }
+    if let Some(keys) = std::env::var_os("HOTRELOAD_TRUSTED_KEYS") {
+        trust::trust_configured_keys(&keys.to_string_lossy());
     }
     if let Some(dir) = std::env::var_os("HOTRELOAD_PATCH_DIR").filter(|p| !p.is_empty()) {
         static AT_START: std::sync::Once = std::sync::Once::new();

@@ -33,7 +33,6 @@ fn a_client_running_as_another_user_is_refused() {
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).unwrap();
     assert!(answer.contains("hello"), "{answer}");
-    // Connections are served one at a time: close this one.
     drop(stream);
 
     // Open the file's mode so only the credential check stands in the way.

@@ -12,6 +12,7 @@
 //! one at a time, in this binary or any other process. The release test holds the dev directory
 //! too, so its optimised first build never competes with a dev test's.
 
+mod control;
 mod depot;
 mod exit_codes;
 mod fixture_lock;

@@ -1,16 +1,24 @@
 //! The connection from the app to the tool: under `run` and `watch` the tool listens on a socket
 //! named in the app's environment (`HOTRELOAD_TOOL_SOCKET`), and the app's `init()` connects to it.
-//! The tool then knows when the app is up, checks it is the build it made, and sends it requests
-//! on that connection. [`app_command`] starts an app wired to both sockets.
+//! Before anything else on a connection, both sides prove they know the secret the tool put in
+//! the app's environment (`HOTRELOAD_TOOL_SECRET`): another process that connects to the socket
+//! is refused, and never mistaken for the app. The tool then knows when the app is up, checks it
+//! is the build it made, and sends it requests on that connection. [`app_command`] starts an app
+//! wired to both sockets.
 
-use std::io::BufReader;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request};
+use hotreload_runtime::wire::patch_file::hex;
+use hotreload_runtime::wire::protocol::{
+    link_proof, proof_matches, LinkHandshake, LinkRole, PatchReport, Reply, Request,
+    TOOL_SECRET_ENV,
+};
 
 use super::codec::{self, Peer};
 use hotreload_runtime::wire::patch_file::short_id;
@@ -23,6 +31,8 @@ pub const TOOL_SOCKET_ENV: &str = "HOTRELOAD_TOOL_SOCKET";
 /// The tool's end: a listening socket and the app's connection, once it has connected.
 pub struct AppLink {
     path: PathBuf,
+    /// What the app proves it knows: random, given to the apps this tool starts only.
+    secret: String,
     connection: Arc<Mutex<Option<BufReader<UnixStream>>>>,
     expected_build: Arc<Mutex<String>>,
 }
@@ -46,16 +56,20 @@ impl AppLink {
                     .with_context(|| format!("listening on {}", path.display()))?
             }
         };
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
         let link = AppLink {
             path,
+            secret: hex(&secret),
             connection: Arc::new(Mutex::new(None)),
             expected_build: Arc::new(Mutex::new(String::new())),
         };
         let connection = Arc::clone(&link.connection);
         let expected = Arc::clone(&link.expected_build);
+        let secret = link.secret.clone();
         std::thread::Builder::new()
             .name("app-link".into())
-            .spawn(move || accept_apps(&listener, &connection, &expected))
+            .spawn(move || accept_apps(&listener, &secret, &connection, &expected))
             .context("starting the thread that waits for the app")?;
         Ok(link)
     }
@@ -96,15 +110,23 @@ impl AppLink {
     }
 }
 
-/// Greets each app that connects to the tool's socket and keeps its connection for requests.
+/// Greets each app that connects to the tool's socket and proves it knows `secret`, and keeps
+/// its connection for requests.
 fn accept_apps(
     listener: &UnixListener,
+    secret: &str,
     connection: &Mutex<Option<BufReader<UnixStream>>>,
     expected: &Mutex<String>,
 ) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let mut reader = BufReader::new(stream);
+        if let Err(error) = authenticate(&mut reader, secret) {
+            warning(format!(
+                "refused a connection to the tool's socket: {error:#}; only the app this tool started may connect"
+            ));
+            continue;
+        }
         let Ok(Reply::Hello { pid, build_id, .. }) =
             codec::exchange(&mut reader, &Request::Hello, Peer::App)
         else {
@@ -128,6 +150,42 @@ fn accept_apps(
             *slot = Some(reader);
         }
     }
+}
+
+/// How long a process that connected has to prove it is the app.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The handshake, the tool's side: answer the app's challenge, challenge it, check its proof.
+fn authenticate(reader: &mut BufReader<UnixStream>, secret: &str) -> anyhow::Result<()> {
+    reader.get_ref().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let theirs = read_handshake(reader)?
+        .challenge
+        .context("the process sent no challenge")?;
+    let mut challenge = [0u8; 16];
+    getrandom::fill(&mut challenge).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    let challenge = hex(&challenge);
+    let mut line = serde_json::to_string(&LinkHandshake {
+        challenge: Some(challenge.clone()),
+        proof: Some(link_proof(secret, LinkRole::Tool, &theirs)),
+    })?;
+    line.push('\n');
+    reader.get_mut().write_all(line.as_bytes())?;
+    let answer = read_handshake(reader)?;
+    let expected = link_proof(secret, LinkRole::App, &challenge);
+    anyhow::ensure!(
+        proof_matches(answer.proof.as_deref(), &expected),
+        "the process did not prove it knows the secret this tool gave its app"
+    );
+    reader.get_ref().set_read_timeout(None)?;
+    Ok(())
+}
+
+fn read_handshake(reader: &mut BufReader<UnixStream>) -> anyhow::Result<LinkHandshake> {
+    let mut line = String::new();
+    std::io::Read::take(&mut *reader, 1024)
+        .read_line(&mut line)
+        .context("reading the handshake")?;
+    serde_json::from_str(&line).with_context(|| format!("not a handshake: {line:?}"))
 }
 
 /// Removes the sockets of tools that ended without removing theirs (killed): their pid is gone.
@@ -169,7 +227,8 @@ pub fn app_command(executable: &Path, args: &[String], socket: &Path, link: &App
     command
         .args(args)
         .env("HOTRELOAD_CONTROL_SOCKET", socket)
-        .env(TOOL_SOCKET_ENV, link.path());
+        .env(TOOL_SOCKET_ENV, link.path())
+        .env(TOOL_SECRET_ENV, &link.secret);
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt as _;

@@ -1,7 +1,8 @@
 //! The audit log: with `HOTRELOAD_AUDIT_LOG` naming a file, every control request is appended to
 //! it as one JSON line: when, who (the peer's uid and pid), what (the command, the patch file, the
 //! patch id and the functions it changed), the result (or the step that refused it) and how long
-//! it took.
+//! it took; and every connection refused, with who made it and why. The file is created readable
+//! by its owner only (mode 0600).
 
 use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
@@ -30,10 +31,7 @@ pub(crate) fn record(
 ) {
     let Some(log) = log() else { return };
     let mut entry = json!({
-        "time_unix_ms": SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
+        "time_unix_ms": unix_millis(),
         "peer": peer.map(|p| json!({ "uid": p.uid, "pid": p.pid })),
         "took_us": took.as_micros() as u64,
     });
@@ -70,6 +68,30 @@ pub(crate) fn record(
             entry["message"] = json!(error.message);
         }
     }
+    write(log, &entry);
+}
+
+/// Appends a connection refused before any request was read.
+pub(crate) fn refused(peer: Option<Peer>, reason: &str) {
+    let Some(log) = log() else { return };
+    let entry = json!({
+        "time_unix_ms": unix_millis(),
+        "peer": peer.map(|p| json!({ "uid": p.uid, "pid": p.pid })),
+        "command": "connect",
+        "result": "refused",
+        "message": reason,
+    });
+    write(log, &entry);
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn write(log: &Mutex<Option<std::fs::File>>, entry: &Value) {
     let mut file = lock(log);
     if let Some(file) = file.as_mut() {
         if let Err(error) = writeln!(file, "{entry}") {
@@ -82,7 +104,10 @@ fn log() -> Option<&'static Mutex<Option<std::fs::File>>> {
     static LOG: OnceLock<Option<Mutex<Option<std::fs::File>>>> = OnceLock::new();
     LOG.get_or_init(|| {
         let path = std::env::var_os("HOTRELOAD_AUDIT_LOG").filter(|p| !p.is_empty())?;
-        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
             Ok(file) => Some(Mutex::new(Some(file))),
             Err(error) => {
                 tracing::error!(%error, path = %std::path::Path::new(&path).display(), "could not open the audit log");

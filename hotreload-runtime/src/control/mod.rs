@@ -3,13 +3,21 @@
 //! [`serve`] listens on a Unix socket (what [`init`](crate::init) does when
 //! `HOTRELOAD_CONTROL_SOCKET` names a path); [`connect`] connects to the tool that started the
 //! process (what `init` does when `HOTRELOAD_TOOL_SOCKET` names one, under `cargo hotpatch run`
-//! and `watch`) and serves its requests on that connection. A thread named `hotreload-control` serves one
-//! connection at a time: each line it reads is one JSON [`Request`], answered by
-//! one JSON [`Response`] line. A line that is not a known request gets an error
-//! with step `request` and the connection is closed; the process carries on.
+//! and `watch`, after both sides proved they know the secret the tool gave the app) and serves
+//! its requests on that connection. A thread named `hotreload-control` accepts connections and
+//! serves each on a thread of its own (checks, applies and rollbacks still happen one at a time):
+//! each line it reads is one JSON [`Request`], answered by one JSON [`Response`] line. A line
+//! that is not a known request, or that does not arrive whole within the request deadline, gets
+//! an error with step `request` and the connection is closed; the process carries on.
 
 #[cfg(unix)]
+mod access;
+#[cfg(unix)]
 mod audit;
+#[cfg(unix)]
+mod link;
+#[cfg(unix)]
+mod requests;
 #[cfg(unix)]
 mod server;
 
@@ -19,7 +27,9 @@ use crate::patch;
 use crate::wire::protocol::{ErrorReply, Reply, Request, Response, PROTOCOL_VERSION};
 
 #[cfg(unix)]
-pub use server::{connect, serve};
+pub use link::connect;
+#[cfg(unix)]
+pub use server::serve;
 
 /// Would connect to the tool; this platform has no Unix sockets, so it says so.
 #[cfg(not(unix))]

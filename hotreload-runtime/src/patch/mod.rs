@@ -209,10 +209,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
 
 /// Read, integrity, base build.
 fn verify(path: &Path) -> Result<PatchFile, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = loader::read_patch_file(path)?;
     let patch = PatchFile::parse(&bytes).map_err(|source| Error::Integrity {
         path: path.to_owned(),
         source,

@@ -6,8 +6,11 @@ use crate::state as hot_state;
 use crate::table::{HistoryAction, Table};
 use crate::wire::protocol::{AppliedPatch, FunctionStatus, HistoryItem, StateStatus, StatusReport};
 
+/// How many of the last commits and rollbacks a status report lists; it counts the others.
+pub const HISTORY_SHOWN: usize = 64;
+
 /// Every hot function with its version and the patch whose code it runs, the patches loaded, the
-/// history of commits and rollbacks, and the bytes of patch libraries kept mapped.
+/// last [`HISTORY_SHOWN`] commits and rollbacks (and how many earlier ones there were), and the bytes of patch libraries kept mapped.
 pub fn status() -> StatusReport {
     let table = Table::global();
     let history = table.history();
@@ -46,7 +49,8 @@ pub fn status() -> StatusReport {
             .sum();
         (patches, mapped)
     };
-    let history = history
+    let history_dropped = history.len().saturating_sub(HISTORY_SHOWN);
+    let history = history[history_dropped..]
         .iter()
         .map(|h| HistoryItem {
             update_id: h.update_id,
@@ -67,6 +71,7 @@ pub fn status() -> StatusReport {
         functions,
         patches,
         history,
+        history_dropped: history_dropped as u64,
         states: hot_state::states()
             .into_iter()
             .map(|s| StateStatus {

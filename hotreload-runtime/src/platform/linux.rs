@@ -6,6 +6,7 @@ use std::ffi::{c_int, c_void, CString};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
@@ -113,60 +114,93 @@ fn find_build_id(mut notes: &[u8], align: usize) -> Option<&[u8]> {
 pub(crate) struct OpenLibrary {
     /// The library's handle; dropping it would `dlclose`, so it is kept forever.
     pub(crate) _library: Library,
-    /// The memfd the library was opened from. Kept open so that no later library gets the same
-    /// `/proc/self/fd/N` name: the loader would take that name for the library already loaded.
-    pub(crate) _file: File,
-    /// The path it was opened from, which names it among the loaded objects.
+    /// The path it was opened from, which names it among the loaded objects. The memfd it names
+    /// is closed once the library is mapped; the path stays unique (see [`unique_fd_path`]).
     pub(crate) path: CString,
     /// Size of the library's file.
     pub(crate) mapped_bytes: u64,
 }
 
+/// Why a library could not be opened.
+pub(crate) enum OpenError {
+    /// The process has no file descriptor left (`EMFILE`, `ENFILE`).
+    OutOfDescriptors(String),
+    /// Anything else: the loader's or the system's message.
+    Failed(String),
+}
+
 /// Writes `bytes` to a new memfd named after `name` and opens it with `RTLD_NOW | RTLD_GLOBAL`
 /// (so later patches resolve the state this one introduces, and every symbol resolves now rather
-/// than at some later call). Opening runs the library's constructors.
+/// than at some later call). Opening runs the library's constructors. The memfd is closed before
+/// returning: the mapping keeps the library's memory, so a patch costs no descriptor.
 pub(crate) fn open_library(
     name: &str,
     bytes: &[u8],
     redirects: &[StaticRedirect],
     earlier: &BTreeMap<String, CString>,
-) -> Result<OpenLibrary, String> {
+) -> Result<OpenLibrary, OpenError> {
+    let failed = |what: &str, error: std::io::Error| {
+        let message = format!("{what} failed: {error}");
+        match error.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => OpenError::OutOfDescriptors(message),
+            _ => OpenError::Failed(message),
+        }
+    };
     let c_name = CString::new(format!("hotpatch-{name}"))
-        .map_err(|_| "the patch name contains a NUL byte".to_string())?;
+        .map_err(|_| OpenError::Failed("the patch name contains a NUL byte".to_string()))?;
     // SAFETY: `c_name` is a NUL-terminated string that outlives the call.
     let fd = unsafe { libc::memfd_create(c_name.as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(format!(
-            "memfd_create failed: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(failed("memfd_create", std::io::Error::last_os_error()));
     }
     // SAFETY: `fd` was just created and is owned by nothing else; the `File` closes it.
     let mut file = unsafe { File::from_raw_fd(fd) };
     file.write_all(bytes)
-        .map_err(|error| format!("writing the library to a memfd failed: {error}"))?;
-    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        .map_err(|error| failed("writing the library to a memfd", error))?;
+    let path = unique_fd_path(file.as_raw_fd());
+    let c_path = CString::new(path.clone())
+        .map_err(|_| OpenError::Failed("the library path contains a NUL byte".to_string()))?;
     // SAFETY: opening a library runs its constructors. The bytes passed the patch file's
     // integrity check and the base build check, and they are a patch library built for this
     // process by `cargo hotpatch`; running its constructors (which register its hot functions) is
     // what loading a patch means. The library is never closed (see `OpenLibrary`).
-    let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }
-        .map_err(|error| format!("dlopen failed: {error}"))?;
+    let library =
+        unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|error| {
+            let message = format!("dlopen failed: {error}");
+            // The loader's message ends with the system's: "Too many open files" (in system).
+            if message.contains("Too many open files") {
+                OpenError::OutOfDescriptors(message)
+            } else {
+                OpenError::Failed(message)
+            }
+        })?;
+    drop(file);
     // Before any of its hot functions is committed, point its cells at the host's statics.
-    let c_path =
-        CString::new(path).map_err(|_| "the library path contains a NUL byte".to_string())?;
     if let Err(reason) = super::cells::fill(&c_path, redirects, earlier) {
         // Its constructors have run and registered its functions: it must stay mapped.
         std::mem::forget(library);
-        std::mem::forget(file);
-        return Err(reason);
+        return Err(OpenError::Failed(reason));
     }
     Ok(OpenLibrary {
         _library: library,
-        _file: file,
         path: c_path,
         mapped_bytes: bytes.len() as u64,
     })
+}
+
+/// A path to descriptor `fd` that no library opened before was given. The loader takes a path
+/// it has opened before for the library it opened then, and a closed memfd's number is reused;
+/// so each load spells `/proc/self/fd/N` its own way: its number in binary, one `./` (1) or `//`
+/// (0) per bit, after `/proc/self/`. Every spelling names the same file.
+fn unique_fd_path(fd: i32) -> String {
+    static LOADS: AtomicU64 = AtomicU64::new(1);
+    let load = LOADS.fetch_add(1, Ordering::Relaxed);
+    let bits = 64 - load.leading_zeros();
+    let spelled: String = (0..bits)
+        .rev()
+        .map(|bit| if load >> bit & 1 == 1 { "./" } else { "//" })
+        .collect();
+    format!("/proc/self/{spelled}fd/{fd}")
 }
 
 #[cfg(test)]
@@ -206,6 +240,21 @@ mod tests {
         for cut in 0..notes.len() - 1 {
             assert_eq!(find_build_id(&notes[..cut], 4), None, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn every_load_gets_a_path_of_its_own_naming_the_descriptor() {
+        let paths: Vec<String> = (0..300).map(|_| unique_fd_path(7)).collect();
+        let distinct: std::collections::BTreeSet<&String> = paths.iter().collect();
+        assert_eq!(distinct.len(), paths.len());
+        let file = File::open("/proc/self/exe").unwrap();
+        let path = unique_fd_path(file.as_raw_fd());
+        let target = std::fs::canonicalize(&path).unwrap();
+        assert_eq!(
+            target,
+            std::fs::canonicalize("/proc/self/exe").unwrap(),
+            "{path}"
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@ mod cells;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
+pub(crate) use linux::{open_library, own_build_id, OpenError, OpenLibrary};
 
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use unsupported::{open_library, own_build_id, OpenLibrary};
+pub(crate) use unsupported::{open_library, own_build_id, OpenError, OpenLibrary};

@@ -9,6 +9,15 @@ pub(crate) struct OpenLibrary {
     pub(crate) mapped_bytes: u64,
 }
 
+/// Why a library could not be opened (here: always the platform).
+pub(crate) enum OpenError {
+    /// Never constructed here.
+    #[allow(dead_code)]
+    OutOfDescriptors(String),
+    /// Live patching is not supported on this platform.
+    Failed(String),
+}
+
 fn unsupported() -> Error {
     Error::Unsupported {
         os: std::env::consts::OS,
@@ -24,6 +33,6 @@ pub(crate) fn open_library(
     _bytes: &[u8],
     _redirects: &[crate::wire::patch_file::StaticRedirect],
     _earlier: &std::collections::BTreeMap<String, std::ffi::CString>,
-) -> Result<OpenLibrary, String> {
-    Err(unsupported().to_string())
+) -> Result<OpenLibrary, OpenError> {
+    Err(OpenError::Failed(unsupported().to_string()))
 }

@@ -84,8 +84,11 @@ pub struct StatusReport {
     pub functions: Vec<FunctionStatus>,
     /// Applied patches, oldest first.
     pub patches: Vec<AppliedPatch>,
-    /// Every commit and rollback, oldest first.
+    /// The last commits and rollbacks (at most a few dozen), oldest first.
     pub history: Vec<HistoryItem>,
+    /// How many earlier commits and rollbacks are left out of `history`.
+    #[serde(default)]
+    pub history_dropped: u64,
     /// Every `#[hot_state]` type with values, with its version now.
     #[serde(default)]
     pub states: Vec<StateStatus>,
@@ -190,4 +193,58 @@ pub struct StateChange {
     pub to: u32,
     /// How many live values were migrated.
     pub values: usize,
+}
+
+/// The environment variable in which `cargo hotpatch run` and `watch` give the app they start the
+/// secret of their link (the socket named by `HOTRELOAD_TOOL_SOCKET`).
+pub const TOOL_SECRET_ENV: &str = "HOTRELOAD_TOOL_SECRET";
+
+/// A line of the handshake that opens the link between the tool and the app it started, before
+/// any request: the app sends a `challenge`; the tool answers with its `proof` for it and a
+/// challenge of its own; the app answers with its `proof`. Each proof is [`link_proof`] of the
+/// secret the tool gave the app, so a process without the secret can pose neither as the app nor
+/// as the tool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHandshake {
+    /// Random hex the other side must prove the secret against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    /// [`link_proof`] of the other side's challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// Who proves: the tool or the app (so one side's proof is never a valid answer for the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRole {
+    /// `cargo hotpatch run` or `watch`.
+    Tool,
+    /// The app it started.
+    App,
+}
+
+/// The proof that `role` knows `secret`, for `challenge`: SHA-256 over the three, hex.
+pub fn link_proof(secret: &str, role: LinkRole, challenge: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let role = match role {
+        LinkRole::Tool => "tool",
+        LinkRole::App => "app",
+    };
+    let mut hasher = Sha256::new();
+    for part in ["hotreload-link", role, secret, challenge] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    super::patch_file::hex(&hasher.finalize())
+}
+
+/// Whether `proof` is the `expected` one, compared in time independent of where they differ.
+pub fn proof_matches(proof: Option<&str>, expected: &str) -> bool {
+    let Some(proof) = proof else { return false };
+    proof.len() == expected.len()
+        && proof
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
