@@ -91,7 +91,7 @@ tokio = {{ version = "1", features = {TOKIO_FEATURES:?} }}
 tracing = "0.1"
 tracing-subscriber = {{ version = "0.3", default-features = false, features = ["fmt", "std"] }}
 
-# As the README recommends, and as the patchable fixture sharing this target directory does.
+# As the patchable fixture sharing this target directory does (see the README).
 [profile.dev.build-override]
 opt-level = 3
 
