@@ -9,7 +9,7 @@
 //! with step `request` and the connection is closed; the process carries on.
 
 #[cfg(unix)]
-mod audit;
+pub(crate) mod audit;
 #[cfg(unix)]
 mod server;
 

@@ -76,5 +76,6 @@ pub fn status() -> StatusReport {
             })
             .collect(),
         mapped_bytes,
+        quarantined: crate::startup::quarantined(),
     }
 }

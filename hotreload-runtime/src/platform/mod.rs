@@ -4,6 +4,10 @@
 #[cfg(target_os = "linux")]
 mod cells;
 #[cfg(target_os = "linux")]
+mod crash_signals;
+#[cfg(target_os = "linux")]
+pub(crate) use crash_signals::{process_alive, record_crashes_at, stop_recording_crashes};
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
@@ -11,4 +15,7 @@ pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use unsupported::{open_library, own_build_id, OpenLibrary};
+pub(crate) use unsupported::{
+    open_library, own_build_id, process_alive, record_crashes_at, stop_recording_crashes,
+    OpenLibrary,
+};

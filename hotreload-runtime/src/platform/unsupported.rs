@@ -27,3 +27,13 @@ pub(crate) fn open_library(
 ) -> Result<OpenLibrary, String> {
     Err(unsupported().to_string())
 }
+
+pub(crate) fn record_crashes_at(_mark: &std::path::Path) -> Result<(), String> {
+    Err(unsupported().to_string())
+}
+
+pub(crate) fn stop_recording_crashes() {}
+
+pub(crate) fn process_alive(_pid: u32) -> bool {
+    true
+}

@@ -91,6 +91,20 @@ pub struct StatusReport {
     pub states: Vec<StateStatus>,
     /// Bytes of patch libraries kept mapped (old code stays mapped: a frame may still run in it).
     pub mapped_bytes: u64,
+    /// Patches this process quarantined at start instead of applying them.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedPatch>,
+}
+
+/// A patch of the patch directory set aside at start: a process that applied it crashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedPatch {
+    /// The patch id.
+    pub id: String,
+    /// Where its file is now (`*.hotpatch.quarantined`).
+    pub path: String,
+    /// Which process crashed, and how.
+    pub reason: String,
 }
 
 /// One hot function's state.
