@@ -198,6 +198,28 @@ pub enum Error {
         version: u32,
     },
 
+    /// The patch is applied, but a patch applied after it runs now: patches are cumulative, so
+    /// answering "already applied" would be false, and reapplying it would take the process back.
+    #[error("patch {patch} was applied earlier, but patch {running} was applied after it and its code is running now; nothing was changed. Patches are cumulative: to run {patch}'s code again, roll back {running} (`cargo hotpatch rollback`)")]
+    Superseded {
+        /// The patch's short id.
+        patch: String,
+        /// The short id (or label) of the update running now.
+        running: String,
+    },
+
+    /// A redirect of the manifest would make the runtime write outside the library's writable
+    /// data (into its RELRO range, its code, or past its end).
+    #[error("patch {patch} is refused before loading: the redirect of `{name}` is invalid: {reason}; nothing was changed. The manifest was crafted or damaged: rebuild the patch with `cargo hotpatch build`")]
+    BadRedirect {
+        /// The patch's short id.
+        patch: String,
+        /// The redirected static.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A configured trusted key is not a key.
     #[error("the trusted key `{key}` is not an ed25519 public key in hex (64 hex digits); until it is fixed every patch is refused")]
     TrustedKey {
@@ -213,15 +235,16 @@ impl Error {
         match self {
             Error::UnknownFunction { .. } | Error::Request { .. } => "request",
             Error::SignatureMismatch { .. } | Error::SignatureChanged { .. } => "signature",
-            Error::DuplicateEntry { .. } | Error::EmptyUpdate | Error::SafePointTimeout { .. } => {
-                "commit"
-            }
+            Error::DuplicateEntry { .. }
+            | Error::EmptyUpdate
+            | Error::SafePointTimeout { .. }
+            | Error::Superseded { .. } => "commit",
             Error::NothingToRollBack => "rollback",
             Error::Migration { .. }
             | Error::StateBusy { .. }
             | Error::StateVersionNotRaised { .. } => "migrate",
             Error::Read { .. } => "read",
-            Error::Integrity { .. } => "integrity",
+            Error::Integrity { .. } | Error::BadRedirect { .. } => "integrity",
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
             Error::Unsupported { .. } => "platform",
             Error::Load { .. } | Error::NoHotFunctions { .. } => "load",

@@ -10,6 +10,7 @@
 //! already loaded.
 
 mod predict;
+mod redirects;
 mod status;
 
 use std::path::Path;
@@ -59,6 +60,7 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
     let _one_at_a_time = lock(&OPERATION);
     let started = Instant::now();
     let patch = verify(path)?;
+    refuse_if_superseded(&patch)?;
     let already_applied = is_active(&patch.id);
     let (changes, states) = if already_applied {
         (Vec::new(), Vec::new())
@@ -101,6 +103,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
     let short = patch.short_id().to_owned();
+    refuse_if_superseded(&patch)?;
     if is_active(&patch.id) {
         tracing::info!(patch = %short, "patch already applied");
         return Ok(PatchReport {
@@ -218,6 +221,7 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         source,
     })?;
     crate::trust::check(&patch)?;
+    redirects::check_cells(&patch)?;
     let own = build_id()?;
     if !patch.manifest.base.build_id.eq_ignore_ascii_case(own) {
         return Err(Error::BaseBuild {
@@ -227,6 +231,33 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         });
     }
     Ok(patch)
+}
+
+/// Refuses a patch that is applied with a later update applied on top of it: its code no longer
+/// runs, so it is neither "already applied" nor safe to commit again (that would go back).
+fn refuse_if_superseded(patch: &PatchFile) -> Result<(), Error> {
+    let update_id = lock(&PATCHES)
+        .iter()
+        .find(|record| record.id == patch.id)
+        .and_then(|record| record.update_id);
+    let Some(update_id) = update_id else {
+        return Ok(());
+    };
+    let applied = Table::global().applied_updates();
+    if !applied.contains(&update_id) || applied.last() == Some(&update_id) {
+        return Ok(());
+    }
+    let top = *applied.last().expect("a later update is applied");
+    let running = lock(&PATCHES)
+        .iter()
+        .find(|record| record.update_id == Some(top))
+        .map(|record| crate::wire::patch_file::short_id(&record.id).to_owned())
+        .or_else(|| label_of(top))
+        .unwrap_or_else(|| format!("update {top}"));
+    Err(Error::Superseded {
+        patch: patch.short_id().to_owned(),
+        running,
+    })
 }
 
 /// Whether the patch's last commit is applied now.
