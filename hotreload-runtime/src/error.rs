@@ -178,6 +178,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A migration did not return by the commit's deadline: the patch was abandoned.
+    #[error("{update}: migrating `{name}` from version {from} to {to} did not finish within {waited:?}, the commit's deadline; the patch was abandoned and nothing was changed: every value kept version {from}{}. The migration is stuck in user code on the thread `{thread}`, which cannot be stopped and is leaked: it runs until the process ends. Fix the migration (`impl Migrate` for the new version) and build the patch again", locked_note(kept_locked))]
+    MigrationStuck {
+        /// The update (patch id or label).
+        update: String,
+        /// The state type.
+        name: String,
+        /// The version the values have.
+        from: u32,
+        /// The version they were to get.
+        to: u32,
+        /// How long the commit waited.
+        waited: Duration,
+        /// The stuck thread's name.
+        thread: &'static str,
+        /// Positions of the values whose lock stays held: the stuck code may still read them.
+        kept_locked: Vec<usize>,
+    },
+
     /// Values of a changed state type stayed locked past the commit's deadline.
     #[error("{update}: values of `{name}` stayed locked until the deadline, so they could not be migrated; nothing was changed. Do not hold a value's lock (`read`, `write`, `lock`) across a blocking call or a `safe_point()`, or raise HOTRELOAD_SAFE_POINT_TIMEOUT_MS")]
     StateBusy {
@@ -228,6 +247,16 @@ pub enum Error {
     },
 }
 
+/// The part of [`Error::MigrationStuck`]'s message about the locks.
+fn locked_note(kept_locked: &[usize]) -> String {
+    match kept_locked {
+        [] => " and every value's lock was released".to_owned(),
+        positions => format!(
+            ", and every value's lock was released except those of the values at {positions:?}, which the stuck code is still reading: they stay locked"
+        ),
+    }
+}
+
 impl Error {
     /// The step that failed, as the control protocol names it: `request`, `read`, `integrity`,
     /// `base_build`, `load`, `signature`, `migrate`, `commit`, `rollback` or `platform`.
@@ -241,6 +270,7 @@ impl Error {
             | Error::Superseded { .. } => "commit",
             Error::NothingToRollBack => "rollback",
             Error::Migration { .. }
+            | Error::MigrationStuck { .. }
             | Error::StateBusy { .. }
             | Error::StateVersionNotRaised { .. } => "migrate",
             Error::Read { .. } => "read",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hotreload_tests::{
     locations, read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile,
-    ToolOutput, ToolRun,
+    StatusReport, ToolOutput, ToolRun,
 };
 
 const CLIENTS: usize = 16;
@@ -206,6 +206,8 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
     the_rollback_migrates_every_session_down(&fixture, &clients, &mut slow_connection);
     // A migration that fails on one session leaves every session as it was.
     a_failing_migration_changes_nothing(&fixture, &gateway, &clients);
+    // A migration that never returns is abandoned at the commit's deadline, changing nothing.
+    a_stuck_migration_is_abandoned_at_the_deadline(&fixture, &gateway, &clients);
 
     stop_clients(&stop, clients);
     let stderr = gateway.stderr_text();
@@ -351,6 +353,62 @@ fn a_failing_migration_changes_nothing(fixture: &Fixture, gateway: &Gateway, cli
     assert_eq!(
         mallory.ask("get").unwrap(),
         "ok v1 user=mallory requests=2 notes="
+    );
+}
+
+/// Version 2 whose migration never returns.
+fn v2_stuck_in_its_migration() -> String {
+    let carry_over = "        // Every field carries over; sessions start on the free tier.\n";
+    V2.replace(
+        carry_over,
+        "        while old.requests < u64::MAX {\n            std::thread::sleep(std::time::Duration::from_millis(100));\n        }\n",
+    )
+}
+
+fn a_stuck_migration_is_abandoned_at_the_deadline(
+    fixture: &Fixture,
+    gateway: &Gateway,
+    clients: &[Client],
+) {
+    let status_before = fixture.status();
+    fixture.replace_file("gateway/src/lib.rs", &v2_stuck_in_its_migration());
+    let stuck = fixture.build_patch("stuck.hotpatch");
+    let started = Instant::now();
+    let refused = fixture.apply(&stuck).failure();
+    refused.stderr_names(&[
+        "gateway::Session",
+        "did not finish within",
+        "every value kept version 1",
+        "every value's lock was released",
+        "`hotreload-migrate`",
+        "leaked",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the commit gave up at its deadline (5 s), not later: {:?}",
+        started.elapsed()
+    );
+    // Every session answers on v1, and the control socket answers.
+    let mut mallory = Connection::open(&gateway.address);
+    assert_eq!(mallory.ask("login mallory").unwrap(), "ok v1 hello mallory");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(clients.iter().all(|c| *c.version.lock().unwrap() == "v1"));
+    let status = fixture.status();
+    let versions = |status: &StatusReport| {
+        status
+            .states
+            .iter()
+            .map(|s| (s.name.clone(), s.version))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        versions(&status),
+        versions(&status_before),
+        "no value changed version"
+    );
+    assert_eq!(
+        status.history, status_before.history,
+        "nothing was committed"
     );
 }
 

@@ -31,6 +31,8 @@ pub use status::status;
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
+/// The id of the patch being applied now, for `status`. Held only briefly.
+static APPLYING: Mutex<Option<String>> = Mutex::new(None);
 /// Every patch library loaded into the process, oldest first. Held only briefly.
 static PATCHES: Mutex<Vec<PatchRecord>> = Mutex::new(Vec::new());
 
@@ -103,6 +105,15 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
     let short = patch.short_id().to_owned();
+    *lock(&APPLYING) = Some(patch.id.clone());
+    // Cleared on every way out of this function.
+    struct Applied;
+    impl Drop for Applied {
+        fn drop(&mut self) {
+            *lock(&APPLYING) = None;
+        }
+    }
+    let _applied = Applied;
     refuse_if_superseded(&patch)?;
     if is_active(&patch.id) {
         tracing::info!(patch = %short, "patch already applied");

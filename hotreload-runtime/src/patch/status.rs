@@ -1,7 +1,7 @@
 //! The status report: every hot function with its version and patch, the patches loaded, the
 //! history of commits and rollbacks, the state types and the memory kept mapped.
 
-use super::{build_id, function_changes, lock, unix_seconds, PATCHES};
+use super::{build_id, function_changes, lock, unix_seconds, APPLYING, PATCHES};
 use crate::state as hot_state;
 use crate::table::{HistoryAction, Table};
 use crate::wire::protocol::{AppliedPatch, FunctionStatus, HistoryItem, StateStatus, StatusReport};
@@ -77,5 +77,8 @@ pub fn status() -> StatusReport {
             .collect(),
         mapped_bytes,
         quarantined: crate::startup::quarantined(),
+        commit_timeout_ms: u64::try_from(table.safe_point_timeout().as_millis())
+            .unwrap_or(u64::MAX),
+        applying: lock(&APPLYING).clone(),
     }
 }

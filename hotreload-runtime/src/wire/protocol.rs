@@ -94,6 +94,14 @@ pub struct StatusReport {
     /// Patches this process quarantined at start instead of applying them.
     #[serde(default)]
     pub quarantined: Vec<QuarantinedPatch>,
+    /// How long a commit may wait for safe points, and then again for state locks and
+    /// migrations, in milliseconds: what a client waiting for an `apply` should allow for.
+    #[serde(default)]
+    pub commit_timeout_ms: u64,
+    /// The id of the patch an `apply` is verifying, loading or committing right now, if any: a
+    /// client whose request timed out waits until it is no longer in progress.
+    #[serde(default)]
+    pub applying: Option<String>,
 }
 
 /// A patch of the patch directory set aside at start: a process that applied it crashed.
