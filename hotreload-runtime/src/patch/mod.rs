@@ -105,15 +105,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
     let short = patch.short_id().to_owned();
-    *lock(&APPLYING) = Some(patch.id.clone());
-    // Cleared on every way out of this function.
-    struct Applied;
-    impl Drop for Applied {
-        fn drop(&mut self) {
-            *lock(&APPLYING) = None;
-        }
-    }
-    let _applied = Applied;
+    let _applying = Applying::start(&patch.id);
     refuse_if_superseded(&patch)?;
     if is_active(&patch.id) {
         tracing::info!(patch = %short, "patch already applied");
@@ -242,6 +234,22 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         });
     }
     Ok(patch)
+}
+
+/// Names the patch being applied in [`APPLYING`] until dropped, on every way out of an apply.
+struct Applying;
+
+impl Applying {
+    fn start(id: &str) -> Applying {
+        *lock(&APPLYING) = Some(id.to_owned());
+        Applying
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        *lock(&APPLYING) = None;
+    }
 }
 
 /// Refuses a patch that is applied with a later update applied on top of it: its code no longer
