@@ -185,7 +185,10 @@ fn slow_request(address: &str, millis: u64) -> (PendingReply, Instant) {
 
 #[test]
 fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
-    let fixture = Fixture::gateway(locations!(), Profile::Dev);
+    let mut fixture = Fixture::gateway(locations!(), Profile::Dev);
+    // Threads in patched code for a second are named by `status`.
+    fixture.set_env("HOTRELOAD_STUCK_THREAD_MS", "1000");
+    let v1 = fixture.read("gateway/src/lib.rs");
     let gateway = Gateway::start(&fixture);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<Client> = (0..CLIENTS)
@@ -210,6 +213,8 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
     a_stuck_migration_is_abandoned_at_the_deadline(&fixture, &gateway, &clients);
 
     stop_clients(&stop, clients);
+    // A handler that never returns: `status` names its thread, `rollback` says it still runs.
+    a_handler_looping_forever_is_named(&fixture, &gateway, &v1);
     let stderr = gateway.stderr_text();
     assert!(
         !stderr.contains("connection from"),
@@ -409,6 +414,65 @@ fn a_stuck_migration_is_abandoned_at_the_deadline(
     assert_eq!(
         status.history, status_before.history,
         "nothing was committed"
+    );
+}
+
+fn a_handler_looping_forever_is_named(fixture: &Fixture, gateway: &Gateway, v1: &str) {
+    let stats = "        \"stats\" => format!(\"ok v1 total={total}\"),\n";
+    assert!(v1.contains(stats));
+    let spinning = v1.replace(
+        stats,
+        &format!("{stats}        \"spin\" => loop {{\n            std::hint::spin_loop();\n        }},\n"),
+    );
+    fixture.replace_file("gateway/src/lib.rs", &spinning);
+    let patch = fixture.build_patch("spinning.hotpatch");
+    fixture.apply(&patch).success();
+    let id = hotreload_tests::patch_id(&patch);
+    let mut spinner = Connection::open(&gateway.address);
+    spinner.writer.write_all(b"spin\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let first = fixture.status();
+    assert!(
+        first.long_running.is_empty(),
+        "a thread is named only once it has run patched code for the threshold: {:?}",
+        first.long_running
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let status = fixture.status();
+    let stuck = status
+        .long_running
+        .iter()
+        .find(|thread| thread.patch == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "status names the spinning thread: {:?}",
+                status.long_running
+            )
+        });
+    assert!(stuck.for_ms >= 1000, "{stuck:?}");
+    assert_eq!(
+        stuck.function.as_deref(),
+        Some("gateway::handle"),
+        "{stuck:?}"
+    );
+    eprintln!("status names the spinning thread: {stuck:?}");
+    let human = fixture
+        .tool(&["status", "--target", fixture.socket().to_str().unwrap()])
+        .success();
+    assert!(
+        human.stdout.contains("long-running in patched code") && human.stdout.contains(&stuck.name),
+        "{}",
+        human.describe()
+    );
+    let rolled_back = fixture.rollback().success();
+    assert!(
+        rolled_back.stdout.contains("still running:")
+            && rolled_back.stdout.contains(&format!("tid {}", stuck.tid))
+            && rolled_back
+                .stderr
+                .contains("still run the code this removed"),
+        "rollback says a thread still runs the code it removed: {}",
+        rolled_back.describe()
     );
 }
 

@@ -141,6 +141,7 @@ fn applied_without_report(id: &str) -> PatchReport {
         verify_us: 0,
         load_us: 0,
         commit_us: 0,
+        still_running: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod predict;
 mod redirects;
+mod running;
 mod status;
 
 use std::path::Path;
@@ -86,6 +87,7 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
         verify_us,
         load_us: 0,
         commit_us: 0,
+        still_running: Vec::new(),
     })
 }
 
@@ -109,16 +111,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     refuse_if_superseded(&patch)?;
     if is_active(&patch.id) {
         tracing::info!(patch = %short, "patch already applied");
-        return Ok(PatchReport {
-            patch_id: patch.id,
-            dry_run: false,
-            already_applied: true,
-            changes: Vec::new(),
-            states: Vec::new(),
-            verify_us,
-            load_us: 0,
-            commit_us: 0,
-        });
+        return Ok(already_applied(patch.id, verify_us));
     }
 
     let load_started = Instant::now();
@@ -178,6 +171,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         verify_us,
         load_us,
         commit_us,
+        still_running: Vec::new(),
     })
 }
 
@@ -187,10 +181,16 @@ pub fn rollback() -> Result<PatchReport, Error> {
     let started = Instant::now();
     let report = Table::global().rollback()?;
     let commit_us = micros(started.elapsed());
-    let patch = lock(&PATCHES)
+    let removed: Vec<(String, std::ffi::CString)> = lock(&PATCHES)
         .iter()
-        .find(|record| record.update_id == Some(report.update_id))
-        .map(|record| record.id.clone());
+        .filter(|record| record.update_id == Some(report.update_id))
+        .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+        .collect();
+    let patch = removed.first().map(|(id, _)| id.clone());
+    let still_running = running::threads_in(&removed);
+    if !still_running.is_empty() {
+        tracing::warn!(threads = ?still_running, "threads still run the code this rollback removed");
+    }
     // An update committed through the table directly has no patch: its label names it.
     let patch_id = patch
         .or_else(|| label_of(report.update_id))
@@ -210,6 +210,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
         verify_us: 0,
         load_us: 0,
         commit_us,
+        still_running,
     })
 }
 
@@ -234,6 +235,21 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         });
     }
     Ok(patch)
+}
+
+/// The report of an apply that found the patch applied and did nothing.
+fn already_applied(patch_id: String, verify_us: u64) -> PatchReport {
+    PatchReport {
+        patch_id,
+        dry_run: false,
+        already_applied: true,
+        changes: Vec::new(),
+        states: Vec::new(),
+        verify_us,
+        load_us: 0,
+        commit_us: 0,
+        still_running: Vec::new(),
+    }
 }
 
 /// Names the patch being applied in [`APPLYING`] until dropped, on every way out of an apply.

@@ -27,8 +27,12 @@ pub fn status() -> StatusReport {
             patch: f.update_id.and_then(label),
         })
         .collect();
-    let (patches, mapped_bytes) = {
+    let (patches, mapped_bytes, libraries) = {
         let records = lock(&PATCHES);
+        let libraries: Vec<_> = records
+            .iter()
+            .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+            .collect();
         let patches = records
             .iter()
             .filter_map(|record| {
@@ -44,7 +48,7 @@ pub fn status() -> StatusReport {
             .iter()
             .map(|record| record.loaded.library.mapped_bytes)
             .sum();
-        (patches, mapped)
+        (patches, mapped, libraries)
     };
     let history = history
         .iter()
@@ -80,5 +84,6 @@ pub fn status() -> StatusReport {
         commit_timeout_ms: u64::try_from(table.safe_point_timeout().as_millis())
             .unwrap_or(u64::MAX),
         applying: lock(&APPLYING).clone(),
+        long_running: super::running::long_running(&libraries),
     }
 }

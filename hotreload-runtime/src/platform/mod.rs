@@ -11,11 +11,15 @@ pub(crate) use crash_signals::{process_alive, record_crashes_at, stop_recording_
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
+#[cfg(target_os = "linux")]
+mod threads;
+#[cfg(target_os = "linux")]
+pub(crate) use threads::{code_ranges, sample_threads, symbol_at, thread_name};
 
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use unsupported::{
-    open_library, own_build_id, process_alive, record_crashes_at, stop_recording_crashes,
-    OpenLibrary,
+    code_ranges, open_library, own_build_id, process_alive, record_crashes_at, sample_threads,
+    stop_recording_crashes, symbol_at, thread_name, OpenLibrary,
 };

@@ -37,3 +37,25 @@ pub(crate) fn stop_recording_crashes() {}
 pub(crate) fn process_alive(_pid: u32) -> bool {
     true
 }
+
+/// Never constructed here.
+pub(crate) struct ThreadAt {
+    pub(crate) tid: i32,
+    pub(crate) address: usize,
+}
+
+pub(crate) fn sample_threads() -> Vec<ThreadAt> {
+    Vec::new()
+}
+
+pub(crate) fn code_ranges(_paths: &[&std::ffi::CStr]) -> Vec<(usize, usize, usize)> {
+    Vec::new()
+}
+
+pub(crate) fn symbol_at(_address: usize) -> Option<String> {
+    None
+}
+
+pub(crate) fn thread_name(_tid: i32) -> String {
+    String::new()
+}

@@ -102,6 +102,25 @@ pub struct StatusReport {
     /// client whose request timed out waits until it is no longer in progress.
     #[serde(default)]
     pub applying: Option<String>,
+    /// Threads seen inside a patch's code at this status and at earlier ones, for at least the
+    /// process's threshold (`HOTRELOAD_STUCK_THREAD_MS`).
+    #[serde(default)]
+    pub long_running: Vec<ThreadInPatch>,
+}
+
+/// A thread found running a patch's code (its instruction sampled through a signal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInPatch {
+    /// The thread's id.
+    pub tid: i32,
+    /// Its name.
+    pub name: String,
+    /// The patch whose library holds the code.
+    pub patch: String,
+    /// The function the instruction is in, when the library names it.
+    pub function: Option<String>,
+    /// Since when it has been seen there, in milliseconds (0 the first time).
+    pub for_ms: u64,
 }
 
 /// A patch of the patch directory set aside at start: a process that applied it crashed.
@@ -199,6 +218,9 @@ pub struct PatchReport {
     pub load_us: u64,
     /// Microseconds spent committing (waiting for safe points included).
     pub commit_us: u64,
+    /// After a rollback: threads still running code of the patch it removed.
+    #[serde(default)]
+    pub still_running: Vec<ThreadInPatch>,
 }
 
 /// One state type moved to another version by a commit or a rollback.
