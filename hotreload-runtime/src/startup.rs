@@ -67,6 +67,9 @@ pub fn apply_patch_dir(dir: &Path) -> StartupReport {
     let Some(candidates) = patches_for_build(dir, own_build, &mut report) else {
         return report;
     };
+    if candidates.is_empty() {
+        return report;
+    }
     let markers = Markers::read(dir);
     let own_pid = std::process::id();
     if let Err(error) = platform::record_crashes_at(&dir.join(format!(".crashed-{own_pid}"))) {
