@@ -508,6 +508,26 @@ fn crafted_manifests_are_refused(fixture: &Fixture, app: &mut RunningApp, p2_byt
         .stderr_names(&["`integrity`", "RELRO"]);
     app.expect_serving("v1", "after refusing a redirect into RELRO");
 
+    // A redirect whose cell is fine but whose static lies outside the executable.
+    let mut manifest = p2.manifest.clone();
+    manifest.redirects.push(StaticRedirect {
+        name: "far away".into(),
+        cell_offset: last_writable_word(&p2.library),
+        host_offset: 1 << 40,
+        thread_local: false,
+        module: None,
+    });
+    let far = fixture.root().join("crafted-target.hotpatch");
+    std::fs::write(
+        &far,
+        PatchFile::new(manifest, p2.library.clone()).to_bytes(),
+    )
+    .unwrap();
+    check(&far)
+        .failure()
+        .stderr_names(&["`far away`", "outside the executable's loaded segments"]);
+    app.expect_serving("v1", "after refusing a redirect outside the executable");
+
     let mut edited = p2_bytes.to_vec();
     let field = b"\"created_unix\":";
     let at = edited
@@ -526,6 +546,38 @@ fn crafted_manifests_are_refused(fixture: &Fixture, app: &mut RunningApp, p2_byt
         .failure()
         .stderr_names(&["`integrity`", "manifest was changed"]);
     app.expect_serving("v1", "after refusing an edited manifest");
+}
+
+/// The last aligned word of a patch library's writable data (its `.bss`, after RELRO).
+fn last_writable_word(library: &[u8]) -> u64 {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(library).unwrap();
+    let endian = header.endian().unwrap();
+    let writable = header
+        .program_headers(endian, library)
+        .unwrap()
+        .iter()
+        .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+        .filter(|ph| ph.p_flags(endian) & object::elf::PF_W != 0)
+        .map(|ph| (ph.p_vaddr(endian) + ph.p_memsz(endian) - 8) & !7)
+        .max()
+        .expect("the patch library has writable data");
+    assert!(writable >= relro_end(library), "the word is past RELRO");
+    writable
+}
+
+/// The end of the `PT_GNU_RELRO` range of a patch library.
+fn relro_end(library: &[u8]) -> u64 {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(library).unwrap();
+    let endian = header.endian().unwrap();
+    header
+        .program_headers(endian, library)
+        .unwrap()
+        .iter()
+        .find(|ph| ph.p_type(endian) == object::elf::PT_GNU_RELRO)
+        .map(|ph| ph.p_vaddr(endian) + ph.p_memsz(endian))
+        .expect("the patch library has a RELRO range")
 }
 
 /// The start of the `PT_GNU_RELRO` range of a patch library.

@@ -2,10 +2,15 @@
 //! will write after loading must lie in writable memory of the library that stays writable, that
 //! is in a writable `PT_LOAD` segment and outside `PT_GNU_RELRO` (the dynamic loader makes that
 //! range read-only once it has relocated the library, and a write there kills the process).
-//! Read from the library's own program headers, so `check` refuses what `apply` would.
+//! Read from the library's own program headers, so `check` refuses what `apply` would. The
+//! value written is checked too: a static of the executable must lie in one of its loaded
+//! segments, a thread-local inside its thread-local block (a static of an earlier patch is
+//! checked against that library when it is filled).
 
 use crate::error::Error;
+use crate::platform::{self, ExecutableLayout};
 use crate::wire::patch_file::PatchFile;
+use crate::wire::patch_file::StaticRedirect;
 
 const PT_LOAD: u32 = 1;
 const PT_GNU_RELRO: u32 = 0x6474_e552;
@@ -33,6 +38,7 @@ pub(crate) fn check_cells(patch: &PatchFile) -> Result<(), Error> {
     };
     let segments =
         program_headers(&patch.library).map_err(|reason| refuse("(every redirect)", reason))?;
+    let executable = platform::executable_layout();
     for redirect in &patch.manifest.redirects {
         let len = if redirect.thread_local { 16 } else { 8 };
         let start = redirect.cell_offset;
@@ -48,6 +54,7 @@ pub(crate) fn check_cells(patch: &PatchFile) -> Result<(), Error> {
                 format!("its cell at {start:#x} is not in a writable segment of the library"),
             ));
         }
+        check_target(redirect, &executable).map_err(|reason| refuse(&redirect.name, reason))?;
         let relro = segments
             .iter()
             .find(|s| s.kind == PT_GNU_RELRO && start < s.end && end > s.start - s.start % PAGE);
@@ -60,6 +67,29 @@ pub(crate) fn check_cells(patch: &PatchFile) -> Result<(), Error> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Whether the address a redirect writes names memory of its module.
+fn check_target(redirect: &StaticRedirect, executable: &ExecutableLayout) -> Result<(), String> {
+    let offset = redirect.host_offset;
+    if redirect.thread_local {
+        if offset >= executable.tls_len {
+            return Err(format!(
+                "its thread-local offset {offset:#x} is outside the executable's thread-local block ({:#x} bytes)",
+                executable.tls_len
+            ));
+        }
+    } else if redirect.module.is_none()
+        && !executable
+            .segments
+            .iter()
+            .any(|&(start, end)| offset >= start && offset < end)
+    {
+        return Err(format!(
+            "its static at offset {offset:#x} is outside the executable's loaded segments"
+        ));
     }
     Ok(())
 }

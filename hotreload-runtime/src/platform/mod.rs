@@ -12,14 +12,18 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{open_library, own_build_id, OpenLibrary};
 #[cfg(target_os = "linux")]
+mod modules;
+#[cfg(target_os = "linux")]
 mod threads;
 #[cfg(target_os = "linux")]
-pub(crate) use threads::{code_ranges, sample_threads, symbol_at, thread_name};
+pub(crate) use modules::{code_ranges, executable_layout, ExecutableLayout};
+#[cfg(target_os = "linux")]
+pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use unsupported::{
-    code_ranges, open_library, own_build_id, process_alive, record_crashes_at, sample_threads,
-    stop_recording_crashes, symbol_at, thread_name, OpenLibrary,
+    code_ranges, executable_layout, open_library, own_build_id, process_alive, record_crashes_at,
+    sample_threads, stop_recording_crashes, symbol_at, thread_name, ExecutableLayout, OpenLibrary,
 };

@@ -124,52 +124,6 @@ pub(crate) fn thread_name(tid: i32) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
-/// The executable segments of the loaded libraries opened from `paths`: `(index in paths,
-/// start, end)`, absolute.
-pub(crate) fn code_ranges(paths: &[&CStr]) -> Vec<(usize, usize, usize)> {
-    struct Search<'a> {
-        paths: &'a [&'a CStr],
-        ranges: Vec<(usize, usize, usize)>,
-    }
-    /// # Safety
-    /// `info` must be a valid `dl_phdr_info` and `data` a `Search`, as in `cells::visit`.
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: the caller's promise.
-        let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
-        if info.dlpi_name.is_null() {
-            return 0;
-        }
-        // SAFETY: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
-        let name = unsafe { CStr::from_ptr(info.dlpi_name) };
-        let Some(index) = search.paths.iter().position(|p| *p == name) else {
-            return 0;
-        };
-        for i in 0..usize::from(info.dlpi_phnum) {
-            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
-            let header = unsafe { &*info.dlpi_phdr.add(i) };
-            if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
-                let start = info.dlpi_addr as usize + header.p_vaddr as usize;
-                search
-                    .ranges
-                    .push((index, start, start + header.p_memsz as usize));
-            }
-        }
-        0
-    }
-    let mut search = Search {
-        paths,
-        ranges: Vec::new(),
-    };
-    // SAFETY: `visit` matches the callback type and `data` points to `search`, which outlives
-    // the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
-    search.ranges
-}
-
 /// The name of the dynamic symbol `address` lies in, demangled as far as the legacy scheme goes.
 pub(crate) fn symbol_at(address: usize) -> Option<String> {
     // SAFETY: an all-zero `Dl_info` is valid; `dladdr` only writes it.

@@ -59,3 +59,14 @@ pub(crate) fn symbol_at(_address: usize) -> Option<String> {
 pub(crate) fn thread_name(_tid: i32) -> String {
     String::new()
 }
+
+/// What the executable maps; nothing here.
+#[derive(Debug, Default)]
+pub(crate) struct ExecutableLayout {
+    pub(crate) segments: Vec<(u64, u64)>,
+    pub(crate) tls_len: u64,
+}
+
+pub(crate) fn executable_layout() -> ExecutableLayout {
+    ExecutableLayout::default()
+}
