@@ -6,7 +6,8 @@
 //! rest of the commit (the slots) under the same locks, and releases them. The old values are
 //! freed after that, by the caller, outside the locks. A lock it cannot take at once makes it
 //! release everything and try again, until the deadline: code holding one value's lock may be
-//! waiting for a store lock the migration holds.
+//! waiting for a store lock the migration holds. The conversion itself is bounded by the same
+//! deadline (see `convert.rs`): a migration that has not returned by then abandons the commit.
 
 use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -124,6 +125,30 @@ impl TransitionSet {
         }
 
         // Convert every value; keep the old ones until all succeeded.
+        let converted =
+            match self.convert_values(label, stores, &cells, &mut value_guards, deadline) {
+                Ok(converted) => converted,
+                Err(not_done) => return not_done,
+            };
+
+        let (migrated, replaced) = self.swap_in(converted, &mut value_guards, &mut store_guards);
+        // The rest of the commit, while every value is still locked.
+        let result = (commit.take().expect("a commit runs once"))(migrated);
+        drop(value_guards);
+        drop(store_guards);
+        Attempt::Done((result, Replaced(replaced)))
+    }
+
+    /// Converts the values of every transition's store (their guards held) until `deadline`; on a
+    /// failure or past the deadline, frees what was converted and says how the attempt ends.
+    fn convert_values<T>(
+        &self,
+        label: &str,
+        stores: &[&'static Store],
+        cells: &[Vec<Arc<Cell>>],
+        value_guards: &mut [Vec<RwLockWriteGuard<'_, CellData>>],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<*mut ()>>, Attempt<T>> {
         let mut converted: Vec<Vec<*mut ()>> = Vec::with_capacity(stores.len());
         for (t, (transition, store)) in self.transitions.iter().zip(stores).enumerate() {
             let to = transition.to;
@@ -134,43 +159,37 @@ impl TransitionSet {
                     ty: guard.ty,
                 })
                 .collect();
-            let (from, values) = (sources[..].first().map(|s| s.ty.version()), sources.len());
-            let from = from.unwrap_or(to.version());
-            match convert_all_within(sources, to, deadline) {
-                Ok(new_values) => converted.push(new_values),
-                Err(not_converted) => {
-                    free_new(&converted, &value_guards, &self.transitions);
-                    let failed = match not_converted {
-                        NotConverted::Failed(position, reason) => Error::Migration {
-                            update: label.to_owned(),
-                            name: store.name().to_owned(),
-                            from: value_guards[t][position].ty.version(),
-                            to: to.version(),
-                            value: position,
-                            values,
-                            reason,
-                        },
-                        NotConverted::Stuck(reading) => {
-                            let kept = keep_locked(&mut value_guards[t], &cells[t], &reading);
-                            return Attempt::Stuck(StuckMigration {
-                                name: store.name(),
-                                from,
-                                to: to.version(),
-                                kept_locked: kept,
-                            });
-                        }
-                    };
-                    return Attempt::Failed(failed);
+            let values = sources.len();
+            let from = sources.first().map_or(to.version(), |s| s.ty.version());
+            let not_converted = match convert_all_within(sources, to, deadline) {
+                Ok(new_values) => {
+                    converted.push(new_values);
+                    continue;
                 }
-            }
+                Err(not_converted) => not_converted,
+            };
+            free_new(&converted, value_guards, &self.transitions);
+            return Err(match not_converted {
+                NotConverted::Failed(position, reason) => Attempt::Failed(Error::Migration {
+                    update: label.to_owned(),
+                    name: store.name().to_owned(),
+                    from: value_guards[t]
+                        .get(position)
+                        .map_or(from, |guard| guard.ty.version()),
+                    to: to.version(),
+                    value: position,
+                    values,
+                    reason,
+                }),
+                NotConverted::Stuck(reading) => Attempt::Stuck(StuckMigration {
+                    name: store.name(),
+                    from,
+                    to: to.version(),
+                    kept_locked: keep_locked(&mut value_guards[t], &cells[t], &reading),
+                }),
+            });
         }
-
-        let (migrated, replaced) = self.swap_in(converted, &mut value_guards, &mut store_guards);
-        // The rest of the commit, while every value is still locked.
-        let result = (commit.take().expect("a commit runs once"))(migrated);
-        drop(value_guards);
-        drop(store_guards);
-        Attempt::Done((result, Replaced(replaced)))
+        Ok(converted)
     }
 
     /// Puts every converted value in its cell and moves every store to its new version, under
