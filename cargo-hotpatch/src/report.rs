@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use hotreload_runtime::wire::protocol::{PatchReport, StatusReport};
+use hotreload_runtime::wire::protocol::{PatchReport, StatusReport, ThreadInPatch};
 
 use hotreload_runtime::wire::patch_file::short_id;
 
@@ -69,7 +69,32 @@ pub fn print_patch_report(
             state.name, state.from, state.to, state.values
         )?;
     }
+    if !report.still_running.is_empty() {
+        crate::shell::warning(format!(
+            "{} thread(s) of {} still run the code this removed; later calls run the restored code, but these threads stay where they are:",
+            report.still_running.len(),
+            target.display()
+        ));
+        for thread in &report.still_running {
+            writeln!(out, "  still running: {}", describe_thread(thread))?;
+        }
+    }
     Ok(())
+}
+
+/// `'tokio-runtime-w' (tid 123) in gateway::handle of patch 0123456789ab`.
+fn describe_thread(thread: &ThreadInPatch) -> String {
+    format!(
+        "'{}' (tid {}) in {} of patch {}{}",
+        thread.name,
+        thread.tid,
+        thread.function.as_deref().unwrap_or("unnamed code"),
+        short_id(&thread.patch),
+        match thread.for_ms {
+            0 => String::new(),
+            ms => format!(", for {:.1} s", ms as f64 / 1000.0),
+        }
+    )
 }
 
 /// A process's hot functions, patches, state types and history.
@@ -117,6 +142,22 @@ pub fn print_status(
                 state.name, state.version, state.values
             )?;
         }
+    }
+    for thread in &report.long_running {
+        writeln!(
+            out,
+            "long-running in patched code: {}",
+            describe_thread(thread)
+        )?;
+    }
+    for quarantined in &report.quarantined {
+        writeln!(
+            out,
+            "QUARANTINED at start: patch {} ({}): {}",
+            short_id(&quarantined.id),
+            quarantined.path,
+            quarantined.reason
+        )?;
     }
     writeln!(out, "history:")?;
     print_history_items(out, report, false)?;

@@ -191,6 +191,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A migration did not return by the commit's deadline: the patch was abandoned.
+    #[error("{update}: migrating `{name}` from version {from} to {to} did not finish within {waited:?}, the commit's deadline; the patch was abandoned and nothing was changed: every value kept version {from}{}. The migration is stuck in user code on the thread `{thread}`, which cannot be stopped and is leaked: it runs until the process ends. Fix the migration (`impl Migrate` for the new version) and build the patch again", locked_note(kept_locked))]
+    MigrationStuck {
+        /// The update (patch id or label).
+        update: String,
+        /// The state type.
+        name: String,
+        /// The version the values have.
+        from: u32,
+        /// The version they were to get.
+        to: u32,
+        /// How long the commit waited.
+        waited: Duration,
+        /// The stuck thread's name.
+        thread: &'static str,
+        /// Positions of the values whose lock stays held: the stuck code may still read them.
+        kept_locked: Vec<usize>,
+    },
+
     /// Values of a changed state type stayed locked past the commit's deadline.
     #[error("{update}: values of `{name}` stayed locked until the deadline, so they could not be migrated; nothing was changed. Do not hold a value's lock (`read`, `write`, `lock`) across a blocking call or a `safe_point()`, or raise HOTRELOAD_SAFE_POINT_TIMEOUT_MS")]
     StateBusy {
@@ -211,6 +230,28 @@ pub enum Error {
         version: u32,
     },
 
+    /// The patch is applied, but a patch applied after it runs now: patches are cumulative, so
+    /// answering "already applied" would be false, and reapplying it would take the process back.
+    #[error("patch {patch} was applied earlier, but patch {running} was applied after it and its code is running now; nothing was changed. Patches are cumulative: to run {patch}'s code again, roll back {running} (`cargo hotpatch rollback`)")]
+    Superseded {
+        /// The patch's short id.
+        patch: String,
+        /// The short id (or label) of the update running now.
+        running: String,
+    },
+
+    /// A redirect of the manifest would make the runtime write outside the library's writable
+    /// data (into its RELRO range, its code, or past its end).
+    #[error("patch {patch} is refused before loading: the redirect of `{name}` is invalid: {reason}; nothing was changed. The manifest was crafted or damaged: rebuild the patch with `cargo hotpatch build`")]
+    BadRedirect {
+        /// The patch's short id.
+        patch: String,
+        /// The redirected static.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A configured trusted key is not a key.
     #[error("the trusted key `{key}` is not an ed25519 public key in hex (64 hex digits); until it is fixed every patch is refused")]
     TrustedKey {
@@ -226,6 +267,16 @@ pub enum Error {
     },
 }
 
+/// The part of [`Error::MigrationStuck`]'s message about the locks.
+fn locked_note(kept_locked: &[usize]) -> String {
+    match kept_locked {
+        [] => " and every value's lock was released".to_owned(),
+        positions => format!(
+            ", and every value's lock was released except those of the values at {positions:?}, which the stuck code is still reading: they stay locked"
+        ),
+    }
+}
+
 impl Error {
     /// The step that failed, as the control protocol names it: `request`, `read`, `integrity`,
     /// `base_build`, `load`, `signature`, `migrate`, `commit`, `rollback` or `platform`.
@@ -233,15 +284,17 @@ impl Error {
         match self {
             Error::UnknownFunction { .. } | Error::Request { .. } => "request",
             Error::SignatureMismatch { .. } | Error::SignatureChanged { .. } => "signature",
-            Error::DuplicateEntry { .. } | Error::EmptyUpdate | Error::SafePointTimeout { .. } => {
-                "commit"
-            }
+            Error::DuplicateEntry { .. }
+            | Error::EmptyUpdate
+            | Error::SafePointTimeout { .. }
+            | Error::Superseded { .. } => "commit",
             Error::NothingToRollBack => "rollback",
             Error::Migration { .. }
+            | Error::MigrationStuck { .. }
             | Error::StateBusy { .. }
             | Error::StateVersionNotRaised { .. } => "migrate",
             Error::Read { .. } => "read",
-            Error::Integrity { .. } => "integrity",
+            Error::Integrity { .. } | Error::BadRedirect { .. } => "integrity",
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
             Error::Unsupported { .. } => "platform",
             Error::Load { .. } | Error::NoHotFunctions { .. } | Error::OutOfDescriptors { .. } => {

@@ -137,8 +137,8 @@ use std::time::Duration;
 /// key, every patch is refused.
 ///
 /// `HOTRELOAD_PATCH_DIR` names a directory of approved patch files: those built for this build
-/// are applied here, before the program goes on, and one after which the process died within its
-/// probation is quarantined (see [`startup`]).
+/// are applied here, before the program goes on, and one after which a process crashed (a fatal
+/// signal) within its probation is quarantined (see [`startup`]).
 ///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
 /// `init` connects to it, proves with `HOTRELOAD_TOOL_SECRET` that it is the app the tool

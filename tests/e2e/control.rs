@@ -494,6 +494,7 @@ fn impostor(link: PathBuf, build_id: String) -> std::thread::JoinHandle<usize> {
                         verify_us: 1,
                         load_us: 1,
                         commit_us: 1,
+                        still_running: Vec::new(),
                     })
                 }
                 _ => return applies,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hotreload_tests::{
     locations, read_lines, spawn_app, wait_for_text, Fixture, PatchFile, PatchSignature, Profile,
-    ToolOutput, ToolRun,
+    StatusReport, ToolOutput, ToolRun,
 };
 
 const CLIENTS: usize = 16;
@@ -185,7 +185,10 @@ fn slow_request(address: &str, millis: u64) -> (PendingReply, Instant) {
 
 #[test]
 fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
-    let fixture = Fixture::gateway(locations!(), Profile::Dev);
+    let mut fixture = Fixture::gateway(locations!(), Profile::Dev);
+    // Threads in patched code for a second are named by `status`.
+    fixture.set_env("HOTRELOAD_STUCK_THREAD_MS", "1000");
+    let v1 = fixture.read("gateway/src/lib.rs");
     let gateway = Gateway::start(&fixture);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<Client> = (0..CLIENTS)
@@ -206,8 +209,12 @@ fn sessions_survive_a_layout_patch_and_its_rollback_with_clients_connected() {
     the_rollback_migrates_every_session_down(&fixture, &clients, &mut slow_connection);
     // A migration that fails on one session leaves every session as it was.
     a_failing_migration_changes_nothing(&fixture, &gateway, &clients);
+    // A migration that never returns is abandoned at the commit's deadline, changing nothing.
+    a_stuck_migration_is_abandoned_at_the_deadline(&fixture, &gateway, &clients);
 
     stop_clients(&stop, clients);
+    // A handler that never returns: `status` names its thread, `rollback` says it still runs.
+    a_handler_looping_forever_is_named(&fixture, &gateway, &v1);
     let stderr = gateway.stderr_text();
     assert!(
         !stderr.contains("connection from"),
@@ -351,6 +358,121 @@ fn a_failing_migration_changes_nothing(fixture: &Fixture, gateway: &Gateway, cli
     assert_eq!(
         mallory.ask("get").unwrap(),
         "ok v1 user=mallory requests=2 notes="
+    );
+}
+
+/// Version 2 whose migration never returns.
+fn v2_stuck_in_its_migration() -> String {
+    let carry_over = "        // Every field carries over; sessions start on the free tier.\n";
+    V2.replace(
+        carry_over,
+        "        while old.requests < u64::MAX {\n            std::thread::sleep(std::time::Duration::from_millis(100));\n        }\n",
+    )
+}
+
+fn a_stuck_migration_is_abandoned_at_the_deadline(
+    fixture: &Fixture,
+    gateway: &Gateway,
+    clients: &[Client],
+) {
+    let status_before = fixture.status();
+    fixture.replace_file("gateway/src/lib.rs", &v2_stuck_in_its_migration());
+    let stuck = fixture.build_patch("stuck.hotpatch");
+    let started = Instant::now();
+    let refused = fixture.apply(&stuck).failure();
+    refused.stderr_names(&[
+        "gateway::Session",
+        "did not finish within",
+        "every value kept version 1",
+        "every value's lock was released",
+        "`hotreload-migrate`",
+        "leaked",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the commit gave up at its deadline (5 s), not later: {:?}",
+        started.elapsed()
+    );
+    // Every session answers on v1, and the control socket answers.
+    let mut mallory = Connection::open(&gateway.address);
+    assert_eq!(mallory.ask("login mallory").unwrap(), "ok v1 hello mallory");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(clients.iter().all(|c| *c.version.lock().unwrap() == "v1"));
+    let status = fixture.status();
+    let versions = |status: &StatusReport| {
+        status
+            .states
+            .iter()
+            .map(|s| (s.name.clone(), s.version))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        versions(&status),
+        versions(&status_before),
+        "no value changed version"
+    );
+    assert_eq!(
+        status.history, status_before.history,
+        "nothing was committed"
+    );
+}
+
+fn a_handler_looping_forever_is_named(fixture: &Fixture, gateway: &Gateway, v1: &str) {
+    let stats = "        \"stats\" => format!(\"ok v1 total={total}\"),\n";
+    assert!(v1.contains(stats));
+    let spinning = v1.replace(
+        stats,
+        &format!("{stats}        \"spin\" => loop {{\n            std::hint::spin_loop();\n        }},\n"),
+    );
+    fixture.replace_file("gateway/src/lib.rs", &spinning);
+    let patch = fixture.build_patch("spinning.hotpatch");
+    fixture.apply(&patch).success();
+    let id = hotreload_tests::patch_id(&patch);
+    let mut spinner = Connection::open(&gateway.address);
+    spinner.writer.write_all(b"spin\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let first = fixture.status();
+    assert!(
+        first.long_running.is_empty(),
+        "a thread is named only once it has run patched code for the threshold: {:?}",
+        first.long_running
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let status = fixture.status();
+    let stuck = status
+        .long_running
+        .iter()
+        .find(|thread| thread.patch == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "status names the spinning thread: {:?}",
+                status.long_running
+            )
+        });
+    assert!(stuck.for_ms >= 1000, "{stuck:?}");
+    assert_eq!(
+        stuck.function.as_deref(),
+        Some("gateway::handle"),
+        "{stuck:?}"
+    );
+    eprintln!("status names the spinning thread: {stuck:?}");
+    let human = fixture
+        .tool(&["status", "--target", fixture.socket().to_str().unwrap()])
+        .success();
+    assert!(
+        human.stdout.contains("long-running in patched code") && human.stdout.contains(&stuck.name),
+        "{}",
+        human.describe()
+    );
+    let rolled_back = fixture.rollback().success();
+    assert!(
+        rolled_back.stdout.contains("still running:")
+            && rolled_back.stdout.contains(&format!("tid {}", stuck.tid))
+            && rolled_back
+                .stderr
+                .contains("still run the code this removed"),
+        "rollback says a thread still runs the code it removed: {}",
+        rolled_back.describe()
     );
 }
 

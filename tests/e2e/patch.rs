@@ -8,6 +8,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use hotreload_runtime::wire::patch_file::StaticRedirect;
 use hotreload_tests::{
     locations, patch_id, pipe_without_reader, ticks::Tick, Fixture, PatchFile, Profile, RunningApp,
     StatusReport,
@@ -42,6 +43,8 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     bad_patch_files_are_refused(&fixture, &mut app, &p2);
     // 6e. The same patch twice.
     the_same_patch_twice_changes_nothing(&fixture, &mut app, &p4);
+    // 6f. An older patch applied under a newer one is refused, naming the one running.
+    a_patch_under_a_newer_one_is_refused(&fixture, &mut app, &p2, &p4);
 }
 
 fn the_base_runs_v1(app: &mut RunningApp) {
@@ -459,11 +462,136 @@ fn bad_patch_files_are_refused(fixture: &Fixture, app: &mut RunningApp, p2: &Pat
         .failure()
         .stderr_names(&["`base_build`"]);
     app.expect_serving("v1", "after refusing a patch for another build");
+    crafted_manifests_are_refused(fixture, app, &p2_bytes);
     assert_eq!(
         fixture.status(),
         status_before,
         "refused patches change nothing"
     );
+}
+
+/// 6g. A manifest whose redirect points into the library's RELRO range: `check` and `apply`
+/// refuse it and the process lives. 6h. A manifest edited by hand (another valid JSON): refused
+/// by the integrity check, not applied as a new patch.
+fn crafted_manifests_are_refused(fixture: &Fixture, app: &mut RunningApp, p2_bytes: &[u8]) {
+    let socket = fixture.socket();
+    let check = |path: &Path| {
+        fixture.tool(&[
+            "check",
+            path.to_str().unwrap(),
+            "--target",
+            socket.to_str().unwrap(),
+        ])
+    };
+    let p2 = PatchFile::parse(p2_bytes).unwrap();
+    let relro = relro_start(&p2.library);
+    let mut manifest = p2.manifest.clone();
+    manifest.redirects.push(StaticRedirect {
+        name: "crafted".into(),
+        cell_offset: relro,
+        host_offset: 0,
+        thread_local: false,
+        module: None,
+    });
+    let crafted = fixture.root().join("crafted-redirect.hotpatch");
+    std::fs::write(
+        &crafted,
+        PatchFile::new(manifest, p2.library.clone()).to_bytes(),
+    )
+    .unwrap();
+    check(&crafted)
+        .failure()
+        .stderr_names(&["`integrity`", "RELRO", "`crafted`"]);
+    fixture
+        .apply(&crafted)
+        .failure()
+        .stderr_names(&["`integrity`", "RELRO"]);
+    app.expect_serving("v1", "after refusing a redirect into RELRO");
+
+    // A redirect whose cell is fine but whose static lies outside the executable.
+    let mut manifest = p2.manifest.clone();
+    manifest.redirects.push(StaticRedirect {
+        name: "far away".into(),
+        cell_offset: last_writable_word(&p2.library),
+        host_offset: 1 << 40,
+        thread_local: false,
+        module: None,
+    });
+    let far = fixture.root().join("crafted-target.hotpatch");
+    std::fs::write(
+        &far,
+        PatchFile::new(manifest, p2.library.clone()).to_bytes(),
+    )
+    .unwrap();
+    check(&far)
+        .failure()
+        .stderr_names(&["`far away`", "outside the executable's loaded segments"]);
+    app.expect_serving("v1", "after refusing a redirect outside the executable");
+
+    let mut edited = p2_bytes.to_vec();
+    let field = b"\"created_unix\":";
+    let at = edited
+        .windows(field.len())
+        .position(|w| w == field)
+        .expect("the manifest has created_unix")
+        + field.len();
+    edited[at] = if edited[at] == b'1' { b'2' } else { b'1' };
+    let edited_path = fixture.root().join("edited-manifest.hotpatch");
+    std::fs::write(&edited_path, &edited).unwrap();
+    check(&edited_path)
+        .failure()
+        .stderr_names(&["`integrity`", "manifest was changed"]);
+    fixture
+        .apply(&edited_path)
+        .failure()
+        .stderr_names(&["`integrity`", "manifest was changed"]);
+    app.expect_serving("v1", "after refusing an edited manifest");
+}
+
+/// The last aligned word of a patch library's writable data (its `.bss`, after RELRO).
+fn last_writable_word(library: &[u8]) -> u64 {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(library).unwrap();
+    let endian = header.endian().unwrap();
+    let writable = header
+        .program_headers(endian, library)
+        .unwrap()
+        .iter()
+        .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+        .filter(|ph| ph.p_flags(endian) & object::elf::PF_W != 0)
+        .map(|ph| (ph.p_vaddr(endian) + ph.p_memsz(endian) - 8) & !7)
+        .max()
+        .expect("the patch library has writable data");
+    assert!(writable >= relro_end(library), "the word is past RELRO");
+    writable
+}
+
+/// The end of the `PT_GNU_RELRO` range of a patch library.
+fn relro_end(library: &[u8]) -> u64 {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(library).unwrap();
+    let endian = header.endian().unwrap();
+    header
+        .program_headers(endian, library)
+        .unwrap()
+        .iter()
+        .find(|ph| ph.p_type(endian) == object::elf::PT_GNU_RELRO)
+        .map(|ph| ph.p_vaddr(endian) + ph.p_memsz(endian))
+        .expect("the patch library has a RELRO range")
+}
+
+/// The start of the `PT_GNU_RELRO` range of a patch library.
+fn relro_start(library: &[u8]) -> u64 {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(library).unwrap();
+    let endian = header.endian().unwrap();
+    header
+        .program_headers(endian, library)
+        .unwrap()
+        .iter()
+        .find(|ph| ph.p_type(endian) == object::elf::PT_GNU_RELRO)
+        .map(|ph| ph.p_vaddr(endian))
+        .expect("the patch library has a RELRO range")
 }
 
 fn the_same_patch_twice_changes_nothing(fixture: &Fixture, app: &mut RunningApp, p4: &Path) {
@@ -483,6 +611,34 @@ fn the_same_patch_twice_changes_nothing(fixture: &Fixture, app: &mut RunningApp,
         fixture.status(),
         status_before,
         "applying a patch twice changes nothing"
+    );
+}
+
+/// `p4` applied, `p2` applied over it: applying `p4` again must not answer "already applied"
+/// while v2 runs; it is refused, naming the patch running.
+fn a_patch_under_a_newer_one_is_refused(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    p2: &Path,
+    p4: &Path,
+) {
+    fixture.apply(p2).success();
+    app.wait_for_version("v2");
+    let status_before = fixture.status();
+    let refused = fixture.apply(p4).exit_code(5);
+    let running = &patch_id(p2)[..12];
+    assert!(
+        refused.stderr.contains(running)
+            && refused.stderr.contains("running now")
+            && refused.stderr.contains("rollback"),
+        "the refusal names the patch running and what to do: {}",
+        refused.describe()
+    );
+    app.expect_serving("v2", "after refusing the patch under it");
+    assert_eq!(
+        fixture.status(),
+        status_before,
+        "the refused patch changes nothing"
     );
 }
 

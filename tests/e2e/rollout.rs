@@ -18,8 +18,18 @@ struct Instance {
 
 impl Instance {
     fn start(fixture: &Fixture, name: &str) -> Self {
+        Self::start_with(fixture, name, &[])
+    }
+
+    /// [`Instance::start`] with more environment (`FIXTURE_TICK_MS`, the safe point timeout).
+    fn start_with(fixture: &Fixture, name: &str, env: &[(&str, &str)]) -> Self {
         let socket = fixture.root().join(format!("{name}.sock"));
-        let (child, lines) = spawn_app(fixture, &[("HOTRELOAD_CONTROL_SOCKET", &socket)]);
+        let mut env: Vec<(&str, &std::ffi::OsStr)> = env
+            .iter()
+            .map(|(k, v)| (*k, std::ffi::OsStr::new(v)))
+            .collect();
+        env.push(("HOTRELOAD_CONTROL_SOCKET", socket.as_os_str()));
+        let (child, lines) = spawn_app(fixture, &env);
         let instance = Instance {
             child,
             socket,
@@ -80,6 +90,22 @@ impl Fleet<'_> {
         self.fixture.tool(&args)
     }
 
+    /// [`Fleet::apply`] by a tool that waits `reply_timeout_ms` for each answer.
+    fn apply_waiting(&self, patch: &Path, health: &str, reply_timeout_ms: u64) -> ToolOutput {
+        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
+        for socket in &self.sockets {
+            args.extend(["--target", socket.as_str()]);
+        }
+        args.extend(["--health", health]);
+        let output = self
+            .fixture
+            .tool_command(&args)
+            .env("HOTPATCH_REPLY_TIMEOUT_MS", reply_timeout_ms.to_string())
+            .output()
+            .expect("running cargo-hotpatch");
+        ToolOutput::new(&args, output)
+    }
+
     fn all_serve(&self, version: &str, why: &ToolOutput) {
         for instance in &self.instances {
             assert_eq!(instance.current_version(), version, "{}", why.describe());
@@ -109,6 +135,88 @@ fn a_patch_rolls_out_in_batches_and_a_failing_health_check_rolls_it_back() {
     v2_rolls_out_batch_by_batch(&fleet);
     let v3 = a_failing_health_check_rolls_v3_back(&fleet);
     a_patch_for_another_build_is_applied_nowhere(&fleet, &v3);
+    drop(fleet);
+    answers_that_come_late_are_resolved_by_asking(&fixture, &v3);
+}
+
+/// A fleet of the given instances.
+fn fleet_of(fixture: &Fixture, instances: Vec<Instance>) -> Fleet<'_> {
+    let sockets = instances
+        .iter()
+        .map(|i| i.socket.display().to_string())
+        .collect();
+    Fleet {
+        fixture,
+        instances,
+        sockets,
+    }
+}
+
+/// The tool waits 300 ms for each answer, less than the targets' commits take: it asks each
+/// target what happened instead of guessing. A commit that succeeds late counts as applied; one
+/// that the process gives up later is known not applied, and only then is the rest rolled back.
+fn answers_that_come_late_are_resolved_by_asking(fixture: &Fixture, v3: &Path) {
+    // Its next safe point is 4 s after its first line: the commit waits that long.
+    let slow = Instance::start_with(
+        fixture,
+        "slow",
+        &[
+            ("FIXTURE_TICK_MS", "4000"),
+            ("HOTRELOAD_SAFE_POINT_TIMEOUT_MS", "20000"),
+        ],
+    );
+    let fleet = fleet_of(fixture, vec![slow, Instance::start(fixture, "fast")]);
+    let late = fleet.apply_waiting(v3, "true", 300).success();
+    assert!(
+        late.stderr.contains("asking it whether patch") && late.stderr.contains("shows patch"),
+        "the late answer is resolved by asking the process: {}",
+        late.describe()
+    );
+    fleet.all_serve("v3", &late);
+    drop(fleet);
+
+    // Its next safe point is 30 s away and it waits 1 s for it: it gives the commit up.
+    let stubborn = Instance::start_with(
+        fixture,
+        "stubborn",
+        &[
+            ("FIXTURE_TICK_MS", "30000"),
+            ("HOTRELOAD_SAFE_POINT_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let fleet = fleet_of(fixture, vec![Instance::start(fixture, "first"), stubborn]);
+    let refused = fleet.apply_waiting(v3, "true", 300).exit_code(6);
+    assert!(
+        refused.stderr.contains("shows patch") && refused.stderr.contains("not applied"),
+        "the target's status says the patch was not applied: {}",
+        refused.describe()
+    );
+    assert!(
+        refused.stdout.contains("rolled back"),
+        "then, knowing it, the rollout rolls the first target back: {}",
+        refused.describe()
+    );
+    assert_eq!(
+        fleet.instances[0].current_version(),
+        "v1",
+        "{}",
+        refused.describe()
+    );
+    let status = fixture
+        .tool(&[
+            "status",
+            "--message-format",
+            "json",
+            "--target",
+            &fleet.sockets[1],
+        ])
+        .success();
+    let status: hotreload_tests::StatusReport = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert!(
+        status.patches.iter().all(|p| !p.active),
+        "the stubborn target runs no patch: {:?}",
+        status.patches
+    );
 }
 
 fn v2_rolls_out_batch_by_batch(fleet: &Fleet) {

@@ -1,34 +1,95 @@
 //! End to end: a process started with `HOTRELOAD_PATCH_DIR` applies the approved patches for its
-//! own build before it serves; a patch after which it crashed is quarantined at the next start.
+//! own build before it serves; an ordinary restart or a second replica keeps them; a patch after
+//! which a process crashed is quarantined at the next start, loudly.
 
-use std::path::Path;
-use std::process::ExitStatus;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use hotreload_tests::{locations, spawn_app, Fixture, Profile, RunningApp};
+use hotreload_tests::{
+    locations, patch_id, read_lines, Fixture, Profile, RunningApp, StatusReport,
+};
 
-/// Starts the fixture's built app with a patch directory; returns its first line (if any) and,
-/// if it ended by itself within a few seconds, how.
-fn start_app(fixture: &Fixture, patch_dir: &Path) -> (Option<String>, Option<ExitStatus>) {
-    let (mut app, lines) = spawn_app(fixture, &[("HOTRELOAD_PATCH_DIR", patch_dir)]);
-    let first = lines.recv_timeout(Duration::from_secs(10)).ok();
-    let mut ended = None;
-    for _ in 0..40 {
-        if let Ok(Some(status)) = app.try_wait() {
-            ended = Some(status);
-            break;
+/// The fixture's built app started with a patch directory, a control socket and an audit log;
+/// its stderr goes to a file.
+struct StartedApp {
+    child: Child,
+    lines: Receiver<String>,
+    socket: PathBuf,
+    stderr: PathBuf,
+}
+
+impl StartedApp {
+    fn start(fixture: &Fixture, patch_dir: &Path, name: &str) -> StartedApp {
+        let socket = fixture.root().join(format!("{name}.sock"));
+        let stderr = fixture.root().join(format!("{name}.stderr"));
+        let mut child = Command::new(fixture.target().join("debug").join(fixture.package()))
+            .env("HOTRELOAD_PATCH_DIR", patch_dir)
+            .env("HOTRELOAD_CONTROL_SOCKET", &socket)
+            .env("HOTRELOAD_AUDIT_LOG", fixture.root().join("audit.log"))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("starting the app");
+        let lines = read_lines(child.stdout.take().unwrap());
+        StartedApp {
+            child,
+            lines,
+            socket,
+            stderr,
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    if ended.is_none() {
-        let _ = app.kill();
-        let _ = app.wait();
+
+    fn first_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the app prints its first tick")
     }
-    (first, ended)
+
+    /// How it ended, if it did within a few seconds.
+    fn ended(&mut self) -> Option<ExitStatus> {
+        for _ in 0..60 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Stops it with SIGTERM, as a service manager does, and waits for it.
+    fn terminate(mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    fn status(&self, fixture: &Fixture) -> StatusReport {
+        let output = fixture
+            .tool(&[
+                "status",
+                "--message-format",
+                "json",
+                "--target",
+                self.socket.to_str().unwrap(),
+            ])
+            .success();
+        serde_json::from_str(output.stdout.trim()).expect("a StatusReport")
+    }
+}
+
+impl Drop for StartedApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
-fn approved_patches_apply_at_start_and_a_crashing_one_is_quarantined() {
+fn approved_patches_survive_restarts_and_replicas_and_a_crashing_one_is_quarantined() {
     let fixture = Fixture::new(locations!(), Profile::Dev);
     let patch_dir = fixture.root().join("approved");
     std::fs::create_dir_all(&patch_dir).unwrap();
@@ -47,30 +108,63 @@ fn approved_patches_apply_at_start_and_a_crashing_one_is_quarantined() {
     let crashing = fixture.build_patch("crashing.hotpatch");
     drop(app);
 
-    // A patch for this build applies before the first line is printed.
     std::fs::copy(&v2, patch_dir.join("v2.hotpatch")).unwrap();
-    let (first, _) = start_app(&fixture, &patch_dir);
-    let first = first.expect("the app prints its first tick");
-    assert!(
-        first.contains("version=v2") && first.contains("failure from v2"),
-        "the approved patch ran from the first tick: {first}"
-    );
+    restarts_and_replicas_keep_the_patch(&fixture, &patch_dir);
 
-    // A patch after which the process crashes: the process dies...
     std::fs::remove_file(patch_dir.join("v2.hotpatch")).unwrap();
-    let approved = patch_dir.join("crashing.hotpatch");
-    std::fs::copy(&crashing, &approved).unwrap();
-    let (_, ended) = start_app(&fixture, &patch_dir);
-    let ended = ended.expect("the app crashed");
+    std::fs::copy(&crashing, patch_dir.join("crashing.hotpatch")).unwrap();
+    a_crash_quarantines_the_patch_loudly(&fixture, &patch_dir, &patch_id(&crashing));
+}
+
+/// A patch for this build applies before the first line; a SIGTERM restart within the probation
+/// keeps it, and two replicas started half a second apart on the same directory both run it.
+fn restarts_and_replicas_keep_the_patch(fixture: &Fixture, patch_dir: &Path) {
+    let served_v2 = |line: String, who: &str| {
+        assert!(
+            line.contains("version=v2") && line.contains("failure from v2"),
+            "{who} ran the approved patch from its first tick: {line}"
+        );
+    };
+    let first = StartedApp::start(fixture, patch_dir, "first");
+    served_v2(first.first_line(), "the first start");
+    let stopped = first.terminate();
+    assert_eq!(stopped.signal(), Some(libc::SIGTERM), "stopped by SIGTERM");
+
+    let restarted = StartedApp::start(fixture, patch_dir, "restarted");
+    served_v2(
+        restarted.first_line(),
+        "a restart after SIGTERM within the probation",
+    );
+    assert!(patch_dir.join("v2.hotpatch").exists(), "v2 stays approved");
+    drop(restarted);
+
+    let replica_a = StartedApp::start(fixture, patch_dir, "replica-a");
+    std::thread::sleep(Duration::from_millis(500));
+    let replica_b = StartedApp::start(fixture, patch_dir, "replica-b");
+    served_v2(replica_a.first_line(), "replica a");
+    served_v2(replica_b.first_line(), "replica b, started 0.5 s after a");
     assert!(
-        !ended.success(),
-        "the crashing patch killed the app: {ended:?}"
+        replica_b.status(fixture).quarantined.is_empty(),
+        "nothing quarantined"
+    );
+    assert!(patch_dir.join("v2.hotpatch").exists(), "v2 stays approved");
+}
+
+/// A patch after which the process dies of SIGABRT is quarantined at the next start: the app
+/// runs the base's code and says so on stderr, in the audit log and in `status`.
+fn a_crash_quarantines_the_patch_loudly(fixture: &Fixture, patch_dir: &Path, crashing_id: &str) {
+    let approved = patch_dir.join("crashing.hotpatch");
+    let mut crashed = StartedApp::start(fixture, patch_dir, "crashed");
+    let ended = crashed.ended().expect("the crashing patch kills the app");
+    assert_eq!(
+        ended.signal(),
+        Some(libc::SIGABRT),
+        "the app aborted: {ended:?}"
     );
 
-    // ... and at the next start it is quarantined, and the app runs the base's code.
-    let (first, ended) = start_app(&fixture, &patch_dir);
-    assert!(ended.is_none(), "the app keeps running: {ended:?}");
-    let first = first.expect("the app prints its first tick");
+    let mut next = StartedApp::start(fixture, patch_dir, "after-crash");
+    let first = next.first_line();
+    assert!(next.ended().is_none(), "the app keeps running");
     assert!(
         first.contains("version=v1"),
         "the base's code runs: {first}"
@@ -82,5 +176,30 @@ fn approved_patches_apply_at_start_and_a_crashing_one_is_quarantined() {
     assert!(
         patch_dir.join("crashing.hotpatch.quarantined").exists(),
         "the crashing patch is kept aside, renamed"
+    );
+    let stderr = std::fs::read_to_string(&next.stderr).unwrap();
+    assert!(
+        stderr.contains("QUARANTINED") && stderr.contains(&crashing_id[..12]),
+        "the quarantine is on stderr: {stderr}"
+    );
+    let status = next.status(fixture);
+    assert_eq!(
+        status.quarantined.len(),
+        1,
+        "status: {:?}",
+        status.quarantined
+    );
+    assert_eq!(status.quarantined[0].id, crashing_id);
+    assert!(
+        status.quarantined[0].reason.contains("signal 6"),
+        "status names the crash: {}",
+        status.quarantined[0].reason
+    );
+    let audit = std::fs::read_to_string(fixture.root().join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"quarantine\"") && l.contains(crashing_id)),
+        "the audit log records the quarantine: {audit}"
     );
 }

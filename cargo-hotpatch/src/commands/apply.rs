@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 
 use crate::cli::{ApplyArgs, MessageFormat};
 use crate::exit::Exit;
-use crate::remote::client;
+use crate::remote::client::{self, Unresolved};
 use crate::remote::codec::Refused;
 use crate::report::{print_patch_report, print_rollout_summary};
 use crate::shell::{error_line, status, to_stdout};
@@ -27,6 +27,8 @@ enum Outcome {
     AlreadyApplied,
     RolledBack,
     RollbackFailed(String),
+    /// Whether the patch was applied could not be learned.
+    Unknown(String),
 }
 
 impl fmt::Display for Outcome {
@@ -38,6 +40,7 @@ impl fmt::Display for Outcome {
             Outcome::AlreadyApplied => write!(f, "already applied"),
             Outcome::RolledBack => write!(f, "rolled back"),
             Outcome::RollbackFailed(why) => write!(f, "ROLLBACK FAILED: {why}"),
+            Outcome::Unknown(why) => write!(f, "UNKNOWN: {why}"),
         }
     }
 }
@@ -74,7 +77,17 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Exit> {
                 upto
             ),
         );
-        let mut failed = rollout.apply_batch(done..upto);
+        let mut failed = match rollout.apply_batch(done..upto) {
+            BatchEnd::Done => None,
+            BatchEnd::Failed(why) => Some(why),
+            BatchEnd::Unknown(why) => {
+                // Rolling the others back would act on a guess about this one: stop here.
+                error_line(format!(
+                    "{why}; the rollout stops here and rolls nothing back, since whether this target took the patch is unknown"
+                ));
+                return Ok(rollout.finish(Exit::Failure));
+            }
+        };
         done = upto;
         if let (None, Some(command)) = (&failed, &args.health) {
             failed = health_check(command, rollout.targets, &rollout.outcomes)?;
@@ -91,6 +104,15 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(rollout.finish(Exit::Success))
+}
+
+/// How a batch ended.
+enum BatchEnd {
+    Done,
+    /// A target refused (or did not take) the patch: nothing changed on it.
+    Failed(String),
+    /// Whether a target took the patch could not be learned.
+    Unknown(String),
 }
 
 /// One patch going out to many targets, and what happened to each so far.
@@ -132,8 +154,8 @@ impl Rollout<'_> {
         exit
     }
 
-    /// Applies the patch to the targets of one batch; why it failed, if it did.
-    fn apply_batch(&mut self, batch: Range<usize>) -> Option<String> {
+    /// Applies the patch to the targets of one batch; how it ended.
+    fn apply_batch(&mut self, batch: Range<usize>) -> BatchEnd {
         for index in batch {
             let target = &self.targets[index];
             match client::apply(target, &self.path) {
@@ -147,13 +169,17 @@ impl Rollout<'_> {
                         Outcome::Applied
                     };
                 }
+                Err(error) if error.chain().any(|cause| cause.is::<Unresolved>()) => {
+                    self.outcomes[index] = Outcome::Unknown(format!("{error:#}"));
+                    return BatchEnd::Unknown(format!("{error:#}"));
+                }
                 Err(error) => {
                     self.outcomes[index] = Outcome::Refused(format!("{error:#}"));
-                    return Some(format!("{error:#}"));
+                    return BatchEnd::Failed(format!("{error:#}"));
                 }
             }
         }
-        None
+        BatchEnd::Done
     }
 
     /// Rolls back every target this rollout applied the patch to.

@@ -100,6 +100,21 @@ fn write(log: &Mutex<Option<std::fs::File>>, entry: &Value) {
     }
 }
 
+/// Appends an event that is not a request (a patch quarantined at start) to the audit log.
+pub(crate) fn record_event(event: &str, mut details: Value) {
+    let Some(log) = log() else { return };
+    details["time_unix_ms"] = json!(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0));
+    details["event"] = json!(event);
+    if let Some(file) = lock(log).as_mut() {
+        if let Err(error) = writeln!(file, "{details}") {
+            tracing::warn!(%error, "could not write the audit log");
+        }
+    }
+}
+
 fn log() -> Option<&'static Mutex<Option<std::fs::File>>> {
     static LOG: OnceLock<Option<Mutex<Option<std::fs::File>>>> = OnceLock::new();
     LOG.get_or_init(|| {

@@ -13,7 +13,7 @@
 #[cfg(unix)]
 mod access;
 #[cfg(unix)]
-mod audit;
+pub(crate) mod audit;
 #[cfg(unix)]
 mod link;
 #[cfg(unix)]

@@ -10,6 +10,8 @@
 //! already loaded.
 
 mod predict;
+mod redirects;
+mod running;
 mod status;
 
 use std::path::Path;
@@ -30,6 +32,8 @@ pub use status::status;
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
+/// The id of the patch being applied now, for `status`. Held only briefly.
+static APPLYING: Mutex<Option<String>> = Mutex::new(None);
 /// Every patch library loaded into the process, oldest first. Held only briefly.
 static PATCHES: Mutex<Vec<PatchRecord>> = Mutex::new(Vec::new());
 
@@ -59,6 +63,7 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
     let _one_at_a_time = lock(&OPERATION);
     let started = Instant::now();
     let patch = verify(path)?;
+    refuse_if_superseded(&patch)?;
     let already_applied = is_active(&patch.id);
     let (changes, states) = if already_applied {
         (Vec::new(), Vec::new())
@@ -82,6 +87,7 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
         verify_us,
         load_us: 0,
         commit_us: 0,
+        still_running: Vec::new(),
     })
 }
 
@@ -101,18 +107,11 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
     let short = patch.short_id().to_owned();
+    let _applying = Applying::start(&patch.id);
+    refuse_if_superseded(&patch)?;
     if is_active(&patch.id) {
         tracing::info!(patch = %short, "patch already applied");
-        return Ok(PatchReport {
-            patch_id: patch.id,
-            dry_run: false,
-            already_applied: true,
-            changes: Vec::new(),
-            states: Vec::new(),
-            verify_us,
-            load_us: 0,
-            commit_us: 0,
-        });
+        return Ok(already_applied(patch.id, verify_us));
     }
 
     let load_started = Instant::now();
@@ -172,6 +171,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         verify_us,
         load_us,
         commit_us,
+        still_running: Vec::new(),
     })
 }
 
@@ -181,10 +181,16 @@ pub fn rollback() -> Result<PatchReport, Error> {
     let started = Instant::now();
     let report = Table::global().rollback()?;
     let commit_us = micros(started.elapsed());
-    let patch = lock(&PATCHES)
+    let removed: Vec<(String, std::ffi::CString)> = lock(&PATCHES)
         .iter()
-        .find(|record| record.update_id == Some(report.update_id))
-        .map(|record| record.id.clone());
+        .filter(|record| record.update_id == Some(report.update_id))
+        .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+        .collect();
+    let patch = removed.first().map(|(id, _)| id.clone());
+    let still_running = running::threads_in(&removed);
+    if !still_running.is_empty() {
+        tracing::warn!(threads = ?still_running, "threads still run the code this rollback removed");
+    }
     // An update committed through the table directly has no patch: its label names it.
     let patch_id = patch
         .or_else(|| label_of(report.update_id))
@@ -204,6 +210,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
         verify_us: 0,
         load_us: 0,
         commit_us,
+        still_running,
     })
 }
 
@@ -215,6 +222,7 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         source,
     })?;
     crate::trust::check(&patch)?;
+    redirects::check_cells(&patch)?;
     let own = build_id()?;
     if !patch.manifest.base.build_id.eq_ignore_ascii_case(own) {
         return Err(Error::BaseBuild {
@@ -224,6 +232,64 @@ fn verify(path: &Path) -> Result<PatchFile, Error> {
         });
     }
     Ok(patch)
+}
+
+/// The report of an apply that found the patch applied and did nothing.
+fn already_applied(patch_id: String, verify_us: u64) -> PatchReport {
+    PatchReport {
+        patch_id,
+        dry_run: false,
+        already_applied: true,
+        changes: Vec::new(),
+        states: Vec::new(),
+        verify_us,
+        load_us: 0,
+        commit_us: 0,
+        still_running: Vec::new(),
+    }
+}
+
+/// Names the patch being applied in [`APPLYING`] until dropped, on every way out of an apply.
+struct Applying;
+
+impl Applying {
+    fn start(id: &str) -> Applying {
+        *lock(&APPLYING) = Some(id.to_owned());
+        Applying
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        *lock(&APPLYING) = None;
+    }
+}
+
+/// Refuses a patch that is applied with a later update applied on top of it: its code no longer
+/// runs, so it is neither "already applied" nor safe to commit again (that would go back).
+fn refuse_if_superseded(patch: &PatchFile) -> Result<(), Error> {
+    let update_id = lock(&PATCHES)
+        .iter()
+        .find(|record| record.id == patch.id)
+        .and_then(|record| record.update_id);
+    let Some(update_id) = update_id else {
+        return Ok(());
+    };
+    let applied = Table::global().applied_updates();
+    if !applied.contains(&update_id) || applied.last() == Some(&update_id) {
+        return Ok(());
+    }
+    let top = *applied.last().expect("a later update is applied");
+    let running = lock(&PATCHES)
+        .iter()
+        .find(|record| record.update_id == Some(top))
+        .map(|record| crate::wire::patch_file::short_id(&record.id).to_owned())
+        .or_else(|| label_of(top))
+        .unwrap_or_else(|| format!("update {top}"));
+    Err(Error::Superseded {
+        patch: patch.short_id().to_owned(),
+        running,
+    })
 }
 
 /// Whether the patch's last commit is applied now.

@@ -1,7 +1,7 @@
 //! The status report: every hot function with its version and patch, the patches loaded, the
 //! history of commits and rollbacks, the state types and the memory kept mapped.
 
-use super::{build_id, function_changes, lock, unix_seconds, PATCHES};
+use super::{build_id, function_changes, lock, unix_seconds, APPLYING, PATCHES};
 use crate::state as hot_state;
 use crate::table::{HistoryAction, Table};
 use crate::wire::protocol::{AppliedPatch, FunctionStatus, HistoryItem, StateStatus, StatusReport};
@@ -30,8 +30,12 @@ pub fn status() -> StatusReport {
             patch: f.update_id.and_then(label),
         })
         .collect();
-    let (patches, mapped_bytes) = {
+    let (patches, mapped_bytes, libraries) = {
         let records = lock(&PATCHES);
+        let libraries: Vec<_> = records
+            .iter()
+            .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+            .collect();
         let patches = records
             .iter()
             .filter_map(|record| {
@@ -47,7 +51,7 @@ pub fn status() -> StatusReport {
             .iter()
             .map(|record| record.loaded.library.mapped_bytes)
             .sum();
-        (patches, mapped)
+        (patches, mapped, libraries)
     };
     let history_dropped = history.len().saturating_sub(HISTORY_SHOWN);
     let history = history[history_dropped..]
@@ -81,5 +85,10 @@ pub fn status() -> StatusReport {
             })
             .collect(),
         mapped_bytes,
+        quarantined: crate::startup::quarantined(),
+        commit_timeout_ms: u64::try_from(table.safe_point_timeout().as_millis())
+            .unwrap_or(u64::MAX),
+        applying: lock(&APPLYING).clone(),
+        long_running: super::running::long_running(&libraries),
     }
 }

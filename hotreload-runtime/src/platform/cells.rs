@@ -13,6 +13,8 @@ struct Module {
     base: usize,
     /// `(start, end, writable)` of each `PT_LOAD` segment, absolute.
     segments: Vec<(usize, usize, bool)>,
+    /// `(start, end)` of the `PT_GNU_RELRO` range, absolute: read-only once relocated.
+    relro: Option<(usize, usize)>,
 }
 
 struct Search<'a> {
@@ -25,8 +27,8 @@ struct Search<'a> {
 /// Writes, for every redirect, the executable's address of the static into the library's cell.
 ///
 /// Both addresses are checked against the modules' loaded segments first (the cell must lie in a
-/// writable segment of the library, the static in a segment of the executable), so a wrong manifest
-/// cannot make this write anywhere else.
+/// writable segment of the library outside its RELRO range, the static in a segment of the
+/// executable), so a wrong manifest cannot make this write anywhere else.
 ///
 /// `earlier` maps the id of each patch loaded before to the path its library was opened from.
 pub(crate) fn fill(
@@ -147,7 +149,11 @@ impl Modules<'_> {
             .library
             .segments
             .iter()
-            .any(|&(start, end, writable)| writable && cell >= start && cell + len <= end);
+            .any(|&(start, end, writable)| writable && cell >= start && cell + len <= end)
+            && self
+                .library
+                .relro
+                .is_none_or(|(start, end)| cell + len <= start - start % 4096 || cell >= end);
         if !cell_ok || !target_ok {
             return Err(format!(
                 "the redirect of `{}` points outside the loaded modules; the patch is corrupt or not for this build",
@@ -207,6 +213,7 @@ unsafe extern "C" fn visit(
         let mut module = Module {
             base: info.dlpi_addr as usize,
             segments: Vec::new(),
+            relro: None,
         };
         for index in 0..usize::from(info.dlpi_phnum) {
             // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
@@ -218,6 +225,9 @@ unsafe extern "C" fn visit(
                     start + header.p_memsz as usize,
                     header.p_flags & libc::PF_W != 0,
                 ));
+            } else if header.p_type == libc::PT_GNU_RELRO {
+                let start = module.base + header.p_vaddr as usize;
+                module.relro = Some((start, start + header.p_memsz as usize));
             }
         }
         module

@@ -4,11 +4,27 @@
 #[cfg(target_os = "linux")]
 mod cells;
 #[cfg(target_os = "linux")]
+mod crash_signals;
+#[cfg(target_os = "linux")]
+pub(crate) use crash_signals::{process_alive, record_crashes_at, stop_recording_crashes};
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{open_library, own_build_id, OpenError, OpenLibrary};
+#[cfg(target_os = "linux")]
+mod modules;
+#[cfg(target_os = "linux")]
+mod threads;
+#[cfg(target_os = "linux")]
+pub(crate) use modules::{code_ranges, executable_layout, ExecutableLayout};
+#[cfg(target_os = "linux")]
+pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use unsupported::{open_library, own_build_id, OpenError, OpenLibrary};
+pub(crate) use unsupported::{
+    code_ranges, executable_layout, open_library, own_build_id, process_alive, record_crashes_at,
+    sample_threads, stop_recording_crashes, symbol_at, thread_name, ExecutableLayout, OpenError,
+    OpenLibrary,
+};

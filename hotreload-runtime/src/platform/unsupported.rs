@@ -36,3 +36,46 @@ pub(crate) fn open_library(
 ) -> Result<OpenLibrary, OpenError> {
     Err(OpenError::Failed(unsupported().to_string()))
 }
+
+pub(crate) fn record_crashes_at(_mark: &std::path::Path) -> Result<(), String> {
+    Err(unsupported().to_string())
+}
+
+pub(crate) fn stop_recording_crashes() {}
+
+pub(crate) fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// Never constructed here.
+pub(crate) struct ThreadAt {
+    pub(crate) tid: i32,
+    pub(crate) address: usize,
+}
+
+pub(crate) fn sample_threads() -> Vec<ThreadAt> {
+    Vec::new()
+}
+
+pub(crate) fn code_ranges(_paths: &[&std::ffi::CStr]) -> Vec<(usize, usize, usize)> {
+    Vec::new()
+}
+
+pub(crate) fn symbol_at(_address: usize) -> Option<String> {
+    None
+}
+
+pub(crate) fn thread_name(_tid: i32) -> String {
+    String::new()
+}
+
+/// What the executable maps; nothing here.
+#[derive(Debug, Default)]
+pub(crate) struct ExecutableLayout {
+    pub(crate) segments: Vec<(u64, u64)>,
+    pub(crate) tls_len: u64,
+}
+
+pub(crate) fn executable_layout() -> ExecutableLayout {
+    ExecutableLayout::default()
+}

@@ -6,14 +6,15 @@
 //! rest of the commit (the slots) under the same locks, and releases them. The old values are
 //! freed after that, by the caller, outside the locks. A lock it cannot take at once makes it
 //! release everything and try again, until the deadline: code holding one value's lock may be
-//! waiting for a store lock the migration holds.
+//! waiting for a store lock the migration holds. The conversion itself is bounded by the same
+//! deadline (see `convert.rs`): a migration that has not returned by then abandons the commit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
+use super::convert::{convert_all_within, free_converted, NotConverted, Source, CONVERTER_THREAD};
 use super::store::{Cell, CellData, Cells, Store};
-use super::types::{convert, StateType};
+use super::types::StateType;
 use crate::error::Error;
 use crate::wire::protocol::StateChange;
 
@@ -76,10 +77,12 @@ impl TransitionSet {
             .map(|t| Store::of(super::running_type(t.to.name(), &[t.to]).unwrap_or(t.to)))
             .collect();
         let mut commit = Some(commit);
+        let started = Instant::now();
         loop {
-            match self.try_migrate(label, &stores, &mut commit) {
+            match self.try_migrate(label, &stores, deadline, &mut commit) {
                 Attempt::Done(done) => return Ok(done),
                 Attempt::Failed(error) => return Err(error),
+                Attempt::Stuck(stuck) => return Err(stuck.into_error(label, started.elapsed())),
                 Attempt::Busy(name) => {
                     if Instant::now() >= deadline {
                         return Err(Error::StateBusy {
@@ -97,6 +100,7 @@ impl TransitionSet {
         &self,
         label: &str,
         stores: &[&'static Store],
+        deadline: Instant,
         commit: &mut Option<impl FnOnce(Migrated) -> R>,
     ) -> Attempt<(R, Replaced)> {
         // Store locks first, then value locks, none of them waited for.
@@ -121,33 +125,11 @@ impl TransitionSet {
         }
 
         // Convert every value; keep the old ones until all succeeded.
-        let mut converted: Vec<Vec<*mut ()>> = Vec::with_capacity(stores.len());
-        for ((transition, store), guards) in self.transitions.iter().zip(stores).zip(&value_guards)
-        {
-            let to = transition.to;
-            let sources: Vec<Source> = guards
-                .iter()
-                .map(|guard| Source {
-                    data: guard.data,
-                    ty: guard.ty,
-                })
-                .collect();
-            match convert_all(&sources, to) {
-                Ok(new_values) => converted.push(new_values),
-                Err((position, reason)) => {
-                    free_new(&converted, &value_guards, &self.transitions);
-                    return Attempt::Failed(Error::Migration {
-                        update: label.to_owned(),
-                        name: store.name().to_owned(),
-                        from: sources[position].ty.version(),
-                        to: to.version(),
-                        value: position,
-                        values: sources.len(),
-                        reason,
-                    });
-                }
-            }
-        }
+        let converted =
+            match self.convert_values(label, stores, &cells, &mut value_guards, deadline) {
+                Ok(converted) => converted,
+                Err(not_done) => return not_done,
+            };
 
         let (migrated, replaced) = self.swap_in(converted, &mut value_guards, &mut store_guards);
         // The rest of the commit, while every value is still locked.
@@ -155,6 +137,59 @@ impl TransitionSet {
         drop(value_guards);
         drop(store_guards);
         Attempt::Done((result, Replaced(replaced)))
+    }
+
+    /// Converts the values of every transition's store (their guards held) until `deadline`; on a
+    /// failure or past the deadline, frees what was converted and says how the attempt ends.
+    fn convert_values<T>(
+        &self,
+        label: &str,
+        stores: &[&'static Store],
+        cells: &[Vec<Arc<Cell>>],
+        value_guards: &mut [Vec<RwLockWriteGuard<'_, CellData>>],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<*mut ()>>, Attempt<T>> {
+        let mut converted: Vec<Vec<*mut ()>> = Vec::with_capacity(stores.len());
+        for (t, (transition, store)) in self.transitions.iter().zip(stores).enumerate() {
+            let to = transition.to;
+            let sources: Vec<Source> = value_guards[t]
+                .iter()
+                .map(|guard| Source {
+                    data: guard.data,
+                    ty: guard.ty,
+                })
+                .collect();
+            let values = sources.len();
+            let from = sources.first().map_or(to.version(), |s| s.ty.version());
+            let not_converted = match convert_all_within(sources, to, deadline) {
+                Ok(new_values) => {
+                    converted.push(new_values);
+                    continue;
+                }
+                Err(not_converted) => not_converted,
+            };
+            free_new(&converted, value_guards, &self.transitions);
+            return Err(match not_converted {
+                NotConverted::Failed(position, reason) => Attempt::Failed(Error::Migration {
+                    update: label.to_owned(),
+                    name: store.name().to_owned(),
+                    from: value_guards[t]
+                        .get(position)
+                        .map_or(from, |guard| guard.ty.version()),
+                    to: to.version(),
+                    value: position,
+                    values,
+                    reason,
+                }),
+                NotConverted::Stuck(reading) => Attempt::Stuck(StuckMigration {
+                    name: store.name(),
+                    from,
+                    to: to.version(),
+                    kept_locked: keep_locked(&mut value_guards[t], &cells[t], &reading),
+                }),
+            });
+        }
+        Ok(converted)
     }
 
     /// Puts every converted value in its cell and moves every store to its new version, under
@@ -220,6 +255,49 @@ enum Attempt<T> {
     Done(T),
     Failed(Error),
     Busy(&'static str),
+    Stuck(StuckMigration),
+}
+
+/// A migration abandoned at the deadline, its converting thread still running.
+struct StuckMigration {
+    name: &'static str,
+    from: u32,
+    to: u32,
+    /// The positions of the values left locked: the stuck code may still read them.
+    kept_locked: Vec<usize>,
+}
+
+impl StuckMigration {
+    fn into_error(self, label: &str, waited: Duration) -> Error {
+        Error::MigrationStuck {
+            update: label.to_owned(),
+            name: self.name.to_owned(),
+            from: self.from,
+            to: self.to,
+            waited,
+            thread: CONVERTER_THREAD,
+            kept_locked: self.kept_locked,
+        }
+    }
+}
+
+/// Leaves locked, for the rest of the process, the values at `positions` (which the stuck
+/// converting thread may still read) and keeps their cells alive; the other guards are dropped by
+/// the caller. Returns the positions.
+fn keep_locked(
+    guards: &mut Vec<RwLockWriteGuard<'_, CellData>>,
+    cells: &[Arc<Cell>],
+    positions: &[usize],
+) -> Vec<usize> {
+    let mut kept = Vec::new();
+    for (position, guard) in std::mem::take(guards).into_iter().enumerate() {
+        if positions.contains(&position) {
+            std::mem::forget(guard);
+            std::mem::forget(Arc::clone(&cells[position]));
+            kept.push(position);
+        }
+    }
+    kept
 }
 
 /// Takes a value's write lock, spinning a little if it is held. The clock is read only once the
@@ -251,119 +329,4 @@ fn free_new(
         let olds = guards.iter().map(|guard| guard.data);
         free_converted(new_values, olds, transition.to);
     }
-}
-
-/// Frees the converted values among `new_values`: those that are not the old value itself.
-fn free_converted(new_values: &[*mut ()], olds: impl Iterator<Item = *mut ()>, to: &StateType) {
-    for (&data, old) in new_values.iter().zip(olds) {
-        if data != old {
-            // SAFETY: a fresh allocation of type `to` made by `convert`, reached by nothing else.
-            unsafe { (to.drop)(data) };
-        }
-    }
-}
-
-/// A live value to convert, as its cell holds it.
-#[derive(Clone, Copy)]
-struct Source {
-    data: *mut (),
-    ty: &'static StateType,
-}
-
-// SAFETY: the value is a `HotState` value (`Send + Sync`) whose cell lock the migration holds for
-// as long as any thread reads it.
-unsafe impl Send for Source {}
-// SAFETY: as above.
-unsafe impl Sync for Source {}
-
-/// Converted values, moved back from a converting thread.
-struct Converted(Vec<*mut ()>);
-
-// SAFETY: fresh allocations of `HotState` values (`Send`), owned by nothing else yet.
-unsafe impl Send for Converted {}
-
-/// Below this many values a migration runs on the committing thread alone.
-const PARALLEL_FROM: usize = 16 * 1024;
-
-/// Converts every value to `to`, in order; values already of `to`'s layout are kept as they are.
-/// Large sets are split over the available cores. On the first failure, everything converted is
-/// freed and the failing value's position is returned with the reason.
-fn convert_all(
-    sources: &[Source],
-    to: &'static StateType,
-) -> Result<Vec<*mut ()>, (usize, String)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads == 1 || sources.len() < PARALLEL_FROM {
-        return convert_part(sources, 0, to, &AtomicBool::new(false)).map(|c| c.0);
-    }
-    let chunk = sources.len().div_ceil(threads);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Result<Converted, (usize, String)>> = std::thread::scope(|scope| {
-        let parts: Vec<_> = sources
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                let failed = &failed;
-                scope.spawn(move || convert_part(part, i * chunk, to, failed))
-            })
-            .collect();
-        parts
-            .into_iter()
-            .map(|part| {
-                part.join()
-                    .unwrap_or_else(|_| Err((0, "a migration thread panicked".to_owned())))
-            })
-            .collect()
-    });
-    let first_error = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .min_by_key(|(position, _)| *position)
-        .cloned();
-    if let Some(error) = first_error {
-        for (i, result) in results.iter().enumerate() {
-            if let Ok(converted) = result {
-                let olds = sources[i * chunk..].iter().map(|s| s.data);
-                free_converted(&converted.0, olds, to);
-            }
-        }
-        return Err(error);
-    }
-    Ok(results
-        .into_iter()
-        .flat_map(|r| r.map(|c| c.0).unwrap_or_default())
-        .collect())
-}
-
-/// [`convert_all`] of one part, starting at `offset`; gives up early once another part failed.
-fn convert_part(
-    part: &[Source],
-    offset: usize,
-    to: &'static StateType,
-    failed: &AtomicBool,
-) -> Result<Converted, (usize, String)> {
-    let mut out = Vec::with_capacity(part.len());
-    for (i, source) in part.iter().enumerate() {
-        if source.ty.layout == to.layout {
-            out.push(source.data);
-            continue;
-        }
-        if i % 1024 == 0 && failed.load(Ordering::Relaxed) {
-            free_converted(&out, part.iter().map(|s| s.data), to);
-            return Err((usize::MAX, "another value failed".to_owned()));
-        }
-        // SAFETY: the value is live and of the type `source.ty` describes; the migration holds
-        // its lock.
-        match unsafe { convert(source.data, source.ty, to) } {
-            Ok(data) => out.push(data),
-            Err(reason) => {
-                failed.store(true, Ordering::Relaxed);
-                free_converted(&out, part.iter().map(|s| s.data), to);
-                return Err((offset + i, reason));
-            }
-        }
-    }
-    Ok(Converted(out))
 }

@@ -84,6 +84,7 @@
 //! function checks it with [`Locked::get_mut`]. A commit swaps slots and values while it holds every
 //! value's lock, so code reached after the lock was taken always matches the value.
 
+mod convert;
 pub(crate) mod generated;
 mod migrate;
 mod store;

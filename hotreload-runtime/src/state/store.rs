@@ -111,7 +111,7 @@ impl Store {
             (ty, data)
         } else {
             // SAFETY: `data` is a live value of type `ty`, which this call owns.
-            let converted = unsafe { convert(data, ty, current) };
+            let converted = unsafe { convert(data, ty, current, &|| {}) };
             // SAFETY: as above; the conversion only read it.
             unsafe { (ty.drop)(data) };
             let converted = converted.map_err(|reason| StateError::Convert {

@@ -224,7 +224,8 @@ unsafe fn erased_drop<T: HotState>(value: *mut ()) {
 
 /// A new allocation of type `to` holding `data` (of type `from`) migrated up or down: the code of
 /// the newer version does the migrating, through the serialised form of the older version.
-/// A migration's error or panic is returned as its message.
+/// A migration's error or panic is returned as its message. `done_reading` is called once `data`
+/// is no longer read (the rest works on the serialised copy).
 ///
 /// # Safety
 /// `data` must point to a live value of the type `from` describes.
@@ -232,11 +233,13 @@ pub(super) unsafe fn convert(
     data: *const (),
     from: &StateType,
     to: &StateType,
+    done_reading: &dyn Fn(),
 ) -> Result<*mut (), String> {
     let common = from.version.min(to.version);
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the caller's promise.
         let value = unsafe { (from.to_version)(data, common) }.map_err(|e| e.to_string())?;
+        done_reading();
         (to.from_version)(common, value).map_err(|e| e.to_string())
     }));
     match result {

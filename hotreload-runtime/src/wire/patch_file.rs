@@ -1,11 +1,14 @@
 //! The patch file: a manifest and the patch library, checked before anything runs.
 //!
 //! Layout: the magic `HOTPATCH`, the format version (u32 LE), the manifest's length (u32 LE), the
-//! manifest (JSON), then the library (exactly `manifest.library_len` bytes), then (format 2) the
-//! signature block's length (u32 LE, 0 when unsigned) and the block: the signer's ed25519 public
-//! key (32 bytes) and its signature (64 bytes) of [`PatchFile::signed_message`]. The patch id is
-//! the sha256 of the manifest bytes, which carry the library's sha256: it names the whole content,
-//! and signing it signs the library too.
+//! manifest's sha256 (32 bytes), the manifest (JSON), then the library (exactly
+//! `manifest.library_len` bytes), then the signature block's length (u32 LE, 0 when unsigned) and
+//! the block: the signer's ed25519 public key (32 bytes) and its signature (64 bytes) of
+//! [`PatchFile::signed_message`]. The patch id is the sha256 of the manifest bytes, which carry the
+//! library's sha256: it names the whole content, and signing it signs the library too. Both hashes
+//! are checked on reading, so neither the manifest nor the library can be edited unnoticed.
+//! Formats 1 and 2 had no hash of the manifest (an edited manifest read as another patch) and are
+//! refused.
 
 use std::fmt;
 
@@ -14,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 /// First bytes of every patch file.
 pub const MAGIC: &[u8; 8] = b"HOTPATCH";
-/// The format this runtime writes; it reads this one and format 1 (no signature block).
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this runtime writes and reads.
+pub const FORMAT_VERSION: u32 = 3;
 /// Length of a signature block: a public key and a signature.
 const SIGNATURE_BLOCK_LEN: u32 = 32 + 64;
 /// Refuse manifests larger than this: a corrupt length must not make us allocate gigabytes.
@@ -171,6 +174,14 @@ pub enum PatchFileError {
     /// The signature block has the wrong length.
     #[error("the patch's signature block is {0} bytes long, not {SIGNATURE_BLOCK_LEN}; the file is corrupt")]
     SignatureBlock(u32),
+    /// The manifest's bytes do not match the hash written before them.
+    #[error("the patch manifest was changed after the patch was built: its sha256 is {found} but the file says {expected}; rebuild the patch with `cargo hotpatch build`")]
+    ManifestIntegrity {
+        /// From the file's header.
+        expected: String,
+        /// Of the manifest found.
+        found: String,
+    },
     /// The library's bytes do not match the manifest's hash.
     #[error(
         "the patch library is corrupt: its sha256 is {found} but the manifest says {expected}"
@@ -210,6 +221,7 @@ impl PatchFile {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(&manifest));
         out.extend_from_slice(&manifest);
         out.extend_from_slice(&self.library);
         match &self.signature {
@@ -229,7 +241,7 @@ impl PatchFile {
             .strip_prefix(MAGIC.as_slice())
             .ok_or(PatchFileError::NotAPatch)?;
         let (version, rest) = take_u32(rest, "the format version")?;
-        if version != 1 && version != FORMAT_VERSION {
+        if version != FORMAT_VERSION {
             return Err(PatchFileError::UnsupportedFormat { found: version });
         }
         let (manifest_len, rest) = take_u32(rest, "the manifest length")?;
@@ -240,26 +252,32 @@ impl PatchFile {
                 available: rest.len() as u64,
             });
         }
+        let (manifest_hash, rest) = take(rest, 32, "the manifest's hash")?;
         let (manifest_raw, rest) = take(rest, manifest_len as usize, "the manifest")?;
+        let found = sha256_hex(manifest_raw);
+        if found != hex(manifest_hash) {
+            return Err(PatchFileError::ManifestIntegrity {
+                expected: hex(manifest_hash),
+                found,
+            });
+        }
         let manifest: Manifest =
             serde_json::from_slice(manifest_raw).map_err(PatchFileError::Manifest)?;
         let library_len = usize::try_from(manifest.library_len).unwrap_or(usize::MAX);
         let (library, mut rest) = take(rest, library_len, "the library")?;
         let mut signature = None;
-        if version >= 2 {
-            let (block_len, after) = take_u32(rest, "the signature block length")?;
-            match block_len {
-                0 => rest = after,
-                SIGNATURE_BLOCK_LEN => {
-                    let (block, after) = take(after, block_len as usize, "the signature block")?;
-                    signature = Some(PatchSignature {
-                        public_key: block[..32].try_into().expect("32 bytes"),
-                        signature: block[32..].try_into().expect("64 bytes"),
-                    });
-                    rest = after;
-                }
-                other => return Err(PatchFileError::SignatureBlock(other)),
+        let (block_len, after) = take_u32(rest, "the signature block length")?;
+        match block_len {
+            0 => rest = after,
+            SIGNATURE_BLOCK_LEN => {
+                let (block, after) = take(after, block_len as usize, "the signature block")?;
+                signature = Some(PatchSignature {
+                    public_key: block[..32].try_into().expect("32 bytes"),
+                    signature: block[32..].try_into().expect("64 bytes"),
+                });
+                rest = after;
             }
+            other => return Err(PatchFileError::SignatureBlock(other)),
         }
         if !rest.is_empty() {
             return Err(PatchFileError::TrailingBytes(rest.len() as u64));
@@ -272,7 +290,7 @@ impl PatchFile {
             });
         }
         Ok(PatchFile {
-            id: sha256_hex(manifest_raw),
+            id: hex(manifest_hash),
             manifest,
             library: library.to_vec(),
             signature,
@@ -399,6 +417,16 @@ mod tests {
             PatchFile::parse(&corrupt),
             Err(PatchFileError::Integrity { .. })
         ));
+        let mut edited = bytes.clone();
+        let at = 16 + 32 + edited[48..].iter().position(|&b| b == b'9').unwrap_or(0);
+        edited[at] = b'8';
+        assert!(
+            matches!(
+                PatchFile::parse(&edited),
+                Err(PatchFileError::ManifestIntegrity { .. })
+            ),
+            "an edited manifest is refused"
+        );
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(

@@ -94,6 +94,47 @@ pub struct StatusReport {
     pub states: Vec<StateStatus>,
     /// Bytes of patch libraries kept mapped (old code stays mapped: a frame may still run in it).
     pub mapped_bytes: u64,
+    /// Patches this process quarantined at start instead of applying them.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedPatch>,
+    /// How long a commit may wait for safe points, and then again for state locks and
+    /// migrations, in milliseconds: what a client waiting for an `apply` should allow for.
+    #[serde(default)]
+    pub commit_timeout_ms: u64,
+    /// The id of the patch an `apply` is verifying, loading or committing right now, if any: a
+    /// client whose request timed out waits until it is no longer in progress.
+    #[serde(default)]
+    pub applying: Option<String>,
+    /// Threads seen inside a patch's code at this status and at earlier ones, for at least the
+    /// process's threshold (`HOTRELOAD_STUCK_THREAD_MS`).
+    #[serde(default)]
+    pub long_running: Vec<ThreadInPatch>,
+}
+
+/// A thread found running a patch's code (its instruction sampled through a signal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInPatch {
+    /// The thread's id.
+    pub tid: i32,
+    /// Its name.
+    pub name: String,
+    /// The patch whose library holds the code.
+    pub patch: String,
+    /// The function the instruction is in, when the library names it.
+    pub function: Option<String>,
+    /// Since when it has been seen there, in milliseconds (0 the first time).
+    pub for_ms: u64,
+}
+
+/// A patch of the patch directory set aside at start: a process that applied it crashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedPatch {
+    /// The patch id.
+    pub id: String,
+    /// Where its file is now (`*.hotpatch.quarantined`).
+    pub path: String,
+    /// Which process crashed, and how.
+    pub reason: String,
 }
 
 /// One hot function's state.
@@ -180,6 +221,9 @@ pub struct PatchReport {
     pub load_us: u64,
     /// Microseconds spent committing (waiting for safe points included).
     pub commit_us: u64,
+    /// After a rollback: threads still running code of the patch it removed.
+    #[serde(default)]
+    pub still_running: Vec<ThreadInPatch>,
 }
 
 /// One state type moved to another version by a commit or a rollback.
