@@ -90,6 +90,10 @@ thiserror = "2"
 tokio = {{ version = "1", features = {TOKIO_FEATURES:?} }}
 tracing = "0.1"
 tracing-subscriber = {{ version = "0.3", default-features = false, features = ["fmt", "std"] }}
+
+# As the README tells users (the layout check reads it): release builds keep debug information.
+[profile.release]
+debug = true
 "#,
                 runtime_path()
             ),
