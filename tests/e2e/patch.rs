@@ -103,6 +103,15 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
+    // The differential check sees an unpatched process: a fresh build of the edited sources
+    // prints v2 where it prints v1.
+    let difference = app.differences_from_a_fresh_build(fixture);
+    assert!(
+        difference
+            .as_deref()
+            .is_some_and(|said| said.contains("\"v1\"") && said.contains("\"v2\"")),
+        "the differential check sees the unpatched v1 process against the v2 sources: {difference:?}"
+    );
     // Compared with cargo's own objects of the base (split into other codegen units), only the
     // three edited functions changed (not `Report::tagged`, the ordinary method one calls).
     let manifest = PatchFile::parse(&std::fs::read(&p2).unwrap())

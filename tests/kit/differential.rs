@@ -110,6 +110,14 @@ impl RunningApp {
     /// The differential check after a patch (see [`crate::differential`]): the app's next ticks
     /// show what a fresh build of the fixture's current sources shows from the same state.
     pub fn matches_a_fresh_build(&mut self, fixture: &Fixture, context: &str) {
+        if let Some(difference) = self.differences_from_a_fresh_build(fixture) {
+            panic!("{context}: {difference}");
+        }
+    }
+
+    /// What the app's next ticks show that a fresh build of the fixture's current sources, run
+    /// from the same state, does not (or the other way round); `None` when they agree.
+    pub fn differences_from_a_fresh_build(&mut self, fixture: &Fixture) -> Option<String> {
         let executable = fixture.fresh_build();
         self.drain();
         let deadline = Instant::now() + MORE_TICKS;
@@ -123,10 +131,11 @@ impl RunningApp {
             settled: Some(0),
             ..from.clone()
         };
-        assert_eq!(
-            behaviours(&from, &patched),
-            behaviours(&zero, &fresh),
-            "{context}: the patched process (left) does not do what a fresh build of the same sources (right) does from the same state {from:?}"
-        );
+        let (running, built) = (behaviours(&from, &patched), behaviours(&zero, &fresh));
+        (running != built).then(|| {
+            format!(
+                "the running process does not do what a fresh build of the same sources does from the same state {from:?}:\n  running: {running:?}\n  fresh:   {built:?}"
+            )
+        })
     }
 }
