@@ -33,6 +33,10 @@ pub enum Held {
 /// Where each item's code is kept, and its tokens.
 type Items = BTreeMap<String, (Held, String)>;
 
+/// Appended to the name of a hot method's entry in [`Items`]: an ordinary method of the same
+/// name in another impl block of the type keeps its own entry.
+const ENTRY: &str = "#entry";
+
 /// The items of `record` a patch cannot replace whose code changed since the base (the path of
 /// each in its crate, and where it is kept).
 pub fn changed(base: &BaseRecord, record: &CrateRecord) -> Vec<(String, Held)> {
@@ -56,6 +60,7 @@ pub fn changed(base: &BaseRecord, record: &CrateRecord) -> Vec<(String, Held)> {
         for (name, (held, tokens)) in &now {
             let changed = before.get(name).is_some_and(|(_, old)| old != tokens);
             if changed && *held != Held::InCrate {
+                let name = name.strip_suffix(ENTRY).unwrap_or(name);
                 out.push((format!("{}::{name}", record.name), *held));
             }
         }
@@ -83,7 +88,10 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
                         // the others stay ordinary methods and are checked like any.
                         let name = format!("{prefix}{self_ty}::{}", method.sig.ident);
                         if hot_block && fits_a_slot(&method.sig) {
-                            out.insert(name, (Held::InEntry, attribute_macros(&method.attrs)));
+                            out.insert(
+                                format!("{name}{ENTRY}"),
+                                (Held::InEntry, attribute_macros(&method.attrs)),
+                            );
                             continue;
                         }
                         let copied =
@@ -314,7 +322,7 @@ mod tests {
         );
         // The methods of a `#[hot]` block that fit a slot are behind the table, inline or not:
         // only their attribute macros (none here) are kept in their entries.
-        for hot in ["Key::hot_method", "Key::inlined_hot"] {
+        for hot in ["Key::hot_method#entry", "Key::inlined_hot#entry"] {
             assert_eq!(found.get(hot), Some(&(Held::InEntry, String::new())));
         }
     }
@@ -333,7 +341,7 @@ mod tests {
              #[hot] #[tracing::instrument] fn free() {}",
         );
         assert_eq!(
-            found.get("Depot::info"),
+            found.get("Depot::info#entry"),
             Some(&(
                 Held::InEntry,
                 "# [tracing :: instrument (skip (self))]".to_owned()
@@ -341,7 +349,7 @@ mod tests {
         );
         // No attribute macro; a free function's are expanded into the body a patch replaces.
         assert_eq!(
-            found.get("Depot::plain"),
+            found.get("Depot::plain#entry"),
             Some(&(Held::InEntry, String::new()))
         );
         assert!(!found.contains_key("free"));
