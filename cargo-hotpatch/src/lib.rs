@@ -20,8 +20,8 @@
 //! a record `{"reason":"error","kind":"needs-restart","exit_code":3,"refusal":"layout-changed",...}`
 //! on stdout; `refusal` names why a change cannot be patched (the kinds of `patch::Refusal`:
 //! `binary-crate-changed`, `copied-item-changed`, `hot-signature-changed`,
-//! `private-static-would-fork`, `introduced-static-would-fork`, `layout-changed`,
-//! `state-version-kept`, `held-type-changed`) and is `null` otherwise.
+//! `entry-attribute-changed`, `private-static-would-fork`, `introduced-static-would-fork`,
+//! `layout-changed`, `state-version-kept`, `held-type-changed`) and is `null` otherwise.
 
 mod cli;
 mod commands;

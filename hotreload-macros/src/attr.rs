@@ -9,6 +9,8 @@ use syn::{Attribute, ImplItemFn, Token};
 pub struct Args {
     /// `?Send`: an `async fn` whose future is not `Send`.
     pub not_send: Option<TokenStream>,
+    /// Hidden: this `#[hot]` is the one [`crate::order`] put below the item's attribute macros.
+    pub reordered: bool,
 }
 
 pub const ACCEPTED: &str = "unknown #[hot] argument: write `#[hot]`, or `#[hot(?Send)]` on an `async fn` whose future is not `Send`";
@@ -23,6 +25,7 @@ impl Args {
     ) -> (Args, bool) {
         let mut method_args = Args {
             not_send: block.not_send.clone(),
+            reordered: false,
         };
         let mut marked_hot = false;
         for attr in method.attrs.iter().filter(|attr| is_hot_attr(attr)) {
@@ -44,24 +47,39 @@ impl Args {
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = Args::default();
         if input.is_empty() {
-            return Ok(Args::default());
+            return Ok(args);
         }
         let fork = input.fork();
         let question: Option<Token![?]> = fork.parse().ok();
         let ident: Option<syn::Ident> = fork.parse().ok();
         match (question, ident) {
-            (Some(_), Some(ident)) if ident == "Send" && fork.is_empty() => {
-                let tokens: TokenStream = input.parse()?;
-                Ok(Args {
-                    not_send: Some(tokens),
-                })
+            (Some(_), Some(ident)) if ident == "Send" => {
+                let question: Token![?] = input.parse()?;
+                let send: syn::Ident = input.parse()?;
+                args.not_send = Some(quote::quote!(#question #send));
+                if input.is_empty() {
+                    return Ok(args);
+                }
+                if input.parse::<Token![,]>().is_err() {
+                    let rest: TokenStream = input.parse()?;
+                    return Err(syn::Error::new_spanned(rest, ACCEPTED));
+                }
             }
+            (None, Some(ident)) if ident == "__reordered" => {}
             _ => {
                 let rest: TokenStream = input.parse()?;
-                Err(syn::Error::new_spanned(rest, ACCEPTED))
+                return Err(syn::Error::new_spanned(rest, ACCEPTED));
             }
         }
+        // Only `#[hot]` itself writes this (see `crate::order`).
+        let rest: TokenStream = input.parse()?;
+        if rest.to_string() != "__reordered" {
+            return Err(syn::Error::new_spanned(rest, ACCEPTED));
+        }
+        args.reordered = true;
+        Ok(args)
     }
 }
 

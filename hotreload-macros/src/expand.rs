@@ -14,13 +14,22 @@ use syn::{FnArg, Ident, ImplItem, ItemFn, ItemImpl, Pat};
 use crate::ast::{self, HotFn, Input};
 use crate::attr::{is_hot_attr, Args};
 use crate::signature::{self, Context, SlotType};
-use crate::valid;
+use crate::{order, valid};
 
 pub fn hot(args: TokenStream, input: TokenStream) -> TokenStream {
-    let args = match syn::parse2::<Args>(args) {
-        Ok(args) => args,
+    let parsed = match syn::parse2::<Args>(args.clone()) {
+        Ok(parsed) => parsed,
         Err(error) => return with_errors(strip_inner_hot(input), vec![error]),
     };
+    if !parsed.reordered {
+        if let Some(reordered) = syn::parse2::<syn::Item>(input.clone())
+            .ok()
+            .and_then(|item| order::attribute_macros_first(&args, &item))
+        {
+            return reordered;
+        }
+    }
+    let args = parsed;
     match Input::parse(input.clone()) {
         Ok(Input::Fn(item)) => expand_fn(args, item),
         Ok(Input::Impl(item)) => expand_impl(args, item),

@@ -3,6 +3,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod order;
 mod signature;
 mod state;
 mod valid;

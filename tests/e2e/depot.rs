@@ -1,47 +1,14 @@
 //! End to end: the realistic example, `examples/depot` (a tokio key-value, job queue and pub-sub
 //! server with tracing spans in its `#[hot]` handlers and `#[hot_state]` sessions), run by
-//! `cargo hotpatch run` with real clients connected.
+//! `cargo hotpatch run` (dev and release) and `watch` with real clients connected.
 
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use hotreload_tests::depot::{listening_address, Client};
-use hotreload_tests::{locations, read_lines, wait_for_text, Fixture, Profile, ToolRun};
-
-/// The depot run by `cargo hotpatch run`, with its snapshot in a directory of the test's;
-/// ended when dropped.
-struct Depot {
-    run: ToolRun,
-    address: String,
-    _lines: Receiver<String>,
-    _data: tempfile::TempDir,
-}
-
-impl Depot {
-    fn start(fixture: &mut Fixture) -> Self {
-        let data = tempfile::tempdir().expect("a directory for the snapshot");
-        let snapshot = data.path().join("snapshot.json");
-        fixture.set_env("DEPOT_SNAPSHOT", snapshot.to_str().unwrap());
-        let (mut run, stdout) = ToolRun::start(fixture, "run", &[]);
-        let lines = read_lines(stdout);
-        let first = lines
-            .recv_timeout(Profile::Dev.first_build())
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the depot never said where it listens:\n{}",
-                    run.stderr_tail()
-                )
-            });
-        let address = listening_address(&first);
-        run.adopt_app();
-        Depot {
-            run,
-            address,
-            _lines: lines,
-            _data: data,
-        }
-    }
-}
+use hotreload_tests::depot::{ask_until, Client, RunningDepot as Depot};
+use hotreload_tests::watch::WATCH_PATCHES;
+use hotreload_tests::{
+    children_of, hello, locations, wait_for_text, waits_for_arguments, Fixture, Profile,
+};
 
 /// Keys, a job, a published message and a JSON request over real connections; the runtime lists
 /// the hot handlers (free functions and the `#[hot] impl Depot` methods) and one live
@@ -49,7 +16,7 @@ impl Depot {
 #[test]
 fn the_realistic_service_serves_clients_under_run() {
     let mut fixture = Fixture::depot(locations!(), Profile::Dev);
-    let depot = Depot::start(&mut fixture);
+    let depot = Depot::start(&mut fixture, "run");
     let mut client = Client::open(&depot.address);
     assert_eq!(client.ask("HELLO ada"), "$hello ada");
     assert_eq!(client.ask("SET greeting \"hello world\" EX 60"), "+OK");
@@ -127,7 +94,7 @@ const HELLO_V2: &str = "Reply::Text(format!(\"welcome {client}\"))";
 #[test]
 fn a_traced_handler_edit_is_patched_with_clients_connected() {
     let mut fixture = Fixture::depot(locations!(), Profile::Dev);
-    let depot = Depot::start(&mut fixture);
+    let depot = Depot::start(&mut fixture, "run");
     let mut client = Client::open(&depot.address);
     assert_eq!(client.ask("HELLO ada"), "$hello ada");
     assert_eq!(client.ask("SET kept yes"), "+OK");
@@ -164,5 +131,164 @@ fn a_traced_handler_edit_is_patched_with_clients_connected() {
         said.matches(EVENT).count(),
         2,
         "the patched handler's event reaches the subscriber:\n{said}"
+    );
+
+    // The span of a method of the `#[hot] impl Depot` block wraps its entry, which the process
+    // keeps: a change to it is refused, naming the method, rather than silently not applied.
+    fixture.edit(
+        "depot/src/service.rs",
+        "#[tracing::instrument(level = \"debug\", skip(self))]\n    pub fn info",
+        "#[tracing::instrument(level = \"info\", skip(self))]\n    pub fn info",
+    );
+    fixture
+        .build_refused("info.hotpatch", "entry-attribute-changed")
+        .stderr_names(&["Depot::info", "entry", "restart"]);
+    assert_eq!(client.ask("HELLO ada"), "$welcome ada");
+}
+
+/// The handler's event, on the app's stderr.
+const HELLO_EVENT: &str = "client introduced itself";
+
+/// Waits until the handler's event appears on the tool's stderr after `mark`: the patched
+/// handler's span and event reach the subscriber.
+fn the_event_is_logged_after(depot: &Depot, mark: usize) {
+    wait_for_text(|| depot.run.stderr_text(), mark, HELLO_EVENT);
+}
+
+/// Under `watch`, five saves of the traced `HELLO` handler (`#[hot]` written above
+/// `#[tracing::instrument]`) are each patched into the one running server: the new reply on the
+/// connection opened before the first save, the keys and the session kept, the subscriber's
+/// connection still receiving, and never a restart.
+#[test]
+fn five_saves_of_a_handler_reach_the_depot_under_watch_keeping_state_and_connections() {
+    let mut fixture = Fixture::depot(locations!(), Profile::Dev);
+    let depot = Depot::start(&mut fixture, "watch");
+    wait_for_text(|| depot.run.stderr_text(), 0, "Watching");
+    let pid = depot.run.pid.expect("the depot's pid");
+    let mut client = Client::open(&depot.address);
+    assert_eq!(client.ask("HELLO ada"), "$hello ada");
+    assert_eq!(client.ask("SET kept yes"), "+OK");
+    let mut subscriber = Client::open(&depot.address);
+    assert_eq!(subscriber.ask("SUBSCRIBE news"), ":1");
+    // Watch compiles the base's functions first; it then waits with compilers for the next save.
+    wait_until_watch_waits_for_a_save(&depot);
+
+    let mut previous = "hello".to_owned();
+    let mut visits = 0;
+    for save in 1..=5 {
+        let greeting = format!("welcome{save}");
+        let mark = depot.run.stderr_text().len();
+        fixture.edit(
+            HELLO_HANDLER,
+            &format!("format!(\"{previous} {{client}}\")"),
+            &format!("format!(\"{greeting} {{client}}\")"),
+        );
+        ask_until(
+            &mut client,
+            "HELLO ada",
+            &format!("${greeting} ada"),
+            WATCH_PATCHES,
+            || depot.run.stderr_tail(),
+        );
+        let said = wait_for_text(|| depot.run.stderr_text(), mark, "Patched");
+        assert!(
+            !said.contains("restart"),
+            "save {save} was patched, not restarted:\n{said}"
+        );
+        the_event_is_logged_after(&depot, mark);
+        // The state and the connections the server had before the save.
+        assert_eq!(client.ask("GET kept"), "$yes", "save {save}");
+        visits += save;
+        assert_eq!(
+            client.ask(&format!("INCRBY visits {save}")),
+            format!(":{visits}")
+        );
+        let whoami = client.ask("WHOAMI");
+        assert!(
+            whoami.contains("\"client\":\"ada\""),
+            "the session kept its name after save {save}: {whoami}"
+        );
+        assert_eq!(client.ask(&format!("PUBLISH news save{save}")), ":1");
+        assert_eq!(subscriber.line(), format!(">news save{save}"));
+        previous = greeting;
+    }
+    assert_eq!(
+        hello(&fixture.socket()).expect("the depot answers on its control socket"),
+        pid,
+        "the same process served all five saves"
+    );
+    let said = depot.run.stderr_text();
+    assert_eq!(
+        said.matches("Patched").count(),
+        5,
+        "one patch per save:\n{said}"
+    );
+}
+
+/// Waits until watch has started compilers that wait for the next save (see
+/// `RunningApp::wait_until_watch_is_ready`).
+fn wait_until_watch_waits_for_a_save(depot: &Depot) {
+    let deadline = std::time::Instant::now() + WATCH_PATCHES;
+    while !children_of(depot.run.tool.id())
+        .into_iter()
+        .any(waits_for_arguments)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch started no compiler for the next save\n{}",
+            depot.run.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The depot built by `run --release` with full debug information (`debug = true`, whose DWARF
+/// refers to types across units): a body-only edit of the traced `HELLO` handler, built with
+/// `build --base` against the recorded release base, applies with the client connected and its
+/// key kept; a real layout change (a field added to `Job`, which the queues hold) is refused,
+/// naming the type, and the server keeps serving.
+#[test]
+fn the_release_depot_with_debug_info_patches_a_body_and_refuses_a_layout_change() {
+    let mut fixture = Fixture::depot(locations!(), Profile::Release);
+    let depot = Depot::start(&mut fixture, "run");
+    let mut client = Client::open(&depot.address);
+    assert_eq!(client.ask("HELLO ada"), "$hello ada");
+    assert_eq!(client.ask("SET kept yes"), "+OK");
+    assert_eq!(client.ask("PUSH mail \"to bob\""), ":1");
+
+    let base = fixture.target().join("hotpatch/release/base");
+    fixture.edit(HELLO_HANDLER, HELLO_V1, HELLO_V2);
+    let mark = depot.run.stderr_text().len();
+    let (patch, built) = fixture.build_with("hello.hotpatch", &["--base", base.to_str().unwrap()]);
+    let built = built.success();
+    assert!(
+        !built.stderr.contains("layout"),
+        "a body-only edit is no layout change: {}",
+        built.describe()
+    );
+    fixture.apply(&patch).success();
+    assert_eq!(client.ask("HELLO ada"), "$welcome ada");
+    the_event_is_logged_after(&depot, mark);
+    assert_eq!(client.ask("GET kept"), "$yes");
+
+    let edits = [
+        (
+            "    pub last_error: Option<String>,\n}",
+            "    pub last_error: Option<String>,\n    pub retried: u8,\n}",
+        ),
+        (
+            "            last_error: None,\n",
+            "            last_error: None,\n            retried: 0,\n",
+        ),
+    ];
+    fixture.edit_all("depot/src/queue/job.rs", &edits);
+    fixture
+        .build_refused("layout.hotpatch", "layout-changed")
+        .stderr_names(&["depot::queue::job::Job", "layout", "restart"]);
+    assert_eq!(client.ask("HELLO ada"), "$welcome ada");
+    let queue = client.ask("QSTATS mail");
+    assert!(
+        queue.contains("\"pushed\":1"),
+        "the queue kept its job: {queue}"
     );
 }

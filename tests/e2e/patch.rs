@@ -45,6 +45,8 @@ fn patches_apply_stack_roll_back_and_refuse_bad_input() {
     the_same_patch_twice_changes_nothing(&fixture, &mut app, &p4);
     // 6f. An older patch applied under a newer one is refused, naming the one running.
     a_patch_under_a_newer_one_is_refused(&fixture, &mut app, &p2, &p4);
+    // 7. Attribute macros below `#[hot]` are patched as they are above it.
+    the_attribute_order_does_not_change_what_a_patch_does(&fixture, &mut app);
 }
 
 fn the_base_runs_v1(app: &mut RunningApp) {
@@ -104,6 +106,15 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
     fixture.edit("logic/src/lib.rs", "\"v1\"", "\"v2\"");
     fixture.edit("logic/src/lib.rs", "failure from v1", "failure from v2");
     let p2 = fixture.build_patch("p2.hotpatch");
+    // The differential check sees an unpatched process: a fresh build of the edited sources
+    // prints v2 where it prints v1.
+    let difference = app.differences_from_a_fresh_build(fixture);
+    assert!(
+        difference
+            .as_deref()
+            .is_some_and(|said| said.contains("\"v1\"") && said.contains("\"v2\"")),
+        "the differential check sees the unpatched v1 process against the v2 sources: {difference:?}"
+    );
     // Compared with cargo's own objects of the base (split into other codegen units), only the
     // three edited functions changed (not `Report::tagged`, the ordinary method one calls).
     let manifest = PatchFile::parse(&std::fs::read(&p2).unwrap())
@@ -161,6 +172,7 @@ fn v2_is_checked_then_applied(fixture: &Fixture, app: &mut RunningApp) -> PathBu
     );
     let patched = app.expect_patched("v2", steps_before);
     edition_is(&patched, "v2");
+    app.matches_a_fresh_build(fixture, "after applying v2");
     p2
 }
 
@@ -181,6 +193,7 @@ fn stacked_patch_applies(fixture: &Fixture, app: &mut RunningApp, from: &str, to
     app.wait_for_version(to);
     let serving = app.expect_serving(to, &format!("after applying {to}"));
     edition_is(&serving, to);
+    app.matches_a_fresh_build(fixture, &format!("after applying {to}"));
     patch
 }
 
@@ -423,6 +436,55 @@ fn unpatchable_changes_are_refused(fixture: &Fixture, app: &mut RunningApp) {
         .stderr_names(&["`app` (bin)", "app/src/main.rs", "restart"]);
     fixture.edit("app/src/main.rs", ".unwrap_or(60)", ".unwrap_or(50)");
     app.expect_serving("v1", "after the refused change of the binary crate");
+}
+
+/// `logic::settle` has `#[hot]` written above `#[tracing::instrument]` (`logic::step` the other
+/// order): its span is part of the code a patch replaces all the same. A body edit, removing the
+/// attribute and writing it back above `#[hot]` are each patched, and the process does what a
+/// fresh build of the same sources does (a span left in the entry the process keeps would show as
+/// events inside `settle`'s span that a fresh build has not).
+fn the_attribute_order_does_not_change_what_a_patch_does(fixture: &Fixture, app: &mut RunningApp) {
+    let events_per_tick = |n: u64| {
+        move |last: &Tick, tick: &Tick| {
+            tick.settled.zip(last.settled).map(|(now, then)| now - then) == Some(n)
+        }
+    };
+    app.expect_serving("v4", "before editing `settle`");
+    app.wait_until("one event per tick in settle's span", events_per_tick(1));
+    const EVENT: &str = "tracing::info!(tick, \"settled\");";
+    const ATTRIBUTE: &str = "#[tracing::instrument(level = \"info\")]\n";
+    fixture.edit(
+        "logic/src/lib.rs",
+        EVENT,
+        "tracing::info!(tick, \"settled\"); tracing::info!(tick, \"again\");",
+    );
+    fixture
+        .apply(&fixture.build_patch("settle-body.hotpatch"))
+        .success();
+    app.wait_until("two events per tick in settle's span", events_per_tick(2));
+    app.matches_a_fresh_build(fixture, "after editing the body of `settle`");
+
+    fixture.edit(
+        "logic/src/lib.rs",
+        &format!("#[hot]\n{ATTRIBUTE}"),
+        "#[hot]\n",
+    );
+    fixture
+        .apply(&fixture.build_patch("settle-untraced.hotpatch"))
+        .success();
+    app.wait_until("no span around settle's events", events_per_tick(0));
+    app.matches_a_fresh_build(fixture, "after removing `settle`'s span");
+
+    fixture.edit(
+        "logic/src/lib.rs",
+        "#[hot]\npub fn settle",
+        &format!("{ATTRIBUTE}#[hot]\npub fn settle"),
+    );
+    fixture
+        .apply(&fixture.build_patch("settle-above.hotpatch"))
+        .success();
+    app.wait_until("settle's span back", events_per_tick(2));
+    app.matches_a_fresh_build(fixture, "after writing `settle`'s span above `#[hot]`");
 }
 
 fn bad_patch_files_are_refused(fixture: &Fixture, app: &mut RunningApp, p2: &Path) {
@@ -736,6 +798,7 @@ fn the_traced_function_is_patched_keeping_its_span_and_lazy_value(
             "both events of each step reached the subscriber: {settled:?} then {tick:?}"
         );
     }
+    app.matches_a_fresh_build(fixture, "after patching the traced function");
     // Back to the base's text: later patches of this test leave `logic` as it runs now.
     fixture.replace_file("logic/src/lib.rs", &before);
 }
@@ -892,14 +955,19 @@ fn a_pointer_to_a_private_static_in_data_is_shared(fixture: &Fixture, app: &mut 
         "PRIVATE_COUNT.fetch_add(1, Ordering::SeqCst) + 1 +",
         "ALIASES[0].fetch_add(1, Ordering::SeqCst) + 1 +",
     );
-    fixture
-        .build_refused("aliases.hotpatch", "private-static-would-fork")
-        .stderr_names(&[
-            "`counter::count`",
-            "`counter::PRIVATE_COUNT`",
-            "a pointer to it is stored in data",
-            "refused",
-        ]);
+    let refused = fixture.build_refused("aliases.hotpatch", "private-static-would-fork");
+    refused.stderr_names(&[
+        "`counter::count`",
+        "`counter::PRIVATE_COUNT`",
+        "a pointer to it is stored in data",
+        "refused",
+    ]);
+    // The cause, not another: nothing is optimised in a dev build.
+    assert!(
+        !refused.stderr.contains("optimis"),
+        "a dev build's refusal blames optimisation: {}",
+        refused.describe()
+    );
     fixture.replace_file("counter/src/lib.rs", &before);
     app.expect_serving(
         "v1",

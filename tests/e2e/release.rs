@@ -232,6 +232,8 @@ fn the_traced_function_is_patched(
             "both events of each step reached the subscriber: {settled:?} then {tick:?}"
         );
     }
+    // The optimised patched process does what an optimised fresh build of the same sources does.
+    app.matches_a_fresh_build(fixture, "after patching the traced function at -O3");
 }
 
 /// A patch introduces a private `LazyLock` read by `logic::step`: it is initialised once. The next

@@ -68,6 +68,7 @@ fn an_edit_is_patched_into_the_running_app(fixture: &Fixture, app: &mut RunningA
         !said.contains("logic::step"),
         "logic::step did not change and is not listed: {said}"
     );
+    app.matches_a_fresh_build(fixture, "after watch patched v2");
 }
 
 fn an_unchanged_save_does_nothing(fixture: &Fixture, app: &mut RunningApp) {
@@ -120,6 +121,7 @@ fn fixing_and_reverting_patch_again(fixture: &Fixture, app: &mut RunningApp) {
     );
     app.wait_for_version("v1");
     app.expect_serving("v1", "after reverting to the base's text");
+    app.matches_a_fresh_build(fixture, "after watch patched the base's text back");
 }
 
 fn a_signature_change_restarts_the_app(fixture: &Fixture, app: &mut RunningApp) {

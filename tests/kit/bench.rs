@@ -139,23 +139,28 @@ pub fn bench_fixture(at: Locations, prefix: &str, target_dir: &str) -> Fixture {
 }
 
 impl Fixture {
-    /// `cargo build -p PACKAGE` (the fixture's) with the environment the tool's host build gives
-    /// cargo.
+    /// `cargo build -p PACKAGE` (the fixture's, in its profile) with the environment the tool's
+    /// host build gives cargo.
     pub fn cargo_build(&self) -> ToolOutput {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = self.profile() == Profile::Release;
         let output = Command::new(cargo)
             .arg("build")
             .arg("--message-format=json-render-diagnostics")
             .arg("--manifest-path")
             .arg(self.manifest())
             .args(["--package", self.package()])
-            .args(cargo_hotpatch::host_config_args(false))
+            .args(self.profile().args())
+            .args(cargo_hotpatch::host_config_args(release))
             .current_dir(self.root())
             .env("CARGO_TARGET_DIR", self.target())
             .env("RUSTC_WORKSPACE_WRAPPER", self.tool_path())
             .env(
                 "HOTPATCH_CAPTURE_DIR",
-                self.target().join("hotpatch/dev/invocations"),
+                self.target()
+                    .join("hotpatch")
+                    .join(self.profile().name())
+                    .join("invocations"),
             )
             .stdin(Stdio::null())
             .output()

@@ -95,6 +95,7 @@ tracing-subscriber = {{ version = "0.3", default-features = false, features = ["
 [profile.dev.build-override]
 opt-level = 3
 
+# As the README tells users (the layout check reads it): release builds keep debug information.
 [profile.release]
 debug = true
 "#,

@@ -4,11 +4,13 @@
 //! control socket, and the benchmarks' measuring and tables.
 //!
 //! The fixture app prints one line per tick (50 ms, or `FIXTURE_TICK_MS`):
-//! `tick=N version=vX steps=N spawned=N count=N here=N described=<N> traced=N callsites=N lazy=N
-//! caught=[failure from vX]` (`traced`, `callsites`: what its tracing subscriber counted; `lazy`:
+//! `tick=N version=vX steps=N spawned=N count=N here=N described=<N> settle=N traced=N settled=N
+//! callsites=N lazy=N caught=[failure from vX]` (`traced`, `callsites`: what its tracing subscriber counted; `lazy`:
 //! initialisations of `logic`'s lazily initialised statics).
 //! [`RunningApp`] checks every line against the one before (see [`ticks`]), so a restarted app,
-//! a forked or reset static or a missed tick fails the test at once.
+//! a forked or reset static or a missed tick fails the test at once. After a patch,
+//! [`RunningApp::matches_a_fresh_build`] checks the app does what a fresh build of the same sources
+//! does from the same state ([`differential`]).
 //!
 //! Cargo tells a test or benchmark where the tool under test and its scratch directory are only
 //! while compiling it; [`locations!`] expands there and hands them to the kit.
@@ -17,6 +19,7 @@ pub mod app;
 pub mod bench;
 pub mod control;
 pub mod depot;
+pub mod differential;
 pub mod fixture;
 pub mod lock;
 pub mod process;

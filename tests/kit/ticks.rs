@@ -6,6 +6,8 @@
 //! the steps the test allows; the caught panic is the same version's. `step` is traced: every
 //! tick's events inside its span reach the app's subscriber (`traced` grows); `lazy` counts the
 //! initialisations of lazily initialised statics, which the tests check where they patch them.
+//! `settle` is traced too (`settled`: its span's events), with `#[hot]` written above
+//! `#[tracing::instrument]`. [`crate::differential`] compares these lines with a fresh build's.
 
 /// One line of the app's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,12 @@ pub struct Tick {
     pub caught: String,
     /// What `Report::edition`, a hot method of a block that also has an ordinary one, printed.
     pub edition: Option<String>,
+    /// What `logic::describe` (generic, so the app's own copy) printed.
+    pub described: Option<String>,
+    /// What `logic::settle` (traced, `#[hot]` written above `#[tracing::instrument]`) returned.
+    pub settle: Option<u64>,
+    /// Events the subscriber saw inside a `settle` span.
+    pub settled: Option<u64>,
 }
 
 impl Tick {
@@ -37,8 +45,9 @@ impl Tick {
         let mut spawned = None;
         let mut count = None;
         let mut here = None;
-        let mut edition = None;
+        let (mut edition, mut described) = (None, None);
         let (mut traced, mut callsites, mut lazy) = (None, None, None);
+        let (mut settle, mut settled) = (None, None);
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=')?;
             match key {
@@ -49,6 +58,9 @@ impl Tick {
                 "count" => count = value.parse().ok(),
                 "here" => here = value.parse().ok(),
                 "edition" => edition = Some(value.to_owned()),
+                "described" => described = Some(value.to_owned()),
+                "settle" => settle = Some(value.parse().ok()?),
+                "settled" => settled = Some(value.parse().ok()?),
                 "traced" => traced = Some(value.parse().ok()?),
                 "callsites" => callsites = Some(value.parse().ok()?),
                 "lazy" => lazy = Some(value.parse().ok()?),
@@ -68,6 +80,9 @@ impl Tick {
             lazy,
             caught,
             edition,
+            described,
+            settle,
+            settled,
         })
     }
 }
@@ -116,6 +131,12 @@ pub fn check_continues(
         assert!(
             now > before,
             "the events of `step`'s span stopped reaching the subscriber: {last:?} then {line}"
+        );
+    }
+    if let (Some(before), Some(now)) = (last.settled, tick.settled) {
+        assert!(
+            now >= before,
+            "the count of events in `settle`'s span went down: {last:?} then {line}"
         );
     }
 }

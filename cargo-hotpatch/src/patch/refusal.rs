@@ -6,6 +6,7 @@
 //! | `binary-crate-changed` | a crate that is not a library (a binary, a proc macro) changed |
 //! | `copied-item-changed` | a generic or `#[inline]` item that dependent crates hold copies of |
 //! | `hot-signature-changed` | a hot function's signature |
+//! | `entry-attribute-changed` | the attribute macros of a method of a `#[hot]` impl block |
 //! | `private-static-would-fork` | code reaching a private static that cannot be redirected |
 //! | `introduced-static-would-fork` | code reaching a static an earlier patch introduced |
 //! | `layout-changed` | the layout of a type whose values live in the process |
@@ -62,6 +63,9 @@ pub enum Refusal {
     },
     /// A hot function's signature changed.
     HotSignatureChanged { function: String },
+    /// The attribute macros of a method of a `#[hot]` impl block changed: they wrap the method's
+    /// entry, which the running process keeps.
+    EntryAttributeChanged { function: String },
     /// Patched code reaches private statics of the host that cannot be redirected to the running
     /// copies: a patch would fork them. Holds at least one.
     PrivateStaticWouldFork { statics: Vec<ForkedStatic> },
@@ -102,6 +106,7 @@ impl Refusal {
             Refusal::BinaryCrateChanged { .. } => "binary-crate-changed",
             Refusal::CopiedItemChanged { .. } => "copied-item-changed",
             Refusal::HotSignatureChanged { .. } => "hot-signature-changed",
+            Refusal::EntryAttributeChanged { .. } => "entry-attribute-changed",
             Refusal::PrivateStaticWouldFork { .. } => "private-static-would-fork",
             Refusal::IntroducedStaticWouldFork { .. } => "introduced-static-would-fork",
             Refusal::LayoutChanged { .. } => "layout-changed",
@@ -128,6 +133,10 @@ impl fmt::Display for Refusal {
             Refusal::HotSignatureChanged { function } => write!(
                 f,
                 "the signature of hot function `{function}` changed; a running process cannot switch signatures, so the app must be rebuilt and restarted"
+            ),
+            Refusal::EntryAttributeChanged { function } => write!(
+                f,
+                "the attribute macros of hot method `{function}` changed; in a `#[hot]` impl block they wrap the method's entry, which the running process keeps, so a patch cannot change what they do and the app must be rebuilt and restarted (on a `#[hot]` free function they are patched with its body)"
             ),
             Refusal::PrivateStaticWouldFork { statics } => fork_message(f, statics),
             Refusal::IntroducedStaticWouldFork { name, via } => write!(
@@ -247,18 +256,29 @@ mod tests {
     }
 
     #[test]
+    fn changed_attribute_macros_of_a_hot_method() {
+        check(
+            Refusal::EntryAttributeChanged {
+                function: "depot::service::Depot::info".into(),
+            },
+            "entry-attribute-changed",
+            "the attribute macros of hot method `depot::service::Depot::info` changed; in a `#[hot]` impl block they wrap the method's entry, which the running process keeps, so a patch cannot change what they do and the app must be rebuilt and restarted (on a `#[hot]` free function they are patched with its body)",
+        );
+    }
+
+    #[test]
     fn private_statics_that_would_fork() {
         let one = forked(
             "logic::COUNT",
             "logic::step",
-            "the optimised code reads it directly",
+            "its code reads or writes it in place instead of through its address",
         );
         check(
             Refusal::PrivateStaticWouldFork {
                 statics: vec![one.clone()],
             },
             "private-static-would-fork",
-            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (the optimised code reads it directly); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (its code reads or writes it in place instead of through its address); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
         );
         let two = forked(
             "logic::SEEN",
@@ -270,7 +290,7 @@ mod tests {
                 statics: vec![one, two],
             },
             "private-static-would-fork",
-            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (the optimised code reads it directly) (and `logic::SEEN` (used by `logic::tick`: a pointer to it is stored in data)); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
+            "the patched code of `logic::step` uses the private static `logic::COUNT`, which cannot be redirected to the running process's copy (its code reads or writes it in place instead of through its address) (and `logic::SEEN` (used by `logic::tick`: a pointer to it is stored in data)); a patch would silently fork it, so it is refused. Make it `pub` (public statics and thread-locals are shared with patches), then rebuild and restart",
         );
     }
 

@@ -1,11 +1,12 @@
 //! Selecting what a patch rebuilds: the crates whose sources differ from the base (and those the
 //! caller names), refusing at once what no patch can carry: a changed crate that is not a
-//! library, or a changed generic or `#[inline]` item that dependent crates hold copies of.
+//! library, a changed generic or `#[inline]` item that dependent crates hold copies of, or changed
+//! attribute macros around a hot method's entry.
 
 use std::collections::BTreeSet;
 
 use crate::host::{BaseRecord, CrateRecord};
-use crate::patch::changes::copied_items;
+use crate::patch::changes::copied_items::{self, Held};
 use crate::patch::refusal::{NotPatchable, Refusal};
 
 /// The crates a patch rebuilds: every crate whose sources differ from the base, and the library
@@ -49,7 +50,8 @@ fn refuse_non_libraries(changed: &[&CrateRecord]) -> Result<(), Refusal> {
 }
 
 /// A changed crate's generic and `#[inline]` items are compiled into the crates that depend on
-/// it too, where a patch of the crate cannot replace them.
+/// it too, where a patch of the crate cannot replace them; the attribute macros of a hot method
+/// wrap its entry, which the running process keeps.
 fn refuse_copied_items(base: &BaseRecord, changed: &[&CrateRecord]) -> Result<(), Refusal> {
     for record in changed {
         let dependents: Vec<String> = base
@@ -58,15 +60,18 @@ fn refuse_copied_items(base: &BaseRecord, changed: &[&CrateRecord]) -> Result<()
             .filter(|other| other.name != record.name && other.depends_on(&record.name))
             .map(|other| other.name.clone())
             .collect();
-        if dependents.is_empty() {
-            continue;
-        }
-        if let Some(item) = copied_items::changed(base, record).first() {
-            return Err(Refusal::CopiedItemChanged {
-                item: item.clone(),
-                dependents,
-                krate: record.name.clone(),
-            });
+        for (item, held) in copied_items::changed(base, record) {
+            match held {
+                Held::InEntry => return Err(Refusal::EntryAttributeChanged { function: item }),
+                Held::Copied if !dependents.is_empty() => {
+                    return Err(Refusal::CopiedItemChanged {
+                        item,
+                        dependents,
+                        krate: record.name.clone(),
+                    })
+                }
+                Held::Copied | Held::InCrate => {}
+            }
         }
     }
     Ok(())

@@ -63,6 +63,11 @@
 //! private static at opt-level 0, so its value is initialised once; where the optimiser reads
 //! it directly the patch is refused, naming it.
 //!
+//! The order of `#[hot]` and `#[tracing::instrument]` (or any attribute macro) on a function does
+//! not matter: written below `#[hot]`, they still expand first, into the body a patch replaces.
+//! On a method of a `#[hot]` impl block they wrap the method's entry, which a running process
+//! keeps: a patch of the method's body applies, a change to its attribute macros is refused.
+//!
 //! ## Keep long-lived values in `#[hot_state]` storage
 //! A value that outlives a patch and whose type may change (a session, a connection's state, an
 //! order book) belongs in [`Handle`](crate::state::Handle) or [`Singleton`](crate::state::Singleton)

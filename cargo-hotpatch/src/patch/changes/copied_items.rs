@@ -3,6 +3,11 @@
 //! of their crate cannot replace those copies, so a change to one that a dependent crate may hold
 //! is refused rather than half applied.
 //!
+//! The attribute macros of a method of a `#[hot]` impl block (`#[tracing::instrument]`) are
+//! another such part: they expand after `#[hot]`, around the method's entry (the wrapper that
+//! dispatches through its slot), which the running process keeps, so a change to them is refused
+//! too. (On a free function `#[hot]` lets them expand first, into the body a patch replaces.)
+//!
 //! The base's text of each source file is kept with the base record; the items of the old and new
 //! text are compared by their tokens, which ignores formatting and comments.
 
@@ -14,12 +19,27 @@ use syn::{Attribute, FnArg, Generics, ImplItem, Item, ReturnType, Signature, Tra
 
 use crate::host::{BaseRecord, CrateRecord};
 
-/// Whether an item's code is copied into dependents, and its tokens.
-type Items = BTreeMap<String, (bool, String)>;
+/// Where an item's code is kept besides the crate a patch replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Only in its crate: a patch replaces it.
+    InCrate,
+    /// Copied into dependent crates: generic or `#[inline]`.
+    Copied,
+    /// The attribute macros of a method of a `#[hot]` impl block, around its entry.
+    InEntry,
+}
 
-/// The generic and `#[inline]` functions of `record` whose code changed since the base, as
-/// `(path in the file, file)`.
-pub fn changed(base: &BaseRecord, record: &CrateRecord) -> Vec<String> {
+/// Where each item's code is kept, and its tokens.
+type Items = BTreeMap<String, (Held, String)>;
+
+/// Appended to the name of a hot method's entry in [`Items`]: an ordinary method of the same
+/// name in another impl block of the type keeps its own entry.
+const ENTRY: &str = "#entry";
+
+/// The items of `record` a patch cannot replace whose code changed since the base (the path of
+/// each in its crate, and where it is kept).
+pub fn changed(base: &BaseRecord, record: &CrateRecord) -> Vec<(String, Held)> {
     let Some(base_dir) = base.executable.parent() else {
         return Vec::new();
     };
@@ -37,10 +57,11 @@ pub fn changed(base: &BaseRecord, record: &CrateRecord) -> Vec<String> {
         let (mut before, mut now) = (Items::new(), Items::new());
         collect(&old.items, "", &mut before);
         collect(&new.items, "", &mut now);
-        for (name, (copied, tokens)) in &now {
+        for (name, (held, tokens)) in &now {
             let changed = before.get(name).is_some_and(|(_, old)| old != tokens);
-            if *copied && changed {
-                out.push(format!("{}::{name}", record.name));
+            if changed && *held != Held::InCrate {
+                let name = name.strip_suffix(ENTRY).unwrap_or(name);
+                out.push((format!("{}::{name}", record.name), *held));
             }
         }
     }
@@ -54,7 +75,7 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
                 let copied = is_generic(&function.sig) || is_inline(&function.attrs);
                 out.insert(
                     format!("{prefix}{}", function.sig.ident),
-                    (copied, function.to_token_stream().to_string()),
+                    (held(copied), function.to_token_stream().to_string()),
                 );
             }
             Item::Impl(block) => {
@@ -65,15 +86,17 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
                     if let ImplItem::Fn(method) = impl_item {
                         // In a `#[hot]` block the methods that fit a slot are behind the table;
                         // the others stay ordinary methods and are checked like any.
+                        let name = format!("{prefix}{self_ty}::{}", method.sig.ident);
                         if hot_block && fits_a_slot(&method.sig) {
+                            out.insert(
+                                format!("{name}{ENTRY}"),
+                                (Held::InEntry, attribute_macros(&method.attrs)),
+                            );
                             continue;
                         }
                         let copied =
                             generic_block || is_generic(&method.sig) || is_inline(&method.attrs);
-                        out.insert(
-                            format!("{prefix}{self_ty}::{}", method.sig.ident),
-                            (copied, method.to_token_stream().to_string()),
-                        );
+                        out.insert(name, (held(copied), method.to_token_stream().to_string()));
                     }
                 }
             }
@@ -84,7 +107,7 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
                         if method.default.is_some() {
                             out.insert(
                                 format!("{prefix}{}::{}", definition.ident, method.sig.ident),
-                                (true, method.to_token_stream().to_string()),
+                                (Held::Copied, method.to_token_stream().to_string()),
                             );
                         }
                     }
@@ -98,6 +121,65 @@ fn collect(items: &[Item], prefix: &str, out: &mut Items) {
             _ => {}
         }
     }
+}
+
+fn held(copied: bool) -> Held {
+    if copied {
+        Held::Copied
+    } else {
+        Held::InCrate
+    }
+}
+
+/// The attributes the compiler handles itself: the rule of `hotreload-macros`' `order.rs`, which
+/// takes every other attribute for an attribute macro.
+const BUILTIN: &[&str] = &[
+    "allow",
+    "warn",
+    "deny",
+    "forbid",
+    "expect",
+    "cfg",
+    "cfg_attr",
+    "doc",
+    "inline",
+    "cold",
+    "must_use",
+    "deprecated",
+    "track_caller",
+    "no_mangle",
+    "export_name",
+    "link_section",
+    "target_feature",
+    "instruction_set",
+    "optimize",
+    "coverage",
+    "naked",
+    "unsafe",
+    "automatically_derived",
+    "ignore",
+    "should_panic",
+    "hot",
+];
+const TOOLS: &[&str] = &["rustfmt", "clippy", "diagnostic", "rustdoc"];
+
+/// The tokens of a method's attribute macros, in order ("" when it has none).
+fn attribute_macros(attrs: &[Attribute]) -> String {
+    attrs
+        .iter()
+        .filter(|attr| {
+            let path = attr.path();
+            path.segments.first().is_some_and(|first| {
+                if path.segments.len() > 1 {
+                    !TOOLS.iter().any(|tool| first.ident == tool)
+                } else {
+                    !BUILTIN.iter().any(|name| first.ident == name)
+                }
+            })
+        })
+        .map(|attr| attr.to_token_stream().to_string())
+        .collect::<Vec<String>>()
+        .join(" ")
 }
 
 /// Type or const parameters, written or as `impl Trait` arguments: each caller's crate
@@ -197,7 +279,7 @@ mod tests {
         );
         let copied: Vec<&str> = found
             .iter()
-            .filter(|(_, (copied, _))| *copied)
+            .filter(|(_, (held, _))| *held == Held::Copied)
             .map(|(name, _)| name.as_str())
             .collect();
         assert_eq!(
@@ -211,7 +293,10 @@ mod tests {
             ]
         );
         assert!(!found.contains_key("hot_one"));
-        assert_eq!(found.get("plain").map(|(copied, _)| *copied), Some(false));
+        assert_eq!(
+            found.get("plain").map(|(held, _)| *held),
+            Some(Held::InCrate)
+        );
     }
 
     #[test]
@@ -227,13 +312,46 @@ mod tests {
         );
         let copied: Vec<&str> = found
             .iter()
-            .filter(|(_, (copied, _))| *copied)
+            .filter(|(_, (held, _))| *held == Held::Copied)
             .map(|(name, _)| name.as_str())
             .collect();
         assert_eq!(copied, ["Key::limit", "Key::new", "takes_impl"]);
-        assert_eq!(found.get("returns_impl").map(|(c, _)| *c), Some(false));
-        // The methods of a `#[hot]` block that fit a slot are behind the table, inline or not.
-        assert!(!found.contains_key("Key::hot_method"));
-        assert!(!found.contains_key("Key::inlined_hot"));
+        assert_eq!(
+            found.get("returns_impl").map(|(held, _)| *held),
+            Some(Held::InCrate)
+        );
+        // The methods of a `#[hot]` block that fit a slot are behind the table, inline or not:
+        // only their attribute macros (none here) are kept in their entries.
+        for hot in ["Key::hot_method#entry", "Key::inlined_hot#entry"] {
+            assert_eq!(found.get(hot), Some(&(Held::InEntry, String::new())));
+        }
+    }
+
+    #[test]
+    fn attribute_macros_of_hot_methods_are_kept_in_their_entries() {
+        let found = items(
+            "#[hot] impl Depot {
+                 /// Docs.
+                 #[tracing::instrument(skip(self))]
+                 #[inline]
+                 fn info(&self) {}
+                 #[rustfmt::skip]
+                 fn plain(&self) {}
+             }
+             #[hot] #[tracing::instrument] fn free() {}",
+        );
+        assert_eq!(
+            found.get("Depot::info#entry"),
+            Some(&(
+                Held::InEntry,
+                "# [tracing :: instrument (skip (self))]".to_owned()
+            ))
+        );
+        // No attribute macro; a free function's are expanded into the body a patch replaces.
+        assert_eq!(
+            found.get("Depot::plain#entry"),
+            Some(&(Held::InEntry, String::new()))
+        );
+        assert!(!found.contains_key("free"));
     }
 }
