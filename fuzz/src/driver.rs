@@ -127,3 +127,33 @@ fn finding(name: &str, input: &[u8], context: &str, what: &str) -> ! {
         inputs_dir("regressions", name).display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panics_on_boom(data: &[u8]) -> String {
+        assert!(!data.windows(4).any(|w| w == b"BOOM"), "found BOOM");
+        String::new()
+    }
+
+    /// A target that panics fails the run, naming the target, the panic and the saved input.
+    #[test]
+    fn a_panicking_input_is_a_finding_saved_for_a_regression_test() {
+        let payload = panic::catch_unwind(|| {
+            execute("selftest", panics_on_boom, b"xxBOOMxx", "a hand-made input")
+        })
+        .unwrap_err();
+        let message = payload.downcast_ref::<String>().unwrap();
+        assert!(message.contains("`selftest` panicked: found BOOM on a hand-made input"));
+        let saved = message
+            .split("saved as ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), b"xxBOOMxx");
+        assert!(message.contains("regressions/selftest"), "{message}");
+    }
+}

@@ -43,7 +43,14 @@ pub fn patch_file(data: &[u8]) -> String {
 fn patch_file_error_kind(error: &PatchFileError) -> String {
     match error {
         PatchFileError::Manifest(json) => format!("manifest {:?}", json.classify()),
-        PatchFileError::Truncated { what, .. } => format!("truncated {what}"),
+        PatchFileError::Truncated {
+            what,
+            needed,
+            available,
+        } => {
+            assert!(needed > available, "{error}");
+            format!("truncated {what}")
+        }
         other => {
             let debug = format!("{other:?}");
             debug
