@@ -214,6 +214,7 @@ fn soak_the_gateway_serves_every_client_through_many_migrating_apply_and_rollbac
         .map(|i| start_load_client(gateway.address.clone(), i, Arc::clone(&stop)))
         .collect();
     wait_until_all_see(&clients, "v1", "start");
+    let descriptors_before = idle_descriptors(pid);
     let steps = [
         (Step::Apply(&v2), "v2", (1, 2)),
         (Step::Apply(&v3), "v3", (2, 3)),
@@ -235,7 +236,7 @@ fn soak_the_gateway_serves_every_client_through_many_migrating_apply_and_rollbac
     }
     let soak_took = soak_started.elapsed();
     let logs = stop_load_clients(&stop, clients);
-    resources_stayed_flat(&samples);
+    resources_stayed_flat(descriptors_before, &samples);
     report_figures(cycles, soak_took, &logs, &windows, commit_micros);
     let stderr = gateway.stderr_text();
     assert!(
@@ -260,12 +261,17 @@ fn stop_load_clients(stop: &AtomicBool, clients: Vec<LoadClient>) -> Vec<ClientL
         .collect()
 }
 
-/// After the first cycle (both libraries loaded) nothing may grow: descriptors, patch mappings and
-/// what `status` reports are the same at every cycle's end, the patch mappings match `status`, and
-/// the other mappings (thread stacks, allocator arenas come and go) do not trend up.
-fn resources_stayed_flat(samples: &[Resources]) {
+/// Loading the patches kept no descriptor open, and after the first cycle (both libraries loaded)
+/// nothing grows: descriptors, patch mappings and what `status` reports are the same at every
+/// cycle's end, the patch mappings match `status`, and the other mappings (thread stacks and
+/// allocator arenas come and go) do not trend up.
+fn resources_stayed_flat(descriptors_before: usize, samples: &[Resources]) {
     let first = samples[0];
-    eprintln!("soak: resources after the first cycle: {first:?}");
+    eprintln!("soak: {descriptors_before} descriptors before, after the first cycle: {first:?}");
+    assert_eq!(
+        first.descriptors, descriptors_before,
+        "loading and applying the patches left descriptors open"
+    );
     assert!(
         first.patch_mappings > 0,
         "the patch libraries are mapped: {first:?}"
