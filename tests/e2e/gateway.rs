@@ -20,8 +20,8 @@ use hotreload_tests::{
 };
 
 const CLIENTS: usize = 16;
-const V2: &str = include_str!("../fixtures/gateway/lib_v2.rs");
-const V3: &str = include_str!("../fixtures/gateway/lib_v3.rs");
+pub(crate) const V2: &str = include_str!("../fixtures/gateway/lib_v2.rs");
+pub(crate) const V3: &str = include_str!("../fixtures/gateway/lib_v3.rs");
 
 /// Version 2 whose migration refuses the session of user `mallory`.
 fn v2_failing_for_mallory() -> String {
@@ -49,14 +49,14 @@ fn listening_address(
 }
 
 /// The gateway run by `cargo hotpatch run` (or `watch`); ended when dropped.
-struct Gateway {
+pub(crate) struct Gateway {
     run: ToolRun,
-    address: String,
+    pub(crate) address: String,
     _lines: Receiver<String>,
 }
 
 impl Gateway {
-    fn start(fixture: &Fixture) -> Self {
+    pub(crate) fn start(fixture: &Fixture) -> Self {
         Self::start_with(fixture, "run")
     }
 
@@ -73,19 +73,19 @@ impl Gateway {
     }
 
     /// Everything the tool printed on stderr so far.
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.run.stderr_text()
     }
 }
 
 /// A connection that sends a request and reads its reply.
-struct Connection {
+pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
 impl Connection {
-    fn open(address: &str) -> Self {
+    pub(crate) fn open(address: &str) -> Self {
         let stream = TcpStream::connect(address).expect("connecting to the gateway");
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -96,7 +96,7 @@ impl Connection {
         }
     }
 
-    fn ask(&mut self, request: &str) -> Result<String, String> {
+    pub(crate) fn ask(&mut self, request: &str) -> Result<String, String> {
         self.writer
             .write_all(format!("{request}\n").as_bytes())
             .map_err(|e| format!("sending `{request}`: {e}"))?;

@@ -21,5 +21,6 @@ mod patch;
 mod record;
 mod release;
 mod rollout;
+mod soak;
 mod startup;
 mod watch;

@@ -165,6 +165,9 @@ pub enum PatchFileError {
         /// Bytes left in the file.
         available: u64,
     },
+    /// The manifest's length field is over [`MAX_MANIFEST_LEN`]: no manifest is that large.
+    #[error("the patch file says its manifest is {0} bytes long, more than the {MAX_MANIFEST_LEN} a manifest may have; the file is corrupt")]
+    ManifestTooLarge(u32),
     /// Longer than its headers say.
     #[error("the patch file has {0} unexpected bytes after the library; it is corrupt")]
     TrailingBytes(u64),
@@ -246,11 +249,7 @@ impl PatchFile {
         }
         let (manifest_len, rest) = take_u32(rest, "the manifest length")?;
         if manifest_len > MAX_MANIFEST_LEN {
-            return Err(PatchFileError::Truncated {
-                what: "the manifest",
-                needed: u64::from(manifest_len),
-                available: rest.len() as u64,
-            });
+            return Err(PatchFileError::ManifestTooLarge(manifest_len));
         }
         let (manifest_hash, rest) = take(rest, 32, "the manifest's hash")?;
         let (manifest_raw, rest) = take(rest, manifest_len as usize, "the manifest")?;
@@ -437,5 +436,22 @@ mod tests {
             PatchFile::parse(b"GARBAGE!...."),
             Err(PatchFileError::NotAPatch)
         ));
+    }
+
+    /// A manifest length over the cap is named as such, not as a truncated file (the file may
+    /// well be that long).
+    #[test]
+    fn a_manifest_length_over_the_cap_is_refused_as_corrupt() {
+        let too_long = MAX_MANIFEST_LEN + 1;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&too_long.to_le_bytes());
+        bytes.resize(bytes.len() + too_long as usize + 4, b' ');
+        let error = PatchFile::parse(&bytes).unwrap_err();
+        assert!(
+            matches!(error, PatchFileError::ManifestTooLarge(len) if len == too_long),
+            "{error}"
+        );
+        assert!(error.to_string().contains("corrupt"), "{error}");
     }
 }
