@@ -67,9 +67,10 @@ fn edition_is(tick: &Tick, version: &str) {
 }
 
 /// The length of the library `patch` carries, which a process applying it keeps mapped for good;
-/// asserts the library carries no debug information (the tool keeps that in its work directory).
+/// asserts the library carries no debug information and no symbol table (the tool keeps both in
+/// its work directory), only the dynamic symbols of its hot functions' code.
 pub(crate) fn mapped_library_len(patch: &Path) -> usize {
-    use object::{Object as _, ObjectSection as _};
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
     let file = PatchFile::parse(&std::fs::read(patch).unwrap()).expect("a patch file");
     let library = object::File::parse(&*file.library).expect("the patch library is an object");
     let debug: Vec<&str> = library
@@ -77,9 +78,18 @@ pub(crate) fn mapped_library_len(patch: &Path) -> usize {
         .filter_map(|section| section.name().ok())
         .filter(|name| name.starts_with(".debug_"))
         .collect();
+    let hot_code = library
+        .dynamic_symbols()
+        .filter(|symbol| {
+            symbol
+                .name()
+                .is_ok_and(|name| name.contains("__hot_original_"))
+        })
+        .count();
     assert!(
-        debug.is_empty() && library.symbols().next().is_some(),
-        "{} carries debug sections {debug:?} (or lost its symbol table)",
+        debug.is_empty() && library.symbols().next().is_none() && hot_code > 0,
+        "{} carries debug sections {debug:?} or a symbol table, or exports no hot function's \
+         code ({hot_code} symbols)",
         patch.display()
     );
     file.library.len()

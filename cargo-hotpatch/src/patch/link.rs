@@ -6,7 +6,8 @@
 //! `HOTPATCH_LINKER` names another compiler driver to link with instead.
 //!
 //! The library is linked with its debug information (the layout check reads it, relocated) and
-//! then copied without it by [`DebugInfoStrip`], while the checks run: the copy is what a process maps, for good.
+//! then copied without it (or its symbol table) by [`StrippedCopy`], while the checks run: the
+//! copy is what a process maps, for good.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -92,10 +93,11 @@ impl Linker {
     /// be resolved against the running host when it is loaded.
     ///
     /// The library exports only the data a crate shares ([`shared_data_symbols`]: the host's
-    /// copies of it take precedence) and keeps only what its registrations, that data and the
-    /// code they reach need (`--gc-sections`): a rebuilt crate is mostly code no patched function
-    /// reaches (the app's startup, its unpatched callers), and exported functions would all be
-    /// kept. Registrations are `.init_array` entries, which the linker always keeps.
+    /// copies of it take precedence) and its hot functions' code (so `dladdr` names a thread
+    /// found running it), and keeps only what its registrations, those and the code they reach
+    /// need (`--gc-sections`): a rebuilt crate is mostly code no patched function reaches (the
+    /// app's startup, its unpatched callers), and exported functions would all be kept.
+    /// Registrations are `.init_array` entries, which the linker always keeps.
     ///
     /// With `needs_c_runtime` (the code
     /// refers to `__dso_handle`), the compiler driver links, as only it knows where the C
@@ -180,13 +182,14 @@ impl Linker {
     }
 }
 
+/// The pattern of the symbols of hot functions' code (and of closures inside it), as
+/// `#[hot]` names it.
+const HOT_CODE_PATTERN: &str = "*__hot_original_*";
+
 /// Writes a version script that exports `symbols` (each quoted: matched as written, never as a
-/// pattern) and makes every other symbol local.
+/// pattern) and hot functions' code, and makes every other symbol local.
 fn write_version_script(symbols: &BTreeSet<String>, path: &Path) -> anyhow::Result<()> {
-    let mut script = String::from("{\n");
-    if !symbols.is_empty() {
-        script.push_str("  global:\n");
-    }
+    let mut script = format!("{{\n  global:\n    {HOT_CODE_PATTERN};\n");
     for symbol in symbols {
         script.push_str(&format!("    \"{symbol}\";\n"));
     }
@@ -194,21 +197,23 @@ fn write_version_script(symbols: &BTreeSet<String>, path: &Path) -> anyhow::Resu
     std::fs::write(path, script).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A copy of the patch library without its `.debug_*` sections being written by binutils'
-/// `objcopy` (there wherever `cc` is), while the checks read the linked library: the rest, symbol
-/// tables included, is unchanged, so offsets read from the linked library hold in the copy. Most
-/// of a dev build's library is debug information, which a running process has no use for and
-/// would keep mapped.
-pub struct DebugInfoStrip {
+/// A copy of the patch library without its debug information and symbol table, written by
+/// binutils' `objcopy --strip-all` (there wherever `cc` is) while the checks read the linked
+/// library; the rest (the dynamic symbols `dladdr` reads included) is unchanged, so offsets read
+/// from the linked library hold in the copy. Most of a dev library is debug information and
+/// symbol names, which a running process has no use for (its library's descriptor is closed once
+/// loaded, so no debugger or profiler could read them from there) and would keep mapped: the
+/// linked library in the work directory has them, for `gdb`'s `add-symbol-file`.
+pub struct StrippedCopy {
     objcopy: Option<Child>,
     library: PathBuf,
 }
 
-impl DebugInfoStrip {
+impl StrippedCopy {
     /// Starts copying `library` to `output` without its debug information.
     pub fn start(library: &Path, output: &Path) -> anyhow::Result<Self> {
         let objcopy = Command::new("objcopy")
-            .arg("--strip-debug")
+            .arg("--strip-all")
             .arg(library)
             .arg(output)
             .stdout(Stdio::null())
@@ -218,7 +223,7 @@ impl DebugInfoStrip {
                 "removing the patch library's debug information: running `objcopy` failed; \
                  install binutils (it comes with gcc) so that `objcopy` is on the PATH",
             )?;
-        Ok(DebugInfoStrip {
+        Ok(StrippedCopy {
             objcopy: Some(objcopy),
             library: library.to_owned(),
         })
@@ -233,7 +238,7 @@ impl DebugInfoStrip {
         if !result.status.success() {
             bail!(
                 "removing the patch library's debug information failed \
-                 (`objcopy --strip-debug {}`):\n{}",
+                 (`objcopy --strip-all {}`):\n{}",
                 self.library.display(),
                 String::from_utf8_lossy(&result.stderr)
             );
@@ -242,7 +247,7 @@ impl DebugInfoStrip {
     }
 }
 
-impl Drop for DebugInfoStrip {
+impl Drop for StrippedCopy {
     /// A build that stops before packaging still reaps its `objcopy` (a watching tool lives on).
     fn drop(&mut self) {
         if let Some(mut objcopy) = self.objcopy.take() {

@@ -2,8 +2,8 @@
 //! compare their functions with the last build ([`changes`]), [`redirect`] their references to
 //! the host's private statics, [`analyse`] what they reach, [`link`] them into a library that
 //! resolves everything else against the running host, check type [`layouts`], and [`package`]
-//! the patch file with a copy of the library without debug information (the linked one, with it,
-//! stays in the work directory for the checks). [`build_including`] is the driver and reads as
+//! the patch file with a copy of the library without debug information or symbol table (the
+//! linked one, with both, stays in the work directory for the checks and for debuggers). [`build_including`] is the driver and reads as
 //! that list.
 //!
 //! Patches are built against a base recorded by [`crate::host`]; nothing there depends on this.
@@ -100,10 +100,10 @@ pub fn build_including(
     timings.time(Cost::Link, || {
         linker.link_library(&objects, &library, needs_c_runtime, writable_data)
     })?;
-    // The process maps the library for good: it gets a copy without debug information, written
-    // while the checks read the linked one.
+    // The process maps the library for good: it gets a copy without debug information or symbol
+    // table, written while the checks read the linked one.
     let mapped_library = work_dir.join("patch.mapped.so");
-    let strip = link::DebugInfoStrip::start(&library, &mapped_library)?;
+    let strip = link::StrippedCopy::start(&library, &mapped_library)?;
     // The layouts are read from the linked library: its debug information is relocated.
     let states = timings.time(Cost::Analysis, || {
         layouts::check_layouts(&host, &changed, &library, &base.identity.profile)
