@@ -112,6 +112,7 @@ pub mod wire;
 
 pub use error::Error;
 pub use hotreload_macros::{hot, hot_state};
+pub use loader::read_patch_file;
 pub use patch::build_id;
 pub use safe_point::{blocking_at_safe_point, participant_count, safe_point};
 pub use slot::{HotFunction, HotKey, HotSlot};

@@ -18,8 +18,8 @@ pub(crate) const MAX_PATCH_FILE_BYTES: u64 = 256 << 20;
 /// Reads the patch file at `path`: only a regular file of at most [`MAX_PATCH_FILE_BYTES`].
 /// It is opened without blocking, so a named pipe with no writer cannot hold the caller, and its
 /// size is checked before anything is read, so a device that never ends (`/dev/zero`) cannot
-/// exhaust memory.
-pub(crate) fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
+/// exhaust memory. The tool reads patch files with it too.
+pub fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
     let failed = |source: io::Error| match source.raw_os_error() {
         #[cfg(unix)]
         Some(libc::EMFILE | libc::ENFILE) => {

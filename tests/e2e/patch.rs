@@ -712,6 +712,9 @@ fn a_patch_under_a_newer_one_is_refused(
         status_before,
         "the refused patch changes nothing"
     );
+    // Back to p4, as the next step finds the process.
+    fixture.rollback().success();
+    app.wait_for_version("v4");
 }
 
 #[test]

@@ -47,10 +47,6 @@ pub fn check(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
 /// Verifies, loads and commits `patch`; when its answer does not come in time, what the process's
 /// status says happened (see the module documentation).
 pub fn apply(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
-    let bytes = std::fs::read(patch).with_context(|| format!("reading {}", patch.display()))?;
-    let id = PatchFile::parse(&bytes)
-        .with_context(|| format!("reading {}", patch.display()))?
-        .id;
     let commit_deadline = status(socket)
         .ok()
         .map(|status| 2 * Duration::from_millis(status.commit_timeout_ms) + MARGIN);
@@ -69,6 +65,7 @@ pub fn apply(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
             // Closed first: a server that serves one connection at a time must see it end to
             // answer the next one.
             drop(connection);
+            let id = patch_id(patch)?;
             status_line(
                 "Waiting",
                 format!(
@@ -80,6 +77,16 @@ pub fn apply(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
             resolve(socket, &id, commit_deadline.unwrap_or(DEFAULT_WAIT))
         }
     }
+}
+
+/// The id of the patch file at `patch`, read as the process reads it: a named pipe or a device
+/// must not hold the tool either (the process, asked first, refuses those itself).
+fn patch_id(patch: &Path) -> anyhow::Result<String> {
+    let bytes = hotreload_runtime::read_patch_file(patch)
+        .with_context(|| format!("reading {}", patch.display()))?;
+    Ok(PatchFile::parse(&bytes)
+        .with_context(|| format!("reading {}", patch.display()))?
+        .id)
 }
 
 /// What happened to an `apply` of patch `id` whose answer did not come: polls `status` for up

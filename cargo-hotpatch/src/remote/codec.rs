@@ -93,9 +93,13 @@ pub fn exchange(
         .write_all(line.as_bytes())
         .with_context(|| peer.sending())?;
     let mut answer = String::new();
-    connection
-        .read_line(&mut answer)
-        .with_context(|| peer.reading())?;
+    match connection.read_line(&mut answer) {
+        // A peer that closes with the request unread resets the connection: it refused it.
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+            anyhow::bail!(peer.closed())
+        }
+        read => read.with_context(|| peer.reading())?,
+    };
     if answer.is_empty() {
         anyhow::bail!(peer.closed());
     }
