@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::sha256_hex;
@@ -16,23 +17,78 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarge
 /// A function's code and references, as comparable text: equal fingerprints, equal behaviour.
 type Fingerprints = BTreeMap<String, String>;
 
+/// The fingerprints of the objects each directory held at the last call, by file identity:
+/// rustc hard-links the objects of the codegen units an edit left alone from its incremental
+/// cache, so with one unit per module most objects of a patch build are the same files as last
+/// time, and only the units the edit re-emitted are read.
+static LAST_OBJECTS: Mutex<BTreeMap<PathBuf, ObjectFingerprints>> = Mutex::new(BTreeMap::new());
+
+/// The fingerprints of each object file of one directory.
+type ObjectFingerprints = BTreeMap<FileIdentity, Fingerprints>;
+
 /// The fingerprint of every function defined in the objects (`.o` files, or `.rlib` archives).
 pub fn function_fingerprints(paths: &[PathBuf]) -> anyhow::Result<Fingerprints> {
+    let directory = paths
+        .first()
+        .and_then(|path| path.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut remembered = LAST_OBJECTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let last = remembered.entry(directory).or_default();
+    let mut seen = ObjectFingerprints::new();
     let mut out = Fingerprints::new();
     for path in paths {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if path.extension().is_some_and(|ext| ext == "rlib") {
-            let archive = ArchiveFile::parse(&*data)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            for member in archive.members() {
-                let member = member?;
-                if member.name().ends_with(b".o") {
-                    add_object(member.data(&*data)?, &mut out);
-                }
-            }
-        } else {
-            add_object(&data, &mut out);
+        let identity = file_identity(path);
+        let known = identity.as_ref().and_then(|id| last.remove(id));
+        let fingerprints = match known {
+            Some(fingerprints) => fingerprints,
+            None => fingerprints_of_file(path)?,
+        };
+        out.extend(fingerprints.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(identity) = identity {
+            seen.insert(identity, fingerprints);
         }
+    }
+    *last = seen;
+    Ok(out)
+}
+
+/// A file's device, inode, length and modification time: equal for a hard link to the same
+/// unchanged file. `None` where the platform has no inodes (nothing is then remembered).
+type FileIdentity = (u64, u64, u64, i64, i64);
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    ))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<FileIdentity> {
+    None
+}
+
+fn fingerprints_of_file(path: &Path) -> anyhow::Result<Fingerprints> {
+    let mut out = Fingerprints::new();
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|ext| ext == "rlib") {
+        let archive =
+            ArchiveFile::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        for member in archive.members() {
+            let member = member?;
+            if member.name().ends_with(b".o") {
+                add_object(member.data(&*data)?, &mut out);
+            }
+        }
+    } else {
+        add_object(&data, &mut out);
     }
     Ok(out)
 }
