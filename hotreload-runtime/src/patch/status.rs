@@ -3,7 +3,7 @@
 
 use super::{build_id, function_changes, lock, unix_seconds, APPLYING, PATCHES};
 use crate::state as hot_state;
-use crate::table::{HistoryAction, Table};
+use crate::table::{HistoryAction, HistoryEntry, Table};
 use crate::wire::protocol::{AppliedPatch, FunctionStatus, HistoryItem, StateStatus, StatusReport};
 
 /// How many of the last commits and rollbacks a status report lists; it counts the others.
@@ -56,18 +56,7 @@ pub fn status() -> StatusReport {
     let history_dropped = history.len().saturating_sub(HISTORY_SHOWN);
     let history = history[history_dropped..]
         .iter()
-        .map(|h| HistoryItem {
-            update_id: h.update_id,
-            label: h.label.clone(),
-            action: match h.action {
-                HistoryAction::Committed => "committed",
-                HistoryAction::RolledBack => "rolled_back",
-            }
-            .to_owned(),
-            at_unix: unix_seconds(h.at),
-            changes: function_changes(&h.changes),
-            states: h.states.clone(),
-        })
+        .map(history_item)
         .collect();
     StatusReport {
         pid: std::process::id(),
@@ -90,5 +79,21 @@ pub fn status() -> StatusReport {
             .unwrap_or(u64::MAX),
         applying: lock(&APPLYING).clone(),
         long_running: super::running::long_running(&libraries),
+    }
+}
+
+/// One commit or rollback of the table's history, as `status` lists it.
+fn history_item(h: &HistoryEntry) -> HistoryItem {
+    HistoryItem {
+        update_id: h.update_id,
+        label: h.label.clone(),
+        action: match h.action {
+            HistoryAction::Committed => "committed",
+            HistoryAction::RolledBack => "rolled_back",
+        }
+        .to_owned(),
+        at_unix: unix_seconds(h.at),
+        changes: function_changes(&h.changes),
+        states: h.states.clone(),
     }
 }

@@ -16,11 +16,25 @@ use warm::WarmRustc;
 /// Where patch builds keep rustc's incremental state, under the work directory.
 const INCREMENTAL_DIR: &str = "rustc-incremental";
 
-/// Codegen units of a patch build when the profile names none: cargo's own default for
-/// incremental builds. An edit then re-emits only the units of the modules it touched: on the
-/// 6,400-line depot a one-line edit spent 0.5 s in LLVM with 16 units and 0.1 s with 256. The
-/// linker keeps only the code the patch reaches, so more units do not make the patch larger.
-const PATCH_CODEGEN_UNITS: u32 = 256;
+/// Codegen units of a patch build, when the profile names none, per source file of the crate:
+/// with incremental compilation rustc gives each module a unit (and another for its generic
+/// instances) and merges the smallest units down to the limit. An edit then re-emits its
+/// module's units and whatever they were merged with: on the 6,400-line depot (about 50 files) a
+/// one-line edit spent 0.5 s in LLVM with 16 units and 0.1 s with 256. Each unit also costs a
+/// little whatever the edit (an object to write, compare and link): on the fixture's one-file
+/// crate, 256 units made a patch 60 ms slower than 16.
+const CODEGEN_UNITS_PER_SOURCE_FILE: usize = 4;
+/// The fewest codegen units of a patch build: rustc's own default without incremental
+/// compilation.
+const MIN_CODEGEN_UNITS: usize = 16;
+/// The most codegen units of a patch build: cargo's own default for incremental builds.
+const MAX_CODEGEN_UNITS: usize = 256;
+
+/// The codegen units a patch build of `record` asks for when its profile names none.
+fn patch_codegen_units(record: &CrateRecord) -> usize {
+    (record.sources.len() * CODEGEN_UNITS_PER_SOURCE_FILE)
+        .clamp(MIN_CODEGEN_UNITS, MAX_CODEGEN_UNITS)
+}
 
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
 /// one per codegen unit.
@@ -56,7 +70,8 @@ fn compile(
         let _ = std::fs::remove_dir_all(work.join("incremental"));
         work.join(INCREMENTAL_DIR).join(&record.name)
     });
-    let args = replay_args(invocation, out_dir, incremental.as_deref());
+    let units = patch_codegen_units(record);
+    let args = replay_args(invocation, out_dir, incremental.as_deref(), units);
     let status = match warm.and_then(|warm| warm.run(&args)) {
         Some(mut rustc) => rustc.wait(),
         None => {
@@ -92,7 +107,12 @@ fn compile(
 
 /// The captured arguments, changed to write object files only, into `out_dir`, with human
 /// diagnostics, no incremental state shared with cargo and no jobserver.
-fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Path>) -> Vec<String> {
+fn replay_args(
+    invocation: &Invocation,
+    out_dir: &Path,
+    incremental: Option<&Path>,
+    codegen_units: usize,
+) -> Vec<String> {
     let mut args = Vec::with_capacity(invocation.args.len());
     let mut iter = invocation.args.iter().peekable();
     while let Some(arg) = iter.next() {
@@ -123,7 +143,7 @@ fn replay_args(invocation: &Invocation, out_dir: &Path, incremental: Option<&Pat
         // `--emit=obj` alone means one codegen unit, recompiled whole on every edit; with several,
         // incremental compilation reuses the object code of every unit the edit left alone.
         args.push("-C".to_owned());
-        args.push(format!("codegen-units={PATCH_CODEGEN_UNITS}"));
+        args.push(format!("codegen-units={codegen_units}"));
     }
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         args.push("--color=always".to_owned());
