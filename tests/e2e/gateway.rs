@@ -133,11 +133,7 @@ fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client 
         while !stop.load(Ordering::Relaxed) {
             let reply = connection.ask("get")?;
             sent += 1;
-            let version = ["v1", "v2", "v3"].into_iter().find(|version| {
-                let tier = if *version == "v1" { "" } else { " tier=Free" };
-                reply == format!("ok {version} user={user} requests={sent} notes={note}{tier}")
-            });
-            let Some(version) = version else {
+            let Some(version) = version_answering(&reply, &user, sent, &note) else {
                 return Err(format!(
                     "client {index}: after {sent} requests the gateway answered `{reply}`"
                 ));
@@ -148,6 +144,20 @@ fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client 
         Ok(sent)
     });
     Client { version, thread }
+}
+
+/// The gateway version (v1, v2 or v3) whose answer to `get` is `reply`, for a client named
+/// `user` with `note` after `sent` requests; `None` for any other answer.
+pub(crate) fn version_answering(
+    reply: &str,
+    user: &str,
+    sent: u64,
+    note: &str,
+) -> Option<&'static str> {
+    ["v1", "v2", "v3"].into_iter().find(|version| {
+        let tier = if *version == "v1" { "" } else { " tier=Free" };
+        reply == format!("ok {version} user={user} requests={sent} notes={note}{tier}")
+    })
 }
 
 fn wait_until_all_see(clients: &[Client], version: &str) {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use cargo_hotpatch::remote::client;
 use hotreload_tests::{locations, Fixture, PatchReport, Profile};
 
-use super::gateway::{Connection, Gateway, V2, V3};
+use super::gateway::{version_answering, Connection, Gateway, V2, V3};
 
 /// Clients connected through the whole soak, each with a session that every commit migrates.
 const SOAK_CLIENTS: usize = 32;
@@ -64,11 +64,7 @@ fn start_load_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Lo
                 log.slow.push((started, took));
             }
             let sent = log.sent;
-            let version = ["v1", "v2", "v3"].into_iter().find(|version| {
-                let tier = if *version == "v1" { "" } else { " tier=Free" };
-                reply == format!("ok {version} user={user} requests={sent} notes={note}{tier}")
-            });
-            let Some(version) = version else {
+            let Some(version) = version_answering(&reply, &user, sent, &note) else {
                 return Err(format!(
                     "client {index}: after {sent} requests the gateway answered `{reply}`"
                 ));

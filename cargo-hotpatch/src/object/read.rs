@@ -9,47 +9,41 @@ use hotreload_runtime::wire::patch_file::hex;
 use hotreload_runtime::wire::state_record::{parse_records, StateRecord};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind};
 
-/// The names of the symbols the objects refer to without defining them there.
-pub fn undefined_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSet<String>> {
-    let mut undefined = BTreeSet::new();
-    for path in objects {
-        let path = path.as_ref();
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file =
-            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        undefined.extend(
-            file.symbols()
-                .filter(|symbol| symbol.is_undefined())
-                .filter_map(|symbol| symbol.name().ok().map(str::to_owned)),
-        );
-    }
-    Ok(undefined)
+/// What the linker needs to know of a patch's objects' symbols, read in one pass.
+#[derive(Debug, Default)]
+pub struct ObjectSymbols {
+    /// The symbols the objects refer to without defining them there.
+    pub undefined: BTreeSet<String>,
+    /// The data the objects define for every module to share: global, default-visibility
+    /// statics and thread-locals (a crate's public ones). The executable's definitions of these
+    /// take precedence when a patch library is loaded, so the patch uses the running copies.
+    pub shared_data: BTreeSet<String>,
 }
 
-/// The data the objects define for every module to share: global, default-visibility statics
-/// and thread-locals (a crate's public ones). The executable's definitions of these take
-/// precedence when a patch library is loaded, so the patch uses the running copies.
-pub fn shared_data_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<BTreeSet<String>> {
-    let mut shared = BTreeSet::new();
+/// The [`ObjectSymbols`] of `objects`.
+pub fn object_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<ObjectSymbols> {
+    let mut symbols = ObjectSymbols::default();
     for path in objects {
         let path = path.as_ref();
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let file =
             object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        shared.extend(
-            file.symbols()
-                .filter(|symbol| !symbol.is_undefined() && symbol.section_index().is_some())
-                .filter(|symbol| symbol.scope() == object::SymbolScope::Dynamic)
-                .filter(|symbol| {
-                    matches!(
-                        symbol.kind(),
-                        object::SymbolKind::Data | object::SymbolKind::Tls
-                    )
-                })
-                .filter_map(|symbol| symbol.name().ok().map(str::to_owned)),
-        );
+        for symbol in file.symbols() {
+            let Ok(name) = symbol.name() else { continue };
+            if symbol.is_undefined() {
+                symbols.undefined.insert(name.to_owned());
+            } else if symbol.section_index().is_some()
+                && symbol.scope() == object::SymbolScope::Dynamic
+                && matches!(
+                    symbol.kind(),
+                    object::SymbolKind::Data | object::SymbolKind::Tls
+                )
+            {
+                symbols.shared_data.insert(name.to_owned());
+            }
+        }
     }
-    Ok(shared)
+    Ok(symbols)
 }
 
 /// Where each of `statics` lies in a linked library, for the ones that are ordinary data (not

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context as _};
 
 use crate::host::HostLocalData;
-use crate::object::read::{shared_data_symbols, undefined_symbols};
+use crate::object::read::{object_symbols, ObjectSymbols};
 use crate::patch::redirect::reaches_across_objects;
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
@@ -57,7 +57,7 @@ impl Linker {
         }
     }
 
-    /// The objects to redirect and link, with the symbols they refer to without defining them.
+    /// The objects to redirect and link, with what their symbols say.
     /// Redirection works inside an object: when one object reaches a redirect target another
     /// defines, the objects are merged into `work_dir/patch.merged.o`, so a private static one
     /// codegen unit defines and another reaches is reached inside one.
@@ -66,14 +66,14 @@ impl Linker {
         objects: Vec<PathBuf>,
         targets: &HostLocalData,
         work_dir: &Path,
-    ) -> anyhow::Result<(Vec<PathBuf>, BTreeSet<String>)> {
-        let undefined = undefined_symbols(&objects)?;
-        if !reaches_across_objects(&undefined, targets) {
-            return Ok((objects, undefined));
+    ) -> anyhow::Result<(Vec<PathBuf>, ObjectSymbols)> {
+        let symbols = object_symbols(&objects)?;
+        if !reaches_across_objects(&symbols.undefined, targets) {
+            return Ok((objects, symbols));
         }
         let merged = work_dir.join("patch.merged.o");
         self.merge(&objects, &merged)?;
-        Ok((vec![merged], undefined))
+        Ok((vec![merged], symbols))
     }
 
     /// Merges the objects of one crate's codegen units into `output` (a relocatable link), so
@@ -92,7 +92,7 @@ impl Linker {
     /// (`-Bsymbolic-functions`) while every data reference and every other symbol stays open, to
     /// be resolved against the running host when it is loaded.
     ///
-    /// The library exports only the data a crate shares ([`shared_data_symbols`]: the host's
+    /// The library exports only the data a crate shares (`shared_data`: the host's
     /// copies of it take precedence) and its hot functions' code (so `dladdr` names a thread
     /// found running it), and keeps only what its registrations, those and the code they reach
     /// need (`--gc-sections`): a rebuilt crate is mostly code no patched function reaches (the
@@ -106,6 +106,7 @@ impl Linker {
     pub fn link_library(
         &self,
         objects: &[PathBuf],
+        shared_data: &BTreeSet<String>,
         output: &Path,
         needs_c_runtime: bool,
         writable_data: bool,
@@ -119,7 +120,7 @@ impl Linker {
         };
         let relro = if writable_data { "norelro" } else { "relro" };
         let exports = output.with_extension("exports");
-        write_version_script(&shared_data_symbols(objects)?, &exports)?;
+        write_version_script(shared_data, &exports)?;
         let mut command = linker.command();
         match &linker {
             Linker::Lld(_) => command.args([

@@ -80,7 +80,7 @@ pub fn build_including(
         Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
     })?;
     let targets = introduced.redirect_targets(&host.local_data);
-    let (objects, undefined) = timings.time(Cost::Link, || {
+    let (objects, symbols) = timings.time(Cost::Link, || {
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
     let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
@@ -93,11 +93,17 @@ pub fn build_including(
     })?;
     let library = work_dir.join("patch.so");
     // Code referring to its own module's handle needs the C runtime's start files.
-    let needs_c_runtime = undefined.contains("__dso_handle");
+    let needs_c_runtime = symbols.undefined.contains("__dso_handle");
     // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
     let writable_data = !redirections.data_pointers.is_empty();
     timings.time(Cost::Link, || {
-        linker.link_library(&objects, &library, needs_c_runtime, writable_data)
+        linker.link_library(
+            &objects,
+            &symbols.shared_data,
+            &library,
+            needs_c_runtime,
+            writable_data,
+        )
     })?;
     // The process maps the library for good: it gets a copy without debug information or symbol
     // table, written while the checks read the linked one.

@@ -57,8 +57,11 @@ fn build(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
     let (_, host) = rustc_version(Path::new("rustc")).unwrap();
     let linker = Linker::for_base(toolchain_lld_dir(Path::new("rustc"), &host).as_deref());
     let library = out.join("demo.so");
+    let shared_data = crate::object::read::object_symbols(&objects)
+        .unwrap()
+        .shared_data;
     linker
-        .link_library(&objects, &library, false, false)
+        .link_library(&objects, &shared_data, &library, false, false)
         .unwrap();
     library
 }

@@ -59,7 +59,7 @@ pub struct DataPointer {
 }
 
 /// Whether an object refers (`undefined`, from
-/// [`undefined_symbols`](crate::object::read::undefined_symbols)) to one of `targets` that
+/// [`object_symbols`](crate::object::read::object_symbols)) to one of `targets` that
 /// another object defines. rustc splits a crate into codegen units, and a private static shared
 /// by two of them is a hidden symbol one defines and the other refers to. Redirection rewrites a
 /// static and its references together inside one object, so such objects must be merged first.
