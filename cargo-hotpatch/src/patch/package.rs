@@ -85,6 +85,7 @@ pub fn manifest(
             .collect(),
         changed_functions,
         redirects,
+        entry_redirects: Vec::new(),
         states,
         library_sha256: String::new(),
         library_len: 0,

@@ -18,6 +18,7 @@ pub fn manifest(build_id: &str) -> Manifest {
         hot_functions: vec![],
         changed_functions: vec![],
         redirects: vec![],
+        entry_redirects: vec![],
         states: vec![],
         library_sha256: String::new(),
         library_len: 0,

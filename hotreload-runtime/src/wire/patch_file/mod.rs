@@ -79,6 +79,23 @@ pub struct StaticRedirect {
     pub module: Option<String>,
 }
 
+/// A function of the running program whose entry is redirected to the patch's new code (issue
+/// 14): its first five bytes become a jump to a slot near it, and the slot jumps into the library.
+/// Calls already running finish on the old code; every later call, through any caller, function
+/// pointer or vtable, runs the new code. `#[hot]` functions keep their table and are never listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRedirect {
+    /// The function's demangled name, for messages and reports.
+    pub name: String,
+    /// Offset of the old function's entry from the executable's load base.
+    pub host_offset: u64,
+    /// The old function's size in bytes as the executable's symbol table gives it (0 when
+    /// unknown); the jump needs five bytes of body or padding before the next symbol.
+    pub host_size: u64,
+    /// Offset of the new function's entry from the library's load base.
+    pub patch_offset: u64,
+}
+
 /// What a patch is and what it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -93,6 +110,10 @@ pub struct Manifest {
     /// Private statics of the host reached through cells the runtime fills.
     #[serde(default)]
     pub redirects: Vec<StaticRedirect>,
+    /// Functions of the running program (not `#[hot]`) whose entries jump to the library's code.
+    /// Cumulative like everything else: every function that differs from the base build.
+    #[serde(default)]
+    pub entry_redirects: Vec<EntryRedirect>,
     /// The `#[hot_state]` types of the rebuilt crates, as the library has them.
     #[serde(default)]
     pub states: Vec<PatchedState>,

@@ -14,6 +14,7 @@ fn sample() -> PatchFile {
             hot_functions: vec![],
             changed_functions: vec!["logic::step".into()],
             redirects: vec![],
+            entry_redirects: vec![],
             states: vec![],
             library_sha256: String::new(),
             library_len: 0,
