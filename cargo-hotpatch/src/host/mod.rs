@@ -8,12 +8,14 @@
 
 pub mod capture;
 pub mod facts;
+pub mod functions;
 pub mod portable;
 pub mod record;
 pub mod sources;
 pub mod toolchain;
 
 pub use facts::{hot_identity, HostFacts, HostLocalData, HotFunctions};
+pub use functions::{host_functions, HostFunctions};
 pub use record::{BaseRecord, CrateRecord};
 
 use std::io::BufReader;

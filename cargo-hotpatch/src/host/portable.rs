@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::host::record::{BaseRecord, RECORD_FILE, SOURCES_DIR};
+use crate::host::record::{BaseRecord, LIBRARIES_DIR, RECORD_FILE, SOURCES_DIR};
 
 impl BaseRecord {
     /// Writes a self-contained copy of this record to `dir`: the record, the executable, the
@@ -63,6 +63,7 @@ impl BaseRecord {
         }
         if let Some(base_dir) = self.executable.parent() {
             copied += copy_tree(&base_dir.join(SOURCES_DIR), &dir.join(SOURCES_DIR))?;
+            copied += copy_tree(&base_dir.join(LIBRARIES_DIR), &dir.join(LIBRARIES_DIR))?;
         }
         let mut portable = self.clone();
         portable.executable = executable;

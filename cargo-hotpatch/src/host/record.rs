@@ -54,6 +54,20 @@ impl CrateRecord {
         self.crate_types.iter().all(|t| t == "lib" || t == "rlib")
     }
 
+    /// The library cargo built of this crate (`lib<name><extra>.rlib` in its output directory).
+    pub fn built_rlib(&self) -> PathBuf {
+        let invocation = &self.invocation;
+        let out_dir = Path::new(invocation.flag_value("--out-dir").unwrap_or("."));
+        let extra = invocation.codegen_option("extra-filename").unwrap_or("");
+        out_dir.join(format!("lib{}{extra}.rlib", self.name))
+    }
+
+    /// The base build's library of this crate as kept in the base record's directory, if kept.
+    pub fn base_rlib(&self, base_dir: &Path) -> Option<PathBuf> {
+        let name = self.built_rlib().file_name()?.to_owned();
+        Some(base_dir.join(LIBRARIES_DIR).join(name)).filter(|path| path.is_file())
+    }
+
     /// The base's text of a source file, from the copy kept in the base record's directory.
     pub fn base_text(&self, base_dir: &Path, path: &Path) -> Option<String> {
         let hash = self.sources.get(path)?;
@@ -122,6 +136,7 @@ impl BaseRecord {
         })?;
         let build_id = read_build_id(&executable)?;
         let crates = crate_records(capture_dir, workspace_root, dir)?;
+        keep_libraries(&crates, dir)?;
         let rustc_path = crates
             .first()
             .map(|c| c.invocation.rustc.clone())
@@ -164,6 +179,29 @@ impl BaseRecord {
         })?;
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// Where copies of the base build's libraries of the workspace crates are kept: cargo's own are
+/// replaced by the next build, and a patch compares its functions with the base's.
+pub(crate) const LIBRARIES_DIR: &str = "libraries";
+
+/// Copies each patchable library crate's rlib, as the base build left it, into the record.
+fn keep_libraries(crates: &[CrateRecord], dir: &Path) -> anyhow::Result<()> {
+    let kept = dir.join(LIBRARIES_DIR);
+    let _ = std::fs::remove_dir_all(&kept);
+    std::fs::create_dir_all(&kept).with_context(|| format!("creating {}", kept.display()))?;
+    for record in crates.iter().filter(|c| c.is_patchable_library()) {
+        let rlib = record.built_rlib();
+        let Some(name) = rlib.file_name() else {
+            continue;
+        };
+        // A crate cargo did not build as a library leaves nothing to compare with.
+        if rlib.is_file() {
+            std::fs::copy(&rlib, kept.join(name))
+                .with_context(|| format!("copying {}", rlib.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The records of the workspace crates whose rustc invocations were captured in `capture_dir`,

@@ -1,6 +1,7 @@
 //! Building a patch, stage by stage: [`select`] the changed crates, [`compile`] them to objects,
 //! compare their functions with the last build ([`changes`]), [`redirect`] their references to
-//! the host's private statics, [`analyse`] what they reach, [`link`] them into a library that
+//! the host's private statics, [`analyse`] what they reach, bind every function the edit left
+//! alone to the running copy (`host_copies`), [`link`] them into a library that
 //! resolves everything else against the running host, check type [`layouts`], and [`package`]
 //! the patch file with a copy of the library without debug information or symbol table (the
 //! linked one, with both, stays in the work directory for the checks and for debuggers). [`build_including`] is the driver and reads as
@@ -11,6 +12,7 @@
 pub mod analyse;
 pub mod changes;
 pub mod compile;
+mod host_copies;
 mod introduced;
 pub mod layouts;
 pub mod link;
@@ -32,7 +34,7 @@ pub use changes::remember_base_functions;
 pub use introduced::forget_introduced_statics;
 pub use refusal::{NotPatchable, Refusal};
 
-use crate::host::{BaseRecord, CrateRecord, HostFacts};
+use crate::host::{self, BaseRecord, CrateRecord, HostFacts};
 use compile::warm::WarmCompilers;
 use introduced::Introduced;
 use link::Linker;
@@ -74,8 +76,7 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
-    let (objects, changed_functions) =
-        compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let (objects, changes) = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
     let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
         Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
     })?;
@@ -83,18 +84,24 @@ pub fn build_including(
     let (objects, symbols) = timings.time(Cost::Link, || {
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
-    let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
-        let found = analyse::analyse_objects(&objects, &targets)?;
-        analyse::refuse_changed_signatures(&found, &host.hot)?;
-        analyse::refuse_forks(&found, &redirections)?;
-        introduced.refuse_forks(&found.new_statics)?;
-        Ok((redirections, found))
-    })?;
+    let (redirections, found, bindings) =
+        timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+            let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
+            let found = analyse::analyse_objects(&objects, &targets)?;
+            analyse::refuse_changed_signatures(&found, &host.hot)?;
+            analyse::refuse_forks(&found, &redirections)?;
+            introduced.refuse_forks(&found.new_statics)?;
+            let running = host::host_functions(&base.executable, &base.identity.build_id)?;
+            let bindings =
+                host_copies::bind_unchanged(&objects, &changes.from_base, &running, work_dir)?;
+            Ok((redirections, found, bindings))
+        })?;
+    let objects: Vec<PathBuf> = objects.into_iter().chain(bindings.stubs.clone()).collect();
     let library = work_dir.join("patch.so");
     // Code referring to its own module's handle needs the C runtime's start files.
     let needs_c_runtime = symbols.undefined.contains("__dso_handle");
     // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
+    // (The running copies' cells are `.data`, which RELRO never covers.)
     let writable_data = !redirections.data_pointers.is_empty();
     timings.time(Cost::Link, || {
         linker.link_library(
@@ -124,7 +131,7 @@ pub fn build_including(
         base,
         &changed,
         &found.hot,
-        changed_functions,
+        changes.since_last_build,
         redirects,
         states,
     );
@@ -142,26 +149,28 @@ pub fn build_including(
 }
 
 /// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does)
-/// and lists the functions each changed since its last build: the objects, and those functions.
-/// The comparison counts as a check, not as rustc's time.
+/// and compares their functions with the last build and with the base: the objects, and what
+/// changed. The comparison counts as a check, not as rustc's time.
 fn compile_changed(
     base: &BaseRecord,
     changed: &[&CrateRecord],
     work_dir: &Path,
     mut warm: Option<&mut WarmCompilers>,
     timings: &mut Timings,
-) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+) -> anyhow::Result<(Vec<PathBuf>, changes::CrateChanges)> {
     let mut objects = Vec::new();
-    let mut changed_functions = Vec::new();
+    let mut all = changes::CrateChanges::default();
     for record in changed {
         let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
         let crate_objects = timings.time(Cost::Rustc, || {
             compile::compile_to_objects(record, &work_dir.join(&record.name), warm)
         })?;
-        changed_functions.extend(timings.time(Cost::Analysis, || {
+        let crate_changes = timings.time(Cost::Analysis, || {
             changes::changed_since_last_build(base, record, work_dir, &crate_objects)
-        })?);
+        })?;
+        all.since_last_build.extend(crate_changes.since_last_build);
+        all.from_base.extend(crate_changes.from_base);
         objects.extend(crate_objects);
     }
-    Ok((objects, changed_functions))
+    Ok((objects, all))
 }

@@ -15,7 +15,7 @@ use object::read::archive::ArchiveFile;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionKind};
 
 /// A function's code and references, as comparable text: equal fingerprints, equal behaviour.
-type Fingerprints = BTreeMap<String, String>;
+pub type Fingerprints = BTreeMap<String, String>;
 
 /// The fingerprints of the objects each directory held at the last call, by file identity:
 /// rustc hard-links the objects of the codegen units an edit left alone from its incremental
@@ -55,10 +55,10 @@ pub fn function_fingerprints(paths: &[PathBuf]) -> anyhow::Result<Fingerprints> 
 
 /// A file's device, inode, length and modification time: equal for a hard link to the same
 /// unchanged file. `None` where the platform has no inodes (nothing is then remembered).
-type FileIdentity = (u64, u64, u64, i64, i64);
+pub type FileIdentity = (u64, u64, u64, i64, i64);
 
 #[cfg(unix)]
-fn file_identity(path: &Path) -> Option<FileIdentity> {
+pub fn file_identity(path: &Path) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
     Some((
@@ -71,7 +71,7 @@ fn file_identity(path: &Path) -> Option<FileIdentity> {
 }
 
 #[cfg(not(unix))]
-fn file_identity(_path: &Path) -> Option<FileIdentity> {
+pub fn file_identity(_path: &Path) -> Option<FileIdentity> {
     None
 }
 
@@ -227,7 +227,8 @@ fn target_key(
 }
 
 /// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.
-fn normalise(name: &str) -> String {
+/// A symbol name without what differs between builds of the same code (`.llvm.N`, `anon.<hash>`).
+pub fn normalise(name: &str) -> String {
     let mut name = match name.find(".llvm.") {
         Some(at) => name[..at].to_owned(),
         None => name.to_owned(),
@@ -260,11 +261,6 @@ pub fn changed_functions(
         }
     }
     changed.into_iter().collect()
-}
-
-/// The base build's library of a crate (`lib<name><extra>.rlib` in cargo's output directory).
-pub fn base_rlib(out_dir: &Path, crate_name: &str, extra: &str) -> PathBuf {
-    out_dir.join(format!("lib{crate_name}{extra}.rlib"))
 }
 
 /// Splits changed functions into hot ones (shown by their path; their closures count as them),

@@ -1,0 +1,183 @@
+//! What reaches what in a patch's objects, section by section (rustc gives every function and
+//! every constant its own section), and which functions may therefore run as the host's copy.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
+
+use super::facts::{file_identity, ObjectFacts, LAST_OBJECTS};
+use crate::object::elf::SHF_EXECINSTR;
+use crate::patch::changes::machine_code::normalise;
+
+/// `SHF_ALLOC`: the section is loaded.
+const SHF_ALLOC: u64 = 0x2;
+/// `SHF_WRITE`: the section is writable.
+const SHF_WRITE: u64 = 0x1;
+/// Statics whose patch copy differs from the host's on purpose: the host's copy of code touching
+/// them would act on the host's items (a `#[hot_state]` type's descriptor, a registration).
+pub(super) const OWN_STATICS: &[&str] = &["__HOT_STATE", "__INVENTORY"];
+
+/// A section of one object: `(object index, section index)`.
+type Node = (usize, usize);
+
+/// How a section takes part in reaching.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Code, constants, vtables: what reaches changed code is changed too.
+    Passes,
+    /// A static: code reaching it reaches the host's copy (or its own, kept in step).
+    Stops,
+    /// Not loaded, or unwind tables: ignored.
+    Ignored,
+}
+
+/// The sections of every object, who reaches whom, and the global functions defined.
+pub struct ObjectGraph {
+    roles: BTreeMap<Node, Role>,
+    /// Section to the sections that reach it.
+    reached_by: BTreeMap<Node, Vec<Node>>,
+    /// Section to the sections it reaches.
+    reaches: BTreeMap<Node, Vec<Node>>,
+    /// Every function symbol defined: mangled name, section, whether it is global (with its
+    /// symbol table entry's position and object).
+    functions: Vec<Function>,
+    /// Sections holding a static a patch keeps its own copy of.
+    own_statics: Vec<Node>,
+}
+
+struct Function {
+    name: String,
+    node: Node,
+    global_entry: Option<usize>,
+}
+
+impl ObjectGraph {
+    /// Reads every object's sections, symbols and relocations (or what an unchanged object gave
+    /// at the last call).
+    pub fn read(objects: &[PathBuf]) -> anyhow::Result<Self> {
+        let mut graph = ObjectGraph {
+            roles: BTreeMap::new(),
+            reached_by: BTreeMap::new(),
+            reaches: BTreeMap::new(),
+            functions: Vec::new(),
+            own_statics: Vec::new(),
+        };
+        let mut remembered = LAST_OBJECTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = BTreeMap::new();
+        let mut all = Vec::new();
+        for path in objects {
+            let identity = file_identity(path);
+            let facts = match identity.as_ref().and_then(|id| remembered.remove(id)) {
+                Some(facts) => facts,
+                None => Arc::new(ObjectFacts::read(path)?),
+            };
+            if let Some(identity) = identity {
+                seen.insert(identity, facts.clone());
+            }
+            all.push(facts);
+        }
+        *remembered = seen;
+        drop(remembered);
+        let mut globals: BTreeMap<&str, Node> = BTreeMap::new();
+        for (object, facts) in all.iter().enumerate() {
+            for (name, section) in &facts.globals {
+                globals.insert(name, (object, *section));
+            }
+        }
+        for (object, facts) in all.iter().enumerate() {
+            graph.add_object(object, facts, &globals);
+        }
+        Ok(graph)
+    }
+
+    fn add_object(&mut self, object: usize, facts: &ObjectFacts, globals: &BTreeMap<&str, Node>) {
+        for (index, role) in facts.roles.iter().enumerate() {
+            self.roles.insert((object, index), *role);
+        }
+        for (name, section, global_entry) in &facts.functions {
+            self.functions.push(Function {
+                name: name.clone(),
+                node: (object, *section),
+                global_entry: *global_entry,
+            });
+        }
+        let own = facts.own_statics.iter().map(|section| (object, *section));
+        self.own_statics.extend(own);
+        for (from, to) in &facts.local_edges {
+            self.link((object, *from), (object, *to));
+        }
+        for (from, name) in &facts.named_edges {
+            if let Some(to) = globals.get(name.as_str()) {
+                self.link((object, *from), *to);
+            }
+        }
+    }
+
+    fn link(&mut self, from: Node, to: Node) {
+        self.reached_by.entry(to).or_default().push(from);
+        self.reaches.entry(from).or_default().push(to);
+    }
+
+    /// The global functions that may run as the host's copy (see the module docs).
+    pub fn bindable(
+        &self,
+        differs: &BTreeSet<String>,
+        host: &BTreeMap<String, u64>,
+    ) -> BTreeSet<String> {
+        let changed = self.changed(differs);
+        self.functions
+            .iter()
+            .filter(|f| f.global_entry.is_some() && host.contains_key(f.name.as_str()))
+            .filter(|f| !changed.contains(&f.node))
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    /// The sections that differ from the base or reach what does, through code and constants.
+    fn changed(&self, differs: &BTreeSet<String>) -> BTreeSet<Node> {
+        let seeds = self
+            .functions
+            .iter()
+            .filter(|f| differs.contains(&normalise(&f.name)))
+            .map(|f| f.node)
+            .chain(self.own_statics.iter().copied());
+        let mut changed: BTreeSet<Node> = seeds.collect();
+        let mut queue: VecDeque<Node> = changed.iter().copied().collect();
+        while let Some(node) = queue.pop_front() {
+            for &referrer in self.reached_by.get(&node).into_iter().flatten() {
+                if self.roles.get(&referrer) == Some(&Role::Passes) && changed.insert(referrer) {
+                    queue.push_back(referrer);
+                }
+            }
+        }
+        changed
+    }
+
+    /// For each object (by index), the symbol table entries that define one of `bound`.
+    pub fn definitions_of(&self, bound: &BTreeSet<String>) -> BTreeMap<usize, Vec<usize>> {
+        let mut out: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for function in &self.functions {
+            if let Some(entry) = function
+                .global_entry
+                .filter(|_| bound.contains(&function.name))
+            {
+                out.entry(function.node.0).or_default().push(entry);
+            }
+        }
+        out
+    }
+}
+
+/// A section's part in reaching, from its name and flags.
+pub(super) fn role(name: &str, flags: u64) -> Role {
+    if flags & SHF_ALLOC == 0 || name.starts_with(".eh_frame") {
+        Role::Ignored
+    } else if flags & SHF_EXECINSTR != 0
+        || flags & SHF_WRITE == 0
+        || name.starts_with(".data.rel.ro")
+    {
+        Role::Passes
+    } else {
+        Role::Stops
+    }
+}
