@@ -23,9 +23,11 @@
 //! `entry-attribute-changed`, `private-static-would-fork`, `introduced-static-would-fork`,
 //! `layout-changed`, `state-version-kept`, `held-type-changed`) and is `null` otherwise.
 
+mod batches;
 mod cli;
 mod commands;
 mod exit;
+mod fleet;
 mod host;
 mod object;
 mod patch;
