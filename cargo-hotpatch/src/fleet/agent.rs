@@ -80,6 +80,12 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
                 unreachable = false;
             }
             Ok(()) => {}
+            // Expired while etcd was away and not restored: its keys are gone.
+            Err(error) if format!("{error:#}").contains("lease not found") => {
+                warning("etcd lost the agent's lease: reporting again under a new one");
+                lease = grant(&etcd, config.lease_ttl);
+                agent.written.clear();
+            }
             Err(error) if !unreachable => {
                 error_line(format!("{error:#}; the processes keep serving what they run, and the agent tries again"));
                 unreachable = true;

@@ -250,7 +250,8 @@ impl Drop for KeptLease {
 
 async fn keep_alive(mut client: Client, id: i64, ttl: Duration, lost: Arc<AtomicBool>) {
     loop {
-        if let Ok((mut keeper, mut responses)) = client.lease_keep_alive(id).await {
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, client.lease_keep_alive(id)).await;
+        if let Ok(Ok((mut keeper, mut responses))) = stream {
             loop {
                 if keeper.keep_alive().await.is_err() {
                     break;
@@ -276,7 +277,12 @@ async fn watch(mut client: Client, prefix: String, changed: Sender<()>) {
         if next_revision > 0 {
             options = options.with_start_revision(next_revision);
         }
-        if let Ok(mut stream) = client.watch(prefix.as_str(), Some(options)).await {
+        let stream = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.watch(prefix.as_str(), Some(options)),
+        )
+        .await;
+        if let Ok(Ok(mut stream)) = stream {
             if changed.send(()).is_err() {
                 return;
             }

@@ -145,7 +145,8 @@ fn publish_file(
         waits: config.waits,
     };
     let exit = move_in_batches(&mut rollout, &config.batches)?;
-    if exit != Exit::Success {
+    // Stopped by etcd's absence, it was not rolled back: `--rollback` stays possible.
+    if exit == Exit::RolledBack {
         let last = LastPublish {
             rolled_back: true,
             ..last
