@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hotreload_tests::etcd::Etcd;
@@ -170,6 +170,7 @@ fn a_fleet_takes_patches_through_etcd_in_batches_and_rolls_back() {
     an_agent_killed_and_restarted_catches_up(&mut fleet, &v3, &clients);
     etcd_stopped_and_restarted_mid_rollout(&mut fleet, &v2, &clients);
     a_process_that_dies_mid_rollout_rolls_it_back(&fleet, &v3, &clients);
+    a_patch_altered_in_etcd_is_refused_by_the_agent(&fleet, &v3, &clients);
 
     assert_eq!(
         *other_client.version.lock().unwrap(),
@@ -343,9 +344,22 @@ fn of_two_publishes_at_once_one_wins_and_the_other_is_told(
 }
 
 fn a_fleet_rollback_returns_every_process(fleet: &Fleet, clients: &[Client]) {
-    let rolled = fleet.publish(&["--rollback"]).success();
+    let rolled = fleet
+        .publish(&["--rollback", "--message-format", "json"])
+        .success();
+    // In JSON, one record per process on stdout and the summary on stderr, as `apply` prints.
+    let records: Vec<serde_json::Value> = rolled
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let back = records
+        .iter()
+        .filter(|r| r["reason"] == "fleet-process" && r["result"] == "rolled back")
+        .count();
+    assert_eq!(back, 6, "{}", rolled.describe());
     assert!(
-        rolled.stdout.contains("rolled back"),
+        rolled.stderr.contains("\"reason\":\"rollout-summary\""),
         "{}",
         rolled.describe()
     );
@@ -380,6 +394,58 @@ fn an_agent_killed_and_restarted_catches_up(fleet: &mut Fleet, v3: &Path, client
     fleet.wait_for_reports(7);
 }
 
+/// A publish running in the background, with what it printed so far.
+struct Background {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Background {
+    fn start(fleet: &Fleet, args: &[&str]) -> Self {
+        let mut child = fleet
+            .publish_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect_output(child.stdout.take().unwrap());
+        let stderr = collect_output(child.stderr.take().unwrap());
+        Background {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until its first health command started.
+    fn wait_for_health(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr.lock().unwrap().contains("Health") {
+            assert!(
+                Instant::now() < deadline,
+                "no health check: {}",
+                self.said()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for it to end; whether it succeeded, and everything it printed.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        (status, self.said())
+    }
+
+    fn said(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.stdout.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        )
+    }
+}
+
 /// etcd goes away after the first batch's health command started and comes back 4 s later: the
 /// gateways keep serving, the publish waits, the agents reconnect, and the rollout finishes.
 fn etcd_stopped_and_restarted_mid_rollout(fleet: &mut Fleet, v2: &Path, clients: &[Client]) {
@@ -390,28 +456,12 @@ fn etcd_stopped_and_restarted_mid_rollout(fleet: &mut Fleet, v2: &Path, clients:
         "--health",
         "sleep 1",
     ];
-    let mut publish = fleet
-        .publish_command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect_output(publish.stdout.take().unwrap());
-    let stderr = collect_output(publish.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stderr.lock().unwrap().contains("Health") {
-        assert!(
-            Instant::now() < deadline,
-            "no health check: {}",
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let publish = Background::start(fleet, &args);
+    publish.wait_for_health();
     fleet.etcd.stop();
     std::thread::sleep(Duration::from_secs(4));
     fleet.etcd.restart();
-    let status = publish.wait().unwrap();
-    let said = format!("{}\n{}", stdout.lock().unwrap(), stderr.lock().unwrap());
+    let (status, said) = publish.finish();
     assert!(
         status.success(),
         "the publish finished once etcd was back: {said}"
@@ -469,4 +519,36 @@ fn wait_until_these_see(clients: &[&Client], version: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Someone with write access to etcd alters the stored v3 after the first batch took it: the
+/// other agents refuse the reassembled bytes (their hash is not the blob's name), the batch
+/// fails and the publish is rolled back.
+fn a_patch_altered_in_etcd_is_refused_by_the_agent(fleet: &Fleet, v3: &Path, clients: &[Client]) {
+    for host in ["host-a", "host-b", "host-c"] {
+        let _ = std::fs::remove_dir_all(fleet.fixture.root().join(format!("agent-cache-{host}")));
+    }
+    let sum = Command::new("sha256sum").arg(v3).output().unwrap();
+    let sha256 = String::from_utf8(sum.stdout).unwrap();
+    let sha256 = sha256.split_whitespace().next().unwrap().to_owned();
+    let mut bytes = std::fs::read(v3).unwrap();
+    assert!(bytes.len() < 1024 * 1024, "v3 is stored as one chunk");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let args = [
+        v3.to_str().unwrap(),
+        "--batches",
+        "1,100%",
+        "--health",
+        "sleep 1",
+    ];
+    let publish = Background::start(fleet, &args);
+    publish.wait_for_health();
+    fleet
+        .etcd
+        .put(&format!("/hotreload/gateway/blobs/{sha256}/0"), &bytes);
+    let (status, said) = publish.finish();
+    assert_eq!(status.code(), Some(6), "{said}");
+    assert!(said.contains("damaged or was altered"), "{said}");
+    wait_until_all_see(clients, "v2");
 }

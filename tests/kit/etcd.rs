@@ -107,6 +107,19 @@ impl Etcd {
             .unwrap_or(0)
     }
 
+    /// Writes `value` at `key` (through etcd's JSON gateway), as anyone who can reach etcd may.
+    pub fn put(&self, key: &str, value: &[u8]) {
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            base64(key.as_bytes()),
+            base64(value)
+        );
+        let reply = self
+            .http("POST", "/v3/kv/put", &body)
+            .expect("etcd answers a put");
+        assert!(reply.contains("200 OK"), "etcd refused the put: {reply}");
+    }
+
     /// One HTTP/1.0 exchange with the client port; the whole reply.
     fn http(&self, method: &str, path: &str, body: &str) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.client_port)).ok()?;

@@ -28,11 +28,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Stores `bytes` (unless a complete copy is there already); returns its hash. The chunks go
-/// first and the meta record last, so a reader that finds the meta finds every chunk.
+/// Stores `bytes` (unless an intact copy is there already: a damaged one is replaced); returns
+/// its hash. The chunks go first and the meta record last, so a reader that finds the meta finds
+/// every chunk.
 pub fn store(etcd: &Etcd, keys: &Keys, bytes: &[u8]) -> anyhow::Result<String> {
     let sha256 = sha256_hex(bytes);
-    if etcd.get(&keys.blob_meta(&sha256))?.is_some() {
+    if etcd.get(&keys.blob_meta(&sha256))?.is_some() && fetch(etcd, keys, &sha256).is_ok() {
         return Ok(sha256);
     }
     let chunks: Vec<&[u8]> = bytes.chunks(chunk_bytes()).collect();
