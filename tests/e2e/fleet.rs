@@ -132,7 +132,9 @@ fn a_fleet_takes_patches_through_etcd_in_batches_and_rolls_back() {
         .map(|n| Instance::start(&fixture, &format!("gw-{n}"), &trusted))
         .collect();
     let other = OtherBuild::start(&fixture, &trusted);
-    let late_socket = fixture.root().join("gw-late.sock");
+    // The third agent also serves every socket in this directory: none yet.
+    let late_sockets = fixture.root().join("late");
+    std::fs::create_dir(&late_sockets).unwrap();
     let socket = |i: usize| instances[i].socket.clone();
     let url = etcd.url();
     let agents = vec![
@@ -143,7 +145,7 @@ fn a_fleet_takes_patches_through_etcd_in_batches_and_rolls_back() {
             &url,
             SERVICE,
             "host-c",
-            &[socket(4), other.socket.clone(), late_socket],
+            &[socket(4), other.socket.clone(), late_sockets],
         ),
     ];
     let stop = Arc::new(AtomicBool::new(false));
@@ -242,9 +244,9 @@ fn a_signed_patch_goes_out_in_batches(
     );
 }
 
-/// A gateway the third agent names, started only now: it is brought to v2 by the agent.
+/// A gateway started only now in the third agent's socket directory: it is brought to v2.
 fn a_process_started_later_comes_up_patched(fleet: &mut Fleet, trusted: &str) {
-    let late = Instance::start(fleet.fixture, "gw-late", trusted);
+    let late = Instance::start(fleet.fixture, "late/gw-late", trusted);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut connection = Connection::open(&late.address);

@@ -23,7 +23,8 @@ pub struct FleetAgent {
 }
 
 impl FleetAgent {
-    /// Starts `agent --host HOST --target ...` for `service` on `etcd`.
+    /// Starts `agent --host HOST --target ...` for `service` on `etcd`; a target that is a
+    /// directory is passed as `--socket-dir`.
     pub fn start(
         fixture: &Fixture,
         etcd: &str,
@@ -92,7 +93,12 @@ fn spawn(
         POLL,
     ];
     for target in targets {
-        args.extend(["--target", target.to_str().unwrap()]);
+        let flag = if target.is_dir() {
+            "--socket-dir"
+        } else {
+            "--target"
+        };
+        args.extend([flag, target.to_str().unwrap()]);
     }
     let cache = fixture.root().join(format!("agent-cache-{host}"));
     args.extend(["--cache-dir", cache.to_str().unwrap()]);
