@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hotreload_tests::etcd::Etcd;
 use hotreload_tests::fleet::FleetAgent;
 use hotreload_tests::{
-    collect_output, locations, read_lines, Fixture, PatchFile, Profile, ToolOutput,
+    collect_output, locations, read_lines, Fixture, PatchFile, Profile, StatusReport, ToolOutput,
 };
 
 use crate::gateway::{
@@ -165,6 +165,7 @@ fn a_fleet_takes_patches_through_etcd_in_batches_and_rolls_back() {
     let (v2, v3) = signed_patches(&fixture, &key);
     a_signed_patch_goes_out_in_batches(&fleet, &v2, &clients, &other_client);
     a_process_started_later_comes_up_patched(&mut fleet, &trusted);
+    a_process_killed_in_the_middle_of_an_apply(&fleet, &trusted);
     a_patch_that_does_not_verify_rolls_the_batch_back(&fleet, &v3, &clients);
     a_failing_health_command_rolls_the_batch_back(&fleet, &v3, &clients);
     of_two_publishes_at_once_one_wins_and_the_other_is_told(&fleet, &v3, &clients);
@@ -261,6 +262,63 @@ fn a_process_started_later_comes_up_patched(fleet: &mut Fleet, trusted: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     fleet.instances.push(late);
+    fleet.wait_for_reports(7);
+}
+
+/// A gateway on v1 whose session is held by a slow request moves into the third agent's socket
+/// directory: the agent's apply of v2 waits at the commit for that session, and the process is
+/// killed then. The agent learns at once that it is gone (not after the commit deadline twice
+/// over), removes its report and goes on serving the others.
+fn a_process_killed_in_the_middle_of_an_apply(fleet: &Fleet, trusted: &str) {
+    let mut slow = Instance::start(fleet.fixture, "gw-slow", trusted);
+    let mut connection = Connection::open(&slow.address);
+    assert_eq!(
+        connection.ask("login slowpoke").unwrap(),
+        "ok v1 hello slowpoke"
+    );
+    let in_flight = std::thread::spawn(move || connection.ask("slow 4000"));
+    std::thread::sleep(Duration::from_millis(200));
+    let served = fleet.fixture.root().join("late").join("gw-slow.sock");
+    std::fs::rename(&slow.socket, &served).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = fleet.fixture.tool(&[
+            "status",
+            "--message-format",
+            "json",
+            "--target",
+            served.to_str().unwrap(),
+        ]);
+        let applying = serde_json::from_str::<StatusReport>(status.stdout.trim())
+            .is_ok_and(|status| status.applying.is_some());
+        if applying {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never applied v2 to gw-slow:\n{}",
+            fleet.agents_said()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Instant::now();
+    slow.child.kill().unwrap();
+    let _ = slow.child.wait();
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the slow request died with its process"
+    );
+    while !fleet.agents[2]
+        .stderr_text()
+        .contains("the process exited before answering `apply`")
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the agent did not learn that gw-slow is gone:\n{}",
+            fleet.agents_said()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     fleet.wait_for_reports(7);
 }
 
