@@ -376,7 +376,7 @@ fn of_two_publishes_at_once_one_wins_and_the_other_is_told(
         "--batches",
         "1,100%",
         "--health",
-        "sleep 1",
+        "sleep 2",
     ];
     let start = || {
         let mut child = fleet
@@ -520,7 +520,7 @@ fn etcd_stopped_and_restarted_mid_rollout(fleet: &mut Fleet, v2: &Path, clients:
         "--batches",
         "1,100%",
         "--health",
-        "sleep 1",
+        "sleep 2",
     ];
     let publish = Background::start(fleet, &args);
     publish.wait_for_health();
@@ -606,7 +606,7 @@ fn a_patch_altered_in_etcd_is_refused_by_the_agent(fleet: &Fleet, v3: &Path, cli
         "--batches",
         "1,100%",
         "--health",
-        "sleep 1",
+        "sleep 2",
     ];
     let publish = Background::start(fleet, &args);
     publish.wait_for_health();
