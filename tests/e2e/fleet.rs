@@ -39,7 +39,10 @@ impl Fleet<'_> {
         let url = self.etcd.url();
         let mut all = vec!["publish"];
         all.extend(args);
-        all.extend(["--etcd", &url, "--service", SERVICE, "--timeout", "60"]);
+        all.extend(["--etcd", &url, "--service", SERVICE]);
+        if !args.contains(&"--timeout") {
+            all.extend(["--timeout", "60"]);
+        }
         self.fixture.tool_command(&all)
     }
 
@@ -174,6 +177,7 @@ fn a_fleet_takes_patches_through_etcd_in_batches_and_rolls_back() {
     etcd_stopped_and_restarted_mid_rollout(&mut fleet, &v2, &clients);
     a_process_that_dies_mid_rollout_rolls_it_back(&fleet, &v3, &clients);
     a_patch_altered_in_etcd_is_refused_by_the_agent(&fleet, &v3, &clients);
+    etcd_gone_past_the_timeout_stops_the_publish(&mut fleet, &v3, &clients);
 
     assert_eq!(
         *other_client.version.lock().unwrap(),
@@ -617,4 +621,47 @@ fn a_patch_altered_in_etcd_is_refused_by_the_agent(fleet: &Fleet, v3: &Path, cli
     assert_eq!(status.code(), Some(6), "{said}");
     assert!(said.contains("damaged or was altered"), "{said}");
     wait_until_all_see(clients, "v2");
+}
+
+/// etcd goes away after the first batch and stays away past `--timeout`: the publish stops with
+/// exit code 1 and says what to do; the gateways keep serving (the first on v3, the others on
+/// v2); with etcd back, `publish --rollback` returns the first. The publish also re-stores v3,
+/// whose copy in etcd the previous step damaged.
+fn etcd_gone_past_the_timeout_stops_the_publish(fleet: &mut Fleet, v3: &Path, clients: &[Client]) {
+    let args = [
+        v3.to_str().unwrap(),
+        "--batches",
+        "1,100%",
+        "--health",
+        "sleep 2",
+        "--timeout",
+        "3",
+    ];
+    let publish = Background::start(fleet, &args);
+    publish.wait_for_health();
+    fleet.etcd.stop();
+    let (status, said) = publish.finish();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("unreachable") && said.contains("run `publish --rollback` when etcd is back"),
+        "{said}"
+    );
+    fleet.etcd.restart();
+    // The stopped publish could not release its lock: it goes with its lease (10 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rolled = fleet.publish(&["--rollback"]);
+        if rolled.succeeded() {
+            break;
+        }
+        assert!(
+            rolled.stderr.contains("is under way") && Instant::now() < deadline,
+            "{}",
+            rolled.describe()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until_all_see(clients, "v2");
+    // gw-late was killed two steps ago: the five, and the other build.
+    fleet.wait_for_reports(6);
 }

@@ -218,7 +218,7 @@ impl Rollout<'_> {
         let previous = self.previous.clone();
         if let Err(error) = self.set_desired(previous.clone(), None) {
             error_line(format!(
-                "{error:#}; the processes of this publish keep running what they run"
+                "{error:#}; the processes keep running what they run: run `publish --rollback` when etcd is back"
             ));
             return Exit::Failure;
         }
