@@ -55,6 +55,12 @@ pub enum Command {
     History(TargetArgs),
     /// Make an ed25519 key pair for signing patches.
     Keygen(KeygenArgs),
+    /// On each host, beside the processes it serves: keep them at their service's desired state
+    /// in etcd and report each one's state under a lease.
+    Agent(AgentArgs),
+    /// Store a patch in etcd and move every process of its build to it, batch by batch, each
+    /// followed by the health command; a failure returns every moved process to the previous patch.
+    Publish(PublishArgs),
 }
 
 impl Command {
@@ -69,7 +75,8 @@ impl Command {
             Command::Status(args) | Command::Rollback(args) | Command::History(args) => {
                 args.message_format
             }
-            Command::Keygen(_) => MessageFormat::Human,
+            Command::Keygen(_) | Command::Agent(_) => MessageFormat::Human,
+            Command::Publish(args) => args.message_format,
         }
     }
 }
@@ -182,4 +189,73 @@ pub struct TargetFileArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub targets: TargetArgs,
+}
+
+/// Where the fleet's state is, and which service.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The etcd cluster's endpoints (`http://127.0.0.1:2379`), comma-separated.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub etcd: Vec<String>,
+    /// The service: the processes that take the same patches.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// A control socket of a process this agent serves (it may start later).
+    #[arg(long, value_name = "SOCKET")]
+    pub target: Vec<PathBuf>,
+    /// A directory whose `*.sock` files are control sockets of processes this agent serves.
+    #[arg(long, value_name = "DIR")]
+    pub socket_dir: Option<PathBuf>,
+    /// The name this host reports under (default: its host name).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Seconds the reports outlive a silent agent.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub lease_ttl: i64,
+    /// Seconds between two looks at the targets when nothing changes.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub poll: f64,
+    /// Where to keep the patch files handed to processes (default: a directory under the
+    /// system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The patch file.
+    #[arg(required_unless_present = "rollback")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Return the service to the state before the last publish.
+    #[arg(long, conflicts_with = "file")]
+    pub rollback: bool,
+    /// Batch sizes, cumulative: counts or percentages of the build's processes (`1,25%,100%`).
+    #[arg(long, value_name = "LIST", default_value = "100%")]
+    pub batches: String,
+    /// Run after each batch (through `sh -c`, with HOTPATCH_TARGETS listing the patched sockets
+    /// and HOTPATCH_PROCESSES their `host/pid`); a non-zero exit rolls the publish back.
+    #[arg(long, value_name = "CMD")]
+    pub health: Option<String>,
+    /// Seconds to wait after each batch's health check.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub pause: f64,
+    /// Seconds to wait for a batch's reports, and for etcd when it is unreachable.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub timeout: f64,
+    /// How to print messages.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
 }

@@ -2,8 +2,8 @@
 //!
 //! The binary is a thin `main` over [`main`]. The user-facing side: `cli` parses, `commands`
 //! holds one handler per subcommand, `watch` runs the edit loop, `remote` talks to running
-//! processes, `report` and `shell` print, `exit` maps outcomes to exit codes. The patch pipeline
-//! (host, patch and their stages) sits below them.
+//! processes, `fleet` is the agent and publisher over etcd, `report` and `shell` print, `exit`
+//! maps outcomes to exit codes. The patch pipeline (host, patch and their stages) sits below them.
 //!
 //! # Exit codes
 //! | code | kind | meaning |
@@ -23,9 +23,11 @@
 //! `entry-attribute-changed`, `private-static-would-fork`, `introduced-static-would-fork`,
 //! `layout-changed`, `state-version-kept`, `held-type-changed`) and is `null` otherwise.
 
+mod batches;
 mod cli;
 mod commands;
 mod exit;
+mod fleet;
 mod host;
 mod object;
 mod patch;

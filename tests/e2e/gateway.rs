@@ -34,7 +34,7 @@ fn v2_failing_for_mallory() -> String {
 }
 
 /// Where the gateway listens, from the first line it prints; `said` tells what went wrong.
-fn listening_address(
+pub(crate) fn listening_address(
     lines: &Receiver<String>,
     within: Duration,
     said: impl Fn() -> String,
@@ -111,13 +111,13 @@ impl Connection {
 
 /// A client sending `get` in a loop and checking each reply against what it sent: the session's
 /// request count advances by exactly one and its notes stay.
-struct Client {
+pub(crate) struct Client {
     /// The version of the last reply.
-    version: Arc<Mutex<String>>,
+    pub(crate) version: Arc<Mutex<String>>,
     thread: JoinHandle<Result<u64, String>>,
 }
 
-fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client {
+pub(crate) fn start_client(address: String, index: usize, stop: Arc<AtomicBool>) -> Client {
     let version = Arc::new(Mutex::new(String::new()));
     let seen = Arc::clone(&version);
     let thread = std::thread::spawn(move || -> Result<u64, String> {
@@ -160,7 +160,7 @@ pub(crate) fn version_answering(
     })
 }
 
-fn wait_until_all_see(clients: &[Client], version: &str) {
+pub(crate) fn wait_until_all_see(clients: &[Client], version: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !clients
         .iter()
@@ -487,7 +487,7 @@ fn a_handler_looping_forever_is_named(fixture: &Fixture, gateway: &Gateway, v1: 
 }
 
 /// Stops the clients; each must have run without an error and sent more than 20 requests.
-fn stop_clients(stop: &AtomicBool, clients: Vec<Client>) {
+pub(crate) fn stop_clients(stop: &AtomicBool, clients: Vec<Client>) {
     stop.store(true, Ordering::Relaxed);
     for (i, client) in clients.into_iter().enumerate() {
         let sent = client
@@ -501,14 +501,14 @@ fn stop_clients(stop: &AtomicBool, clients: Vec<Client>) {
 
 /// One gateway started directly from the built binary, with its own control socket, trusting
 /// `trusted` keys only.
-struct Instance {
-    child: Child,
-    address: String,
-    socket: PathBuf,
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+    pub(crate) socket: PathBuf,
 }
 
 impl Instance {
-    fn start(fixture: &Fixture, name: &str, trusted: &str) -> Self {
+    pub(crate) fn start(fixture: &Fixture, name: &str, trusted: &str) -> Self {
         Self::start_with(fixture, name, trusted, &[])
     }
 
@@ -605,7 +605,7 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
 type RollOut<'a> = dyn Fn(&Path, &str) -> ToolOutput + 'a;
 
 /// A release key (its file and public key) and another key, made by `keygen`.
-fn two_keys(fixture: &Fixture) -> (PathBuf, String, PathBuf) {
+pub(crate) fn two_keys(fixture: &Fixture) -> (PathBuf, String, PathBuf) {
     let key = fixture.root().join("release.key");
     let trusted = fixture
         .tool(&["keygen", "-o", key.to_str().unwrap()])

@@ -16,6 +16,7 @@ mod control;
 mod depot;
 mod exit_codes;
 mod fixture_lock;
+mod fleet;
 mod gateway;
 mod patch;
 mod record;

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
+use crate::batches::batch_sizes;
 use crate::cli::{ApplyArgs, MessageFormat};
 use crate::exit::Exit;
 use crate::remote::client::{self, Unresolved};
@@ -212,32 +213,6 @@ impl Rollout<'_> {
     }
 }
 
-/// The cumulative number of targets after each batch: `1,25%,100%` of 8 is 1, 2, 8.
-fn batch_sizes(spec: &str, targets: usize) -> anyhow::Result<Vec<usize>> {
-    let mut out = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let size = match part.strip_suffix('%') {
-            Some(percent) => {
-                let percent: f64 = percent
-                    .parse()
-                    .with_context(|| format!("`{part}` in --batches is not a percentage"))?;
-                if !(0.0..=100.0).contains(&percent) {
-                    bail!("`{part}` in --batches is not between 0% and 100%");
-                }
-                ((targets as f64) * percent / 100.0).ceil() as usize
-            }
-            None => part
-                .parse()
-                .with_context(|| format!("`{part}` in --batches is not a count or a percentage"))?,
-        };
-        out.push(size.min(targets));
-    }
-    if out.last() != Some(&targets) {
-        out.push(targets);
-    }
-    Ok(out)
-}
-
 /// Runs the health command; `Some(why)` if it failed.
 fn health_check(
     command: &str,
@@ -258,19 +233,4 @@ fn health_check(
         .status()
         .with_context(|| format!("running the health command `{command}`"))?;
     Ok((!result.success()).then(|| format!("the health command `{command}` failed ({result})")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::batch_sizes;
-
-    #[test]
-    fn batches_are_cumulative_counts_or_percentages() {
-        assert_eq!(batch_sizes("1,25%,100%", 8).unwrap(), [1, 2, 8]);
-        assert_eq!(batch_sizes("100%", 3).unwrap(), [3]);
-        assert_eq!(batch_sizes("1", 3).unwrap(), [1, 3]);
-        assert_eq!(batch_sizes("50%", 3).unwrap(), [2, 3]);
-        assert!(batch_sizes("ten", 3).is_err());
-        assert!(batch_sizes("150%", 3).is_err());
-    }
 }

@@ -1,9 +1,11 @@
 //! The subcommands, one file each (or per group): thin handlers that parse nothing, call the
 //! pipeline, [`crate::remote`] or [`crate::watch`], and print through [`crate::report`].
 
+mod agent;
 mod apply;
 mod build;
 mod check;
+mod publish;
 mod run;
 mod targets;
 
@@ -28,6 +30,8 @@ pub fn dispatch(command: Command, verbose: bool) -> anyhow::Result<i32> {
         Command::Rollback(args) => targets::rollback(args)?,
         Command::History(args) => targets::history(args)?,
         Command::Keygen(args) => signing::keygen(&args.output)?,
+        Command::Agent(args) => agent::agent(args)?,
+        Command::Publish(args) => return publish::publish(args).map(Exit::code),
     }
     Ok(Exit::Success.code())
 }

@@ -35,6 +35,29 @@ pub struct Unresolved {
     pub patch: String,
 }
 
+/// The process exited before answering `apply`: its control socket no longer accepts
+/// connections. Whether it took the patch no longer matters; nothing more can happen to it.
+#[derive(Debug, thiserror::Error)]
+#[error("{socket}: the process exited before answering `apply` of patch {patch} (its control socket no longer accepts connections)")]
+pub struct ProcessGone {
+    /// The control socket.
+    pub socket: String,
+    /// The patch's short id.
+    pub patch: String,
+}
+
+/// Whether `error` says nobody listens on the socket any more (the process is gone).
+fn nobody_listens(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            )
+        })
+    })
+}
+
 /// Every step of applying `patch` short of changing anything.
 pub fn check(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
     let path = patch.to_owned();
@@ -116,6 +139,13 @@ fn resolve(socket: &Path, id: &str, within: Duration) -> anyhow::Result<PatchRep
                 };
             }
             Ok(_) => {}
+            Err(error) if nobody_listens(&error) => {
+                return Err(anyhow::Error::new(ProcessGone {
+                    socket: socket.display().to_string(),
+                    patch: short_id(id).to_owned(),
+                })
+                .context(format!("{error:#}")))
+            }
             Err(error) if Instant::now() >= until => {
                 return Err(anyhow::Error::new(Unresolved {
                     socket: socket.display().to_string(),
