@@ -96,3 +96,41 @@ pub(crate) fn executable_layout() -> ExecutableLayout {
     });
     layout
 }
+
+/// One `PT_LOAD` segment of the executable, absolute in memory, with where its bytes are in the
+/// file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadedSegment {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) file_offset: u64,
+    pub(crate) file_len: u64,
+    pub(crate) executable: bool,
+}
+
+/// The executable's load base and its `PT_LOAD` segments.
+pub(crate) fn executable_segments() -> (usize, Vec<LoadedSegment>) {
+    let mut base = 0;
+    let mut segments = Vec::new();
+    let mut seen = false;
+    for_each_object(|object| {
+        if seen || object.name.is_some() {
+            return;
+        }
+        seen = true;
+        base = object.base;
+        for header in object.headers {
+            if header.p_type == libc::PT_LOAD {
+                let start = object.base + header.p_vaddr as usize;
+                segments.push(LoadedSegment {
+                    start,
+                    end: start + header.p_memsz as usize,
+                    file_offset: header.p_offset,
+                    file_len: header.p_filesz,
+                    executable: header.p_flags & libc::PF_X != 0,
+                });
+            }
+        }
+    });
+    (base, segments)
+}
