@@ -9,6 +9,7 @@
 //! that was rolled back and is applied again gets its code committed again from the library
 //! already loaded.
 
+mod entries;
 mod predict;
 mod redirects;
 mod running;
@@ -27,6 +28,8 @@ use crate::sync::lock;
 use crate::table::{Table, Update, VersionChange};
 use crate::wire::patch_file::PatchFile;
 use crate::wire::protocol::{FunctionChange, PatchReport};
+pub(crate) use entries::mark_linked_to_tool;
+pub use entries::ALLOW_ENTRY_REDIRECTS_ENV;
 use predict::{predicted_changes, predicted_states};
 pub use status::status;
 
@@ -65,10 +68,15 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     refuse_if_superseded(&patch)?;
     let already_applied = is_active(&patch.id);
-    let (changes, states) = if already_applied {
-        (Vec::new(), Vec::new())
+    let (changes, states, entries) = if already_applied {
+        (Vec::new(), Vec::new(), None)
     } else {
-        (predicted_changes(&patch)?, predicted_states(&patch)?)
+        let entries = entries::predict(&patch);
+        (
+            predicted_changes(&patch)?,
+            predicted_states(&patch)?,
+            entries,
+        )
     };
     let verify_us = micros(started.elapsed());
     tracing::info!(
@@ -88,21 +96,38 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
         load_us: 0,
         commit_us: 0,
         still_running: Vec::new(),
+        entries,
     })
 }
 
+/// How an apply may change the process beyond what every patch may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Whether the patch may redirect the entries of functions that are not `#[hot]`, which
+    /// stops every thread for a moment (bounded by `HOTRELOAD_MAX_PAUSE_MS`). A process started
+    /// by `cargo hotpatch run` or `watch`, or with `HOTRELOAD_ALLOW_ENTRY_REDIRECTS=1`, allows
+    /// it anyway.
+    pub allow_entry_redirects: bool,
+}
+
 /// Verifies, loads and commits the patch file at `path`: all or nothing. A patch already active
-/// is reported as `already_applied` and nothing is done.
+/// is reported as `already_applied` and nothing is done. Entry redirects are allowed only where
+/// the process allows them (see [`ApplyOptions`]).
 pub fn apply(path: &Path) -> Result<PatchReport, Error> {
+    apply_with(path, ApplyOptions::default())
+}
+
+/// [`apply`] with `options`.
+pub fn apply_with(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error> {
     let _one_at_a_time = lock(&OPERATION);
-    let result = apply_locked(path);
+    let result = apply_locked(path, options);
     if let Err(error) = &result {
         tracing::warn!(path = %path.display(), step = error.step(), %error, "patch refused");
     }
     result
 }
 
-fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
+fn apply_locked(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error> {
     let started = Instant::now();
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
@@ -113,6 +138,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         tracing::info!(patch = %short, "patch already applied");
         return Ok(already_applied(patch.id, verify_us));
     }
+    entries::check_allowed(&patch, options.allow_entry_redirects)?;
 
     let load_started = Instant::now();
     let known = lock(&PATCHES)
@@ -122,9 +148,10 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
             (
                 record.loaded.registrations.clone(),
                 record.loaded.states.clone(),
+                record.loaded.library.path.clone(),
             )
         });
-    let (registrations, states) = match known {
+    let (registrations, states, library) = match known {
         Some(known) => known,
         None => {
             let earlier = lock(&PATCHES)
@@ -132,7 +159,11 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
                 .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
                 .collect();
             let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects, &earlier)?;
-            let known = (loaded.registrations.clone(), loaded.states.clone());
+            let known = (
+                loaded.registrations.clone(),
+                loaded.states.clone(),
+                loaded.library.path.clone(),
+            );
             lock(&PATCHES).push(PatchRecord {
                 id: patch.id.clone(),
                 crates: patch.manifest.crates.clone(),
@@ -143,7 +174,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
             known
         }
     };
-    let update = update_for(&patch, &registrations, &states)?;
+    let update = update_for(&patch, &registrations, &states, &library)?;
     let load_us = micros(load_started.elapsed());
 
     let commit_started = Instant::now();
@@ -157,6 +188,8 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         patch = %short,
         functions = report.changes.len(),
         states = report.states.len(),
+        entries = report.entries.as_ref().map_or(0, |e| e.redirected),
+        pause = ?report.entries.as_ref().and_then(|e| e.pause),
         verify_us,
         load_us,
         commit_us,
@@ -172,6 +205,7 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         load_us,
         commit_us,
         still_running: Vec::new(),
+        entries: entries::report(report.entries.as_ref()),
     })
 }
 
@@ -210,6 +244,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
         verify_us: 0,
         load_us: 0,
         commit_us,
+        entries: entries::report(report.entries.as_ref()),
         still_running,
     })
 }
@@ -246,6 +281,7 @@ fn already_applied(patch_id: String, verify_us: u64) -> PatchReport {
         load_us: 0,
         commit_us: 0,
         still_running: Vec::new(),
+        entries: None,
     }
 }
 
@@ -308,10 +344,14 @@ fn is_active(id: &str) -> bool {
 /// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
 /// at gets its values migrated to the library's version; one whose layout changed but whose
 /// version did not is refused.
+///
+/// The update also makes the entry redirects exactly the manifest's (patches are cumulative: one
+/// that redirects fewer functions than the patch before restores the others).
 fn update_for(
     patch: &PatchFile,
     registrations: &[&'static HotFunction],
     states: &[&'static StateType],
+    library: &std::ffi::CStr,
 ) -> Result<Update, Error> {
     let table = Table::global();
     let mut update = Update::new(patch.id.clone());
@@ -341,12 +381,15 @@ fn update_for(
         // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
         update = unsafe { update.replace_raw(first, registration.original()) };
     }
-    if update.is_empty() {
+    let targets = entries::targets(patch, library)?;
+    if update.is_empty() && targets.is_empty() {
         return Err(Error::NoHotFunctions {
             patch: patch.short_id().to_owned(),
         });
     }
-    Ok(update)
+    // SAFETY: each target is the new code of its function as the patch's tool found it, inside
+    // the loaded library's code (checked by `targets`), which stays loaded for the process's life.
+    Ok(unsafe { update.redirect_entries(targets, entries::limits()) })
 }
 
 /// Whether the patch's version of a state type (`version`, `layout`) needs the values of the

@@ -88,6 +88,14 @@ pub enum EntryError {
         /// Its address.
         address: usize,
     },
+    /// The new code is not in the patch library's code.
+    #[error("the new code of `{name}` (offset {offset:#x}) is not in the patch library's code; the patch is corrupt, rebuild it")]
+    TargetOutsideLibrary {
+        /// The function.
+        name: String,
+        /// The offset the manifest gives.
+        offset: u64,
+    },
     /// The size is not known, so the room for the jump cannot be checked.
     #[error("the size of `{name}` is unknown, so whether its 5-byte jump fits cannot be checked; the patch must give every function's size")]
     SizeUnknown {

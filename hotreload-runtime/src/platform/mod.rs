@@ -27,7 +27,9 @@ mod modules;
 #[cfg(target_os = "linux")]
 mod threads;
 #[cfg(target_os = "linux")]
-pub(crate) use modules::{code_ranges, executable_layout, ExecutableLayout};
+pub(crate) use modules::{
+    code_ranges, executable_base, executable_layout, library_code, ExecutableLayout,
+};
 #[cfg(target_os = "linux")]
 pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 
@@ -35,7 +37,7 @@ pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use unsupported::{
-    code_ranges, executable_layout, open_library, own_build_id, process_alive, record_crashes_at,
-    sample_threads, stop_recording_crashes, symbol_at, thread_name, ExecutableLayout, OpenError,
-    OpenLibrary,
+    code_ranges, executable_base, executable_layout, library_code, open_library, own_build_id,
+    process_alive, record_crashes_at, sample_threads, stop_recording_crashes, symbol_at,
+    thread_name, ExecutableLayout, OpenError, OpenLibrary,
 };

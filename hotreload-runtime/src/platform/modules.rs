@@ -134,3 +134,30 @@ pub(crate) fn executable_segments() -> (usize, Vec<LoadedSegment>) {
     });
     (base, segments)
 }
+
+/// Where the executable is loaded: what its symbols' and a manifest's offsets are relative to.
+pub(crate) fn executable_base() -> usize {
+    executable_segments().0
+}
+
+/// Where the loaded library opened from `path` is loaded, and its executable segments
+/// (absolute), if it is loaded.
+pub(crate) fn library_code(path: &CStr) -> Option<(usize, Vec<(usize, usize)>)> {
+    let mut found = None;
+    for_each_object(|object| {
+        if found.is_some() || object.name != Some(path) {
+            return;
+        }
+        let code = object
+            .headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
+            .map(|h| {
+                let start = object.base + h.p_vaddr as usize;
+                (start, start + h.p_memsz as usize)
+            })
+            .collect();
+        found = Some((object.base, code));
+    });
+    found
+}
