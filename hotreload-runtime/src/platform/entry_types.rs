@@ -143,16 +143,14 @@ pub enum EntryError {
         waited_ms: u64,
     },
     /// Stopping the threads took longer than the limit.
-    #[error("stopping the process's {threads} threads took longer than the {limit_ms} ms allowed (thread {thread}, tid {tid}, had not stopped); nothing was written; raise HOTRELOAD_MAX_PAUSE_MS to allow a longer pause")]
+    #[error("stopping the process's {threads} other threads took longer than the {limit_us} µs allowed{}; nothing was written; raise HOTRELOAD_MAX_PAUSE_MS to allow a longer pause", not_stopped.as_ref().map(|t| format!(" (thread {t} had not stopped)")).unwrap_or_default())]
     PauseTooLong {
-        /// The limit, in milliseconds.
-        limit_ms: u64,
+        /// The limit, in microseconds.
+        limit_us: u64,
         /// Threads listed.
         threads: usize,
-        /// A thread that had not stopped (0: threads kept being created).
-        tid: i32,
-        /// Its name.
-        thread: String,
+        /// A thread that had not stopped, with its id (`None`: all had, but too late).
+        not_stopped: Option<String>,
     },
     /// More threads than one stop handles.
     #[error("the process has {0} threads, more than the 4096 one stop handles")]

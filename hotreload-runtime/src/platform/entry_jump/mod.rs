@@ -305,14 +305,10 @@ fn check_still_ours(f: &Redirected) -> Result<(), EntryError> {
 fn stop_error(error: StopError, limits: &EntryLimits) -> EntryError {
     match error {
         StopError::TooLong { tid, threads } => EntryError::PauseTooLong {
-            limit_ms: limits.max_pause.as_millis() as u64,
+            limit_us: limits.max_pause.as_micros() as u64,
             threads,
-            tid,
-            thread: if tid > 0 {
-                crate::platform::thread_name(tid)
-            } else {
-                "new threads".to_owned()
-            },
+            not_stopped: tid
+                .map(|tid| format!("{} (tid {tid})", crate::platform::thread_name(tid))),
         },
         StopError::TooManyThreads(n) => EntryError::TooManyThreads(n),
         StopError::List(error) => EntryError::Os {

@@ -58,8 +58,8 @@ pub(super) struct StoppedThread {
 /// Why the threads could not all be stopped.
 #[derive(Debug)]
 pub(super) enum StopError {
-    /// Stopping took longer than allowed; `tid` had not stopped (0: new threads kept appearing).
-    TooLong { tid: i32, threads: usize },
+    /// Stopping took longer than allowed; `tid` had not stopped (`None`: all had, too late).
+    TooLong { tid: Option<i32>, threads: usize },
     /// More threads than [`MAX_THREADS`].
     TooManyThreads(usize),
     /// `/proc/self/task` could not be listed.
@@ -112,6 +112,10 @@ impl Stop {
             }
             let fresh = stop.signal_new(tasks, me)?;
             if fresh == 0 {
+                if stop.started.elapsed() > limit {
+                    let threads = LISTED.load(Ordering::SeqCst);
+                    return Err(StopError::TooLong { tid: None, threads });
+                }
                 return Ok(stop);
             }
             stop.wait_parked(deadline)?;
@@ -163,7 +167,7 @@ impl Stop {
             let now = Instant::now();
             if now >= deadline {
                 return Err(StopError::TooLong {
-                    tid: waiting.tid.load(Ordering::Relaxed),
+                    tid: Some(waiting.tid.load(Ordering::Relaxed)),
                     threads: listed,
                 });
             }
