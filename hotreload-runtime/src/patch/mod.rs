@@ -14,6 +14,7 @@ mod predict;
 mod redirects;
 mod running;
 mod status;
+mod update;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -23,15 +24,16 @@ use crate::error::Error;
 use crate::loader::{self, Loaded};
 use crate::platform;
 use crate::slot::HotFunction;
-use crate::state::{self as hot_state, StateType};
+use crate::state::StateType;
 use crate::sync::lock;
-use crate::table::{Table, Update, VersionChange};
+use crate::table::{Table, VersionChange};
 use crate::wire::patch_file::PatchFile;
 use crate::wire::protocol::{FunctionChange, PatchReport};
 pub(crate) use entries::mark_linked_to_tool;
 pub use entries::ALLOW_ENTRY_REDIRECTS_ENV;
 use predict::{predicted_changes, predicted_states};
 pub use status::status;
+use update::update_for;
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
@@ -141,39 +143,7 @@ fn apply_locked(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error
     entries::check_allowed(&patch, options.allow_entry_redirects)?;
 
     let load_started = Instant::now();
-    let known = lock(&PATCHES)
-        .iter()
-        .find(|record| record.id == patch.id)
-        .map(|record| {
-            (
-                record.loaded.registrations.clone(),
-                record.loaded.states.clone(),
-                record.loaded.library.path.clone(),
-            )
-        });
-    let (registrations, states, library) = match known {
-        Some(known) => known,
-        None => {
-            let earlier = lock(&PATCHES)
-                .iter()
-                .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
-                .collect();
-            let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects, &earlier)?;
-            let known = (
-                loaded.registrations.clone(),
-                loaded.states.clone(),
-                loaded.library.path.clone(),
-            );
-            lock(&PATCHES).push(PatchRecord {
-                id: patch.id.clone(),
-                crates: patch.manifest.crates.clone(),
-                loaded,
-                update_id: None,
-                applied_unix: None,
-            });
-            known
-        }
-    };
+    let (registrations, states, library) = load_once(&patch, &short)?;
     let update = update_for(&patch, &registrations, &states, &library)?;
     let load_us = micros(load_started.elapsed());
 
@@ -207,6 +177,51 @@ fn apply_locked(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error
         still_running: Vec::new(),
         entries: entries::report(report.entries.as_ref()),
     })
+}
+
+/// What a patch's library registered, and its path among the loaded objects: loaded now, or
+/// found already loaded (a patch rolled back and applied again).
+type LoadedParts = (
+    Vec<&'static HotFunction>,
+    Vec<&'static StateType>,
+    std::ffi::CString,
+);
+
+/// Loads the library of `patch` unless it is loaded already; see [`LoadedParts`].
+fn load_once(patch: &PatchFile, short: &str) -> Result<LoadedParts, Error> {
+    let known = lock(&PATCHES)
+        .iter()
+        .find(|record| record.id == patch.id)
+        .map(|record| {
+            (
+                record.loaded.registrations.clone(),
+                record.loaded.states.clone(),
+                record.loaded.library.path.clone(),
+            )
+        });
+    match known {
+        Some(known) => Ok(known),
+        None => {
+            let earlier = lock(&PATCHES)
+                .iter()
+                .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+                .collect();
+            let loaded = loader::load(short, &patch.library, &patch.manifest.redirects, &earlier)?;
+            let known = (
+                loaded.registrations.clone(),
+                loaded.states.clone(),
+                loaded.library.path.clone(),
+            );
+            lock(&PATCHES).push(PatchRecord {
+                id: patch.id.clone(),
+                crates: patch.manifest.crates.clone(),
+                loaded,
+                update_id: None,
+                applied_unix: None,
+            });
+            Ok(known)
+        }
+    }
 }
 
 /// Undoes the last applied update (normally the last patch) at a safe point.
@@ -335,88 +350,6 @@ fn is_active(id: &str) -> bool {
         .find(|record| record.id == id)
         .and_then(|record| record.update_id);
     update_id.is_some_and(|u| Table::global().applied_updates().contains(&u))
-}
-
-/// One replacement for each registration of the library under a key the process already has,
-/// after checking every signature. A registration under a new key is a new function: the table
-/// has taken it in, and only the patch's own code calls it.
-///
-/// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
-/// at gets its values migrated to the library's version; one whose layout changed but whose
-/// version did not is refused.
-///
-/// The update also makes the entry redirects exactly the manifest's (patches are cumulative: one
-/// that redirects fewer functions than the patch before restores the others).
-fn update_for(
-    patch: &PatchFile,
-    registrations: &[&'static HotFunction],
-    states: &[&'static StateType],
-    library: &std::ffi::CStr,
-) -> Result<Update, Error> {
-    let table = Table::global();
-    let mut update = Update::new(patch.id.clone());
-    for &ty in states {
-        let running = hot_state::running_type(ty.name(), states);
-        if state_to_migrate(patch, running, ty.name(), ty.version(), ty.layout())?.is_some() {
-            update = update.migrate_to(ty);
-        }
-    }
-    for &registration in registrations {
-        let Some(first) = table.first_registration(registration.key()) else {
-            continue;
-        };
-        if std::ptr::eq(first, registration) {
-            tracing::debug!(key = %registration.key(), "patch adds a hot function");
-            continue;
-        }
-        if first.fingerprint() != registration.fingerprint() {
-            return Err(Error::SignatureChanged {
-                patch: patch.short_id().to_owned(),
-                key: first.key().to_string(),
-                running: first.signature(),
-                patched: registration.signature().to_owned(),
-            });
-        }
-        // SAFETY: equal fingerprints mean the patch's function has the slot's written type
-        // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
-        update = unsafe { update.replace_raw(first, registration.original()) };
-    }
-    let targets = entries::targets(patch, library)?;
-    if update.is_empty() && targets.is_empty() {
-        return Err(Error::NoHotFunctions {
-            patch: patch.short_id().to_owned(),
-        });
-    }
-    // SAFETY: each target is the new code of its function as the patch's tool found it, inside
-    // the loaded library's code (checked by `targets`), which stays loaded for the process's life.
-    Ok(unsafe { update.redirect_entries(targets, entries::limits()) })
-}
-
-/// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
-/// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
-/// version if so. A changed layout with the same version is refused.
-fn state_to_migrate(
-    patch: &PatchFile,
-    running: Option<&'static StateType>,
-    name: &str,
-    version: u32,
-    layout: u64,
-) -> Result<Option<&'static StateType>, Error> {
-    let Some(running) = running else {
-        tracing::debug!(name, "patch adds a state type");
-        return Ok(None);
-    };
-    if running.layout() == layout {
-        return Ok(None);
-    }
-    if running.version() == version {
-        return Err(Error::StateVersionNotRaised {
-            patch: patch.short_id().to_owned(),
-            name: name.to_owned(),
-            version,
-        });
-    }
-    Ok(Some(running))
 }
 
 fn function_changes(changes: &[VersionChange]) -> Vec<FunctionChange> {

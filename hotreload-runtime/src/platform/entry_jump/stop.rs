@@ -189,13 +189,14 @@ impl Stop {
     /// The threads stopped now, with where each was.
     pub(super) fn threads(&self) -> impl Iterator<Item = StoppedThread> + '_ {
         let listed = LISTED.load(Ordering::SeqCst);
-        PARKED[..listed].iter().filter_map(move |p| {
-            (p.generation.load(Ordering::Acquire) == self.generation).then(|| StoppedThread {
+        PARKED[..listed]
+            .iter()
+            .filter(move |p| p.generation.load(Ordering::Acquire) == self.generation)
+            .map(|p| StoppedThread {
                 tid: p.tid.load(Ordering::Relaxed),
                 rip: p.rip.load(Ordering::Relaxed),
                 rsp: p.rsp.load(Ordering::Relaxed),
             })
-        })
     }
 
     /// Lets every thread go on; returns how long they were stopped, from the first signal.
