@@ -64,12 +64,14 @@ fn limits() -> EntryLimits {
     }
 }
 
-fn set(targets: &[EntryTarget]) -> Duration {
+/// Redirects exactly `targets`; the pause, and the stops given up first (a thread was inside).
+fn set(targets: &[EntryTarget]) -> (Duration, u32) {
     // SAFETY: each `new::<I>` has the signature of `old::<I>`; both are code of this executable.
     let outcome = unsafe { redirect_entries(targets, &limits()) }.expect("redirect");
-    outcome
+    let pause = outcome
         .pause
-        .expect("writing or restoring stops the threads")
+        .expect("writing or restoring stops the threads");
+    (pause, outcome.retries)
 }
 
 /// `count` other threads, asleep or calling the 100 functions flat out, until dropped.
