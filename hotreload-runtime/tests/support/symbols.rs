@@ -3,8 +3,12 @@
 
 /// The `st_size` of the function symbol at `address` (absolute, in this process).
 pub fn function_size(address: usize) -> usize {
-    let elf = std::fs::read("/proc/self/exe").expect("the test executable is readable");
-    let base = load_base();
+    static EXECUTABLE: std::sync::OnceLock<(Vec<u8>, usize)> = std::sync::OnceLock::new();
+    let (elf, base) = EXECUTABLE.get_or_init(|| {
+        let elf = std::fs::read("/proc/self/exe").expect("the test executable is readable");
+        (elf, load_base())
+    });
+    let base = *base;
     let wanted = (address - base) as u64;
     let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap());
     let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());

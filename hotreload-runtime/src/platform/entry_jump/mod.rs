@@ -199,7 +199,7 @@ unsafe fn write_stopped(
         .map(|w| registry.functions[w.index].entry)
         .collect();
     let ranges = code::page_ranges(&entries);
-    let mut scanner = Scanner::new(entries.iter().copied());
+    let mut scanner = Scanner::new(entries.iter().copied())?;
     let mut tasks = TaskList::new();
     let started = Instant::now();
     let mut retries = 0u32;
