@@ -5,6 +5,7 @@
 //! `nice -n 19 cargo bench -p hotreload-runtime --bench entry_redirect`; prints medians.
 
 #[path = "../tests/support/symbols.rs"]
+#[allow(dead_code)]
 mod symbols;
 
 use std::hint::black_box;
