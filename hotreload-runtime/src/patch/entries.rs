@@ -75,9 +75,17 @@ pub(super) fn targets(patch: &PatchFile, library: &CStr) -> Result<Vec<EntryTarg
                     offset: redirect.patch_offset,
                 }));
             }
+            let entry = executable.wrapping_add(redirect.host_offset as usize);
+            // `#[hot]` functions keep their table path and its safe-point consistency.
+            if let Some(hot) = crate::slot::registered().find(|f| f.original() as usize == entry) {
+                return Err(refuse(EntryError::HotFunction {
+                    name: redirect.name.clone(),
+                    key: hot.key().to_string(),
+                }));
+            }
             Ok(EntryTarget {
                 name: redirect.name.clone(),
-                entry: executable.wrapping_add(redirect.host_offset as usize),
+                entry,
                 size: redirect.host_size as usize,
                 target,
             })
