@@ -3,6 +3,9 @@
 //! call of a plain function of this executable), reported by `status`, rolled back to the
 //! executable's own bytes. The patch library is a small cdylib compiled once by `rustc`.
 
+// Entry redirection exists on x86-64 Linux only.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
 mod support;
 
 use std::hint::black_box;
