@@ -339,7 +339,7 @@ fn update_for(
         }
         // SAFETY: equal fingerprints mean the patch's function has the slot's written type
         // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
-        update = unsafe { update.replace_raw(first, registration.original()) };
+        update = unsafe { update.replace_with(first, registration) };
     }
     if update.is_empty() {
         return Err(Error::NoHotFunctions {
