@@ -219,6 +219,16 @@ pub(crate) fn panics() -> Vec<PatchPanic> {
     lock(&PANICS).iter().cloned().collect()
 }
 
+/// The panics after number `since` whose rollback is settled, oldest first.
+pub(crate) fn settled_panics(since: u64) -> Vec<PatchPanic> {
+    lock(&PANICS)
+        .iter()
+        .filter(|p| p.sequence > since)
+        .take_while(|p| p.settled)
+        .cloned()
+        .collect()
+}
+
 fn message_of(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()

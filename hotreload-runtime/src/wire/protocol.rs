@@ -30,6 +30,12 @@ pub enum Request {
     },
     /// Undo the last applied patch.
     Rollback,
+    /// The panics that rolled a patch back (rollback on panic) whose rollback is settled, after
+    /// the one numbered `since`.
+    Panics {
+        /// The last sequence number already seen; 0 for all.
+        since: u64,
+    },
 }
 
 /// The answer to a request.
@@ -71,6 +77,8 @@ pub enum Reply {
     Patch(PatchReport),
     /// Answer to `Rollback`.
     RolledBack(PatchReport),
+    /// Answer to `Panics`.
+    Panics(Vec<PatchPanic>),
 }
 
 /// A process's hot functions, patches and history.
