@@ -61,14 +61,15 @@ pub(crate) fn turn_on(under_tool: bool) {
     tracing::debug!(under_tool, "rollback on panic is on");
 }
 
-/// Whether [`ROLLBACK_ON_PANIC_ENV`] asks for rollback on panic (`1`, `true` or `yes`).
-pub(crate) fn asked_by_env() -> bool {
-    std::env::var(ROLLBACK_ON_PANIC_ENV).is_ok_and(|value| {
-        matches!(
-            value.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes"
-        )
-    })
+/// What [`ROLLBACK_ON_PANIC_ENV`] asks for: on (`1`, `true`, `yes`), off (`0`, `false`, `no`),
+/// or nothing (unset or anything else).
+pub(crate) fn asked_by_env() -> Option<bool> {
+    let value = std::env::var(ROLLBACK_ON_PANIC_ENV).ok()?;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 /// Chains a hook before the one set now that remembers where the thread panicked: the payload a
@@ -100,6 +101,12 @@ pub fn patch_panicked(
     rerun: bool,
 ) -> Option<*const ()> {
     let fallback = slot.fallback();
+    if lock(&PENDING).contains(&(entry as usize)) {
+        // The same code panicked again before its rollback committed: already reported.
+        tracing::debug!(message = %message_of(payload), "patched code panicked again");
+        let _ = LAST_LOCATION.try_with(|last| last.take());
+        return fallback;
+    }
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1;
     let record = PatchPanic {
         sequence,
@@ -141,9 +148,8 @@ fn request_rollback(slot: &'static HotSlot, entry: usize, sequence: u64) {
     {
         let mut pending = lock(&PENDING);
         if pending.contains(&entry) {
-            settle(sequence, |record| {
-                record.error = Some("a rollback for this code is already under way".into());
-            });
+            // Another thread's panic of the same code got there first: its report stands.
+            lock(&PANICS).retain(|p| p.sequence != sequence);
             return;
         }
         pending.push(entry);
@@ -272,3 +278,39 @@ pub trait ReuseNot {
     }
 }
 impl<T: ?Sized> ReuseNot for Reuse<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::protocol::{Reply, Response};
+
+    #[test]
+    fn arguments_that_can_be_passed_again_are_told_apart() {
+        #[allow(unused_imports)]
+        use super::{ReuseCopy as _, ReuseMutRef as _, ReuseNot as _};
+        assert!((&&Reuse::<u64>::NEW).can_reuse());
+        assert!((&&Reuse::<&String>::NEW).can_reuse());
+        assert!((&&Reuse::<&mut Vec<u8>>::NEW).can_reuse());
+        assert!(!(&&Reuse::<String>::NEW).can_reuse());
+        assert!(!(&&Reuse::<Box<u64>>::NEW).can_reuse());
+    }
+
+    #[test]
+    fn a_panics_reply_crosses_the_wire() {
+        let reply = Response::Ok(Reply::Panics {
+            panics: vec![PatchPanic {
+                sequence: 1,
+                function: "logic::step".into(),
+                message: "index out of bounds".into(),
+                location: Some("logic/src/lib.rs:3:5".into()),
+                thread: "main".into(),
+                rerun: true,
+                rolled_back: vec!["ab".into()],
+                error: None,
+                settled: true,
+            }],
+        });
+        let line = serde_json::to_string(&reply).expect("serialises");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), reply);
+    }
+}

@@ -144,7 +144,7 @@ use std::time::Duration;
 ///
 /// Under the tool, or with `HOTRELOAD_ROLLBACK_ON_PANIC=1`, a panic that unwinds out of a patch's
 /// code rolls the patch back (see [`docs::patterns`]); in production each such rollback is written
-/// to the audit log.
+/// to the audit log. `HOTRELOAD_ROLLBACK_ON_PANIC=0` turns it off under the tool too.
 ///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
 /// `init` connects to it, proves with `HOTRELOAD_TOOL_SECRET` that it is the app the tool
@@ -164,7 +164,7 @@ pub fn init() {
         trust::trust_configured_keys(&keys.to_string_lossy());
     }
     let tool_socket = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty());
-    if tool_socket.is_some() || contain::asked_by_env() {
+    if contain::asked_by_env().unwrap_or(tool_socket.is_some()) {
         contain::turn_on(tool_socket.is_some());
     }
     if let Some(dir) = std::env::var_os("HOTRELOAD_PATCH_DIR").filter(|p| !p.is_empty()) {

@@ -84,7 +84,8 @@ pub fn build_including(
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
     let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
+        let origins = introduced.origins(&host.local_data);
+        let redirections = redirect::redirect_objects(&objects, &targets, &origins)?;
         let found = analyse::analyse_objects(&objects, &targets)?;
         analyse::refuse_changed_signatures(&found, &host.hot)?;
         analyse::refuse_forks(&found, &redirections)?;

@@ -135,7 +135,7 @@ pub fn rollback_report(reply: Reply, peer: Peer<'_>) -> anyhow::Result<PatchRepo
 /// The answer to `Panics`.
 pub fn panics(reply: Reply, peer: Peer<'_>) -> anyhow::Result<Vec<PatchPanic>> {
     match reply {
-        Reply::Panics(panics) => Ok(panics),
+        Reply::Panics { panics } => Ok(panics),
         _ => Err(unexpected(peer)),
     }
 }

@@ -22,6 +22,7 @@ impl Session {
         if pid != self.panics_seen.pid {
             self.panics_seen = PanicsSeen { pid, last: 0 };
         }
+        // An app that cannot answer is noticed elsewhere (its exit, the next apply).
         let Some(Ok(panics)) = self.link.panics(self.panics_seen.last) else {
             return;
         };

@@ -77,8 +77,11 @@ pub enum Reply {
     Patch(PatchReport),
     /// Answer to `Rollback`.
     RolledBack(PatchReport),
-    /// Answer to `Panics`.
-    Panics(Vec<PatchPanic>),
+    /// Answer to `Panics` (a struct variant: the reply's tag goes beside its fields).
+    Panics {
+        /// The panics, oldest first.
+        panics: Vec<PatchPanic>,
+    },
 }
 
 /// A process's hot functions, patches and history.
