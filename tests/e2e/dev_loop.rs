@@ -57,7 +57,10 @@ fn a_panic_in_patched_code_rolls_the_patch_back_and_the_next_save_patches_again(
     // Same process, same state: the count went on, and every line was printed by v2's code
     // (the panicking call ran again on it), none by the patch that panicked.
     let after = app.expect_serving("v2", "after the patch that panicked was rolled back");
-    assert!(after.steps > good.steps, "the state was kept: {good:?} then {after:?}");
+    assert!(
+        after.steps > good.steps,
+        "the state was kept: {good:?} then {after:?}"
+    );
     assert_eq!(app.pid(), Some(pid), "the app was not restarted");
     assert!(
         !app.stderr_text()[mark..].contains("Restarting"),

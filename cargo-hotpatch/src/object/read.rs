@@ -58,12 +58,11 @@ pub fn data_offsets<'a>(
         object::File::parse(&*data).with_context(|| format!("parsing {}", library.display()))?;
     Ok(file
         .symbols()
-        .filter(|symbol| {
-            symbol.is_definition()
-                && matches!(
-                    symbol.kind(),
-                    object::SymbolKind::Data | object::SymbolKind::Tls
-                )
+        .filter(|symbol| match symbol.kind() {
+            object::SymbolKind::Data => symbol.is_definition(),
+            // `object` counts no thread-local as a definition: one in a section is.
+            object::SymbolKind::Tls => !symbol.is_undefined(),
+            _ => false,
         })
         .filter_map(|symbol| {
             let name = symbol.name().ok()?.to_owned();
