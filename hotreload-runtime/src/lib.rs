@@ -164,6 +164,9 @@ pub fn init() {
         trust::trust_configured_keys(&keys.to_string_lossy());
     }
     let tool_socket = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty());
+    if tool_socket.is_some() {
+        state::bridge_same_version();
+    }
     if contain::asked_by_env().unwrap_or(tool_socket.is_some()) {
         contain::turn_on(tool_socket.is_some());
     }
