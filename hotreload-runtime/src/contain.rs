@@ -42,13 +42,13 @@ thread_local! {
 }
 
 /// Whether commits install contained entries. The first time it says so, the panic hook is
-/// installed: at the first patch rather than at `init`, so that it comes before the hook the app
-/// set at start (which often replaces the default one).
+/// installed again: an app often sets its own hook after `init`, replacing ours, and a patch comes
+/// later. (Chained twice, it only records the location twice.)
 pub(crate) fn is_on() -> bool {
-    static HOOK: Once = Once::new();
+    static AT_FIRST_PATCH: Once = Once::new();
     let on = ON.load(Ordering::Relaxed);
     if on {
-        HOOK.call_once(install_hook);
+        AT_FIRST_PATCH.call_once(install_hook);
     }
     on
 }
@@ -56,6 +56,8 @@ pub(crate) fn is_on() -> bool {
 /// Turns rollback on panic on: `under_tool` for `cargo hotpatch run`/`watch`, otherwise because
 /// [`ROLLBACK_ON_PANIC_ENV`] asked for it. Applies to commits made from now on.
 pub(crate) fn turn_on(under_tool: bool) {
+    static AT_INIT: Once = Once::new();
+    AT_INIT.call_once(install_hook);
     UNDER_TOOL.fetch_or(under_tool, Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
     tracing::debug!(under_tool, "rollback on panic is on");
