@@ -38,7 +38,9 @@ fn patch_with_contained_entry(key: &str, label: &str) {
     let function = hotreload_runtime::function(key).expect("a hot function of this test");
     // SAFETY: a function's contained entry has its slot's type and is part of this binary.
     let update = unsafe { Update::new(label).replace_raw(function, function.contained()) };
-    Table::global().commit(update).expect("no participant to wait for");
+    Table::global()
+        .commit(update)
+        .expect("no participant to wait for");
 }
 
 /// The recorded panic numbered `sequence`, once its rollback settled.
@@ -53,7 +55,10 @@ fn settled_panic(sequence: u64) -> PatchPanic {
         {
             return panic.clone();
         }
-        assert!(Instant::now() < deadline, "no settled panic {sequence}: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no settled panic {sequence}: {status:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -89,8 +94,16 @@ fn a_panic_in_patched_code_rolls_it_back_and_runs_the_call_again() {
     assert_eq!(last.action, HistoryAction::RolledBack);
     assert_eq!(last.label, "panicky advance");
     let function = hotreload_runtime::function("rollback_on_panic::advance").unwrap();
-    assert_eq!(function.slot().get(), function.original(), "the plain code again");
-    assert_eq!(advance(&mut position, 1), 11, "later calls run the code rolled back to");
+    assert_eq!(
+        function.slot().get(),
+        function.original(),
+        "the plain code again"
+    );
+    assert_eq!(
+        advance(&mut position, 1),
+        11,
+        "later calls run the code rolled back to"
+    );
 
     // A `String` moved into the call cannot be passed again: the panic goes on to the caller,
     // and the update is rolled back all the same.

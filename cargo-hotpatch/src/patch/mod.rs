@@ -69,8 +69,7 @@ pub fn build_including(
     also: &BTreeSet<String>,
     warm: Option<&mut WarmCompilers>,
 ) -> anyhow::Result<BuiltPatch> {
-    // Only `watch` keeps compilers waiting; its patches may change a state type's fields with its
-    // version kept (serde carries the values across); production patches must raise it.
+    // Only `watch` has warm compilers; its patches may keep a changed state type's version.
     let for_watch = warm.is_some();
     let changed = select::changed_crates(base, also)?;
     std::fs::create_dir_all(work_dir)

@@ -39,7 +39,14 @@ pub(super) struct Session {
     /// `--verbose`: also list the versions now running after each patch.
     pub(super) verbose: bool,
     /// The last panic in patched code shown.
-    pub(super) panics_seen: super::panics::PanicsSeen,
+    pub(super) panics_seen: PanicsSeen,
+}
+
+/// The last panic in patched code shown (see `panics.rs`), per app process.
+#[derive(Default)]
+pub(super) struct PanicsSeen {
+    pub(super) pid: Option<u32>,
+    pub(super) last: u64,
 }
 
 impl Session {
