@@ -33,6 +33,11 @@ fn show(panic: &PatchPanic) {
         panic.function, panic.thread, panic.message
     ));
     match &panic.error {
+        // A later patch replaced the code before the rollback could run.
+        None if panic.rolled_back.is_empty() => status(
+            "Replaced",
+            "the code that panicked was replaced by a later patch before it could be rolled back",
+        ),
         None => {
             let patches: Vec<&str> = panic.rolled_back.iter().map(|id| short_id(id)).collect();
             let call = if panic.rerun {

@@ -15,6 +15,13 @@
 //! allocation. An app that never patches runs at that speed; `init()` without configuration does
 //! nothing more.
 //!
+//! After a patch under `cargo hotpatch watch` (or with `HOTRELOAD_ROLLBACK_ON_PANIC=1`), a
+//! patched function's slot holds its contained entry, the original inside `catch_unwind`
+//! (`hot_fn_patched`, `hot_method_patched` in the bench). Unwinding is zero-cost until a panic:
+//! in the release bench the contained entry of `hot_fee` compiles to the very instructions of its
+//! original, and the two measured within the noise of each other (4.80 ns and 4.42 ns against
+//! 4.30 ns for the atomic pointer, in one run on a loaded 2-core machine).
+//!
 //! Applying a patch (`cargo bench -p hotreload-tests --bench patch_cycle`, one-line edit of the
 //! fixture's `logic` crate, medians of 9, 2-core machine): building and applying the patch takes
 //! 230 ms, against 519 ms for the incremental `cargo build` of the same edit (0.44x). Of that,

@@ -307,7 +307,9 @@ fn is_active(id: &str) -> bool {
 ///
 /// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
 /// at gets its values migrated to the library's version; one whose layout changed but whose
-/// version did not is refused.
+/// version did not is refused, unless the tool started the process (serde bridges it then).
+///
+/// Under rollback on panic, the slots get each replacement's contained entry.
 fn update_for(
     patch: &PatchFile,
     registrations: &[&'static HotFunction],
