@@ -57,34 +57,54 @@ fn definition(hot: &HotFn, slot: &SlotType, original: &TokenStream) -> TokenStre
         #unsafety fn __hot_contained #generics (#(#params: #types),*) -> #returned {
             use #private::{ReuseCopy as _, ReuseMutRef as _, ReuseNot as _};
             let __hot_again = true #(&& (&&#private::Reuse::<#types>::NEW).can_reuse())*;
-            // SAFETY: bitwise copies, never dropped; used only when `__hot_again` says each is
-            // `Copy` or a `&mut` whose first borrow ended with the call that panicked.
-            #(let #keep = ::core::mem::ManuallyDrop::new(unsafe { ::core::ptr::read(&#params) });)*
+            // SAFETY: bitwise copies, never dropped here; read again only when `__hot_again`
+            // says each is `Copy` or a `&mut` whose first borrow ended with the call that
+            // panicked.
+            let __hot_keep = ::core::mem::ManuallyDrop::new(unsafe {
+                (#(::core::ptr::read(&#params),)*)
+            });
             let __hot_result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
                 move || unsafe { #original(#(#params),*) },
             ));
             match __hot_result {
                 ::core::result::Result::Ok(value) => value,
-                ::core::result::Result::Err(payload) => {
-                    let fallback = #private::patch_panicked(
-                        &__HOT_SLOT,
-                        __hot_contained as __HotFn as *const (),
-                        &*payload,
-                        __hot_again,
-                    );
-                    match fallback {
-                        ::core::option::Option::Some(code) if __hot_again => {
-                            // SAFETY: the table writes only code of the slot's type as fallback.
-                            let code = unsafe {
-                                ::core::mem::transmute::<*const (), __HotFn>(code)
-                            };
-                            unsafe {
-                                code(#(::core::mem::ManuallyDrop::into_inner(#keep)),*)
-                            }
-                        }
-                        _ => ::std::panic::resume_unwind(payload),
+                // SAFETY: `__hot_keep` holds the arguments' copies, untouched since.
+                ::core::result::Result::Err(payload) => unsafe {
+                    __hot_contained_panicked(payload, &__hot_keep, __hot_again)
+                },
+            }
+        }
+
+        /// Out of line, so that the contained entry's own code stays that of a plain call.
+        ///
+        /// # Safety
+        /// `keep` holds bitwise copies of the panicked call's arguments, which `again` says can
+        /// be passed again.
+        #[cold]
+        #[inline(never)]
+        #[allow(clippy::all, clippy::pedantic, unused_unsafe)]
+        unsafe fn __hot_contained_panicked #generics (
+            payload: ::std::boxed::Box<dyn ::core::any::Any + ::core::marker::Send>,
+            keep: &::core::mem::ManuallyDrop<(#(#types,)*)>,
+            again: bool,
+        ) -> #returned {
+            let fallback = #private::patch_panicked(
+                &__HOT_SLOT,
+                __hot_contained as __HotFn as *const (),
+                &*payload,
+                again,
+            );
+            match fallback {
+                ::core::option::Option::Some(code) if again => {
+                    // SAFETY: the table writes only code of the slot's type as fallback; the
+                    // copies are read once, as the caller promised.
+                    unsafe {
+                        let code = ::core::mem::transmute::<*const (), __HotFn>(code);
+                        let (#(#keep,)*) = ::core::ptr::read(&**keep);
+                        code(#(#keep),*)
                     }
                 }
+                _ => ::std::panic::resume_unwind(payload),
             }
         }
     }
