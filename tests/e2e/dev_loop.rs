@@ -83,6 +83,34 @@ fn a_panic_in_patched_code_rolls_the_patch_back_and_the_next_save_patches_again(
     app.wait_for_version("v4");
     app.expect_serving("v4", "after the next save");
     assert_eq!(app.pid(), Some(pid), "patched, not restarted");
+
+    // A panic in code the patch brings in that is not hot (a new helper) is caught at the hot
+    // function the call went through: `Report::edition`.
+    let mark = app.stderr_text().len();
+    let lib = fixture.read("logic/src/lib.rs");
+    fixture.replace_file(
+        "logic/src/lib.rs",
+        &format!(
+            "{}\nfn pick(steps: u64) -> u64 {{\n    [steps][steps as usize]\n}}\n",
+            lib.replace(
+                "self.tagged(\"v4\")",
+                "{ std::hint::black_box(pick(self.steps)); self.tagged(\"v4\") }"
+            )
+        ),
+    );
+    let said = wait_for_stderr(&mut app, mark, "Rolled back");
+    assert!(
+        said.contains("patched code panicked in logic::Report::edition")
+            && said.contains("index out of bounds"),
+        "caught at the nearest hot function: {said}"
+    );
+    let after = app.expect_serving("v4", "after the helper's panic was rolled back");
+    assert_eq!(
+        after.edition.as_deref(),
+        Some(format!("v4@{}", after.steps).as_str()),
+        "`edition` ran again on v4's code: {after:?}"
+    );
+    assert_eq!(app.pid(), Some(pid), "the app was not restarted");
 }
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`.
