@@ -1,5 +1,6 @@
 //! What a call costs: direct, through an atomic function pointer, through `#[hot]` (free function,
-//! method, async fn), and an idle `safe_point()`.
+//! method, async fn; before a patch, and after one that installed contained entries, as under
+//! `watch`), and an idle `safe_point()`.
 //!
 //! `cargo bench -p hotreload-runtime --bench dispatch`
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hotreload_runtime::hot;
+use hotreload_runtime::{hot, Table, Update};
 
 #[inline(never)]
 fn direct(qty: u64, price: u64) -> u64 {
@@ -32,6 +33,28 @@ fn through_atomic_pointer(qty: u64, price: u64) -> u64 {
 #[hot]
 fn hot_fee(qty: u64, price: u64) -> u64 {
     qty * price / 1000
+}
+
+/// Can panic (an index out of bounds), so its contained entry keeps a landing pad.
+#[hot]
+fn hot_lookup(values: &[u64], at: usize) -> u64 {
+    values[at]
+}
+
+#[inline(never)]
+fn lookup(values: &[u64], at: usize) -> u64 {
+    values[at]
+}
+
+/// Set at run time like `POINTER`: the baseline for `hot_lookup`.
+static LOOKUP_POINTER: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+#[inline(always)]
+fn lookup_through_atomic_pointer(values: &[u64], at: usize) -> u64 {
+    // SAFETY: LOOKUP_POINTER only ever holds `lookup`.
+    let code: fn(&[u64], usize) -> u64 =
+        unsafe { std::mem::transmute(LOOKUP_POINTER.load(Ordering::Acquire)) };
+    code(values, at)
 }
 
 struct Pricing {
@@ -79,6 +102,21 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Commits an update that gives `hot_fee` and `Pricing::fee` their contained entries.
+fn patch_with_contained_entries() {
+    let mut update = Update::new("contained entries");
+    for key in [
+        "dispatch::hot_fee",
+        "dispatch::Pricing::fee",
+        "dispatch::hot_lookup",
+    ] {
+        let function = hotreload_runtime::function(key).expect("a hot function of this bench");
+        // SAFETY: a function's contained entry has its slot's type and is part of this binary.
+        update = unsafe { update.replace_raw(function, function.contained()) };
+    }
+    Table::global().commit(update).expect("nothing to wait for");
+}
+
 fn calls(c: &mut Criterion) {
     POINTER.store(
         black_box(direct as fn(u64, u64) -> u64 as *mut ()),
@@ -105,6 +143,29 @@ fn calls(c: &mut Criterion) {
         })
     });
     group.bench_function("hot_method", |b| {
+        b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
+    });
+    let values = [1u64, 2, 3, 4];
+    LOOKUP_POINTER.store(
+        black_box(lookup as fn(&[u64], usize) -> u64 as *mut ()),
+        Ordering::Release,
+    );
+    group.bench_function("atomic_fn_pointer_lookup", |b| {
+        b.iter(|| lookup_through_atomic_pointer(black_box(&values), black_box(2)))
+    });
+    group.bench_function("hot_lookup", |b| {
+        b.iter(|| hot_lookup(black_box(&values), black_box(2)))
+    });
+    // After a patch under `watch` (rollback on panic on), slots hold contained entries: each
+    // function's own here, as a patch's would be.
+    patch_with_contained_entries();
+    group.bench_function("hot_lookup_patched", |b| {
+        b.iter(|| hot_lookup(black_box(&values), black_box(2)))
+    });
+    group.bench_function("hot_fn_patched", |b| {
+        b.iter(|| hot_fee(black_box(12), black_box(3456)))
+    });
+    group.bench_function("hot_method_patched", |b| {
         b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
     });
     group.bench_function("plain_async_fn", |b| {

@@ -63,7 +63,8 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
 
 /// [`build`], also rebuilding the library crates named in `also` even if they now equal the base
 /// (so an edit reverted to the base's text is patched back like any other edit), with the
-/// compilers of `warm` where one waits for a crate.
+/// compilers of `warm` where one waits for a crate. Only `watch` has warm compilers: its patches
+/// may change a `#[hot_state]` type's layout with its version kept (serde carries the values).
 pub fn build_including(
     base: &BaseRecord,
     work_dir: &Path,
@@ -71,6 +72,7 @@ pub fn build_including(
     also: &BTreeSet<String>,
     warm: Option<&mut WarmCompilers>,
 ) -> anyhow::Result<BuiltPatch> {
+    let for_watch = warm.is_some();
     let changed = select::changed_crates(base, also)?;
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
@@ -86,7 +88,8 @@ pub fn build_including(
     })?;
     let (redirections, found, bindings) =
         timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-            let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
+            let origins = introduced.origins(&host.local_data);
+            let redirections = redirect::redirect_objects(&objects, &targets, &origins)?;
             let found = analyse::analyse_objects(&objects, &targets)?;
             analyse::refuse_changed_signatures(&found, &host.hot)?;
             analyse::refuse_forks(&found, &redirections)?;
@@ -118,7 +121,7 @@ pub fn build_including(
     let strip = link::StrippedCopy::start(&library, &mapped_library)?;
     // The layouts are read from the linked library: its debug information is relocated.
     let states = timings.time(Cost::Analysis, || {
-        layouts::check_layouts(&host, &changed, &library, &base.identity.profile)
+        layouts::check_layouts(&host, &changed, &library, &base.identity.profile, for_watch)
     })?;
     let redirects = package::static_redirects(
         &library,

@@ -7,6 +7,7 @@
 
 mod cycle;
 mod events;
+mod panics;
 mod session;
 
 use std::sync::mpsc;

@@ -38,6 +38,15 @@ pub(super) struct Session {
     pub(super) warm: WarmCompilers,
     /// `--verbose`: also list the versions now running after each patch.
     pub(super) verbose: bool,
+    /// The last panic in patched code shown.
+    pub(super) panics_seen: PanicsSeen,
+}
+
+/// The last panic in patched code shown (see `panics.rs`), per app process.
+#[derive(Default)]
+pub(super) struct PanicsSeen {
+    pub(super) pid: Option<u32>,
+    pub(super) last: u64,
 }
 
 impl Session {
@@ -61,6 +70,7 @@ impl Session {
             patches_built: 0,
             warm: WarmCompilers::new(&layout_dir.join("watch")),
             verbose,
+            panics_seen: Default::default(),
         };
         session.restart("");
         Ok(session)
@@ -85,6 +95,7 @@ impl Session {
     /// before the first save changes them.
     pub(super) fn when_idle(&mut self) {
         self.notice_exit();
+        self.report_panics();
         if self.baseline.as_ref().is_some_and(|b| b.is_finished()) {
             if let Some(baseline) = self.baseline.take() {
                 let _ = baseline.join();

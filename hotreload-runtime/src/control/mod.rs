@@ -105,5 +105,8 @@ fn answer(request: Request) -> Result<Reply, crate::Error> {
             },
         )?),
         Request::Rollback => Reply::RolledBack(patch::rollback()?),
+        Request::Panics { since } => Reply::Panics {
+            panics: crate::contain::settled_panics(since),
+        },
     })
 }

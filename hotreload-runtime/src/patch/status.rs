@@ -80,6 +80,7 @@ pub fn status() -> StatusReport {
         applying: lock(&APPLYING).clone(),
         long_running: super::running::long_running(&libraries),
         entries: super::entries::status(),
+        panics: crate::contain::panics(),
     }
 }
 

@@ -14,7 +14,9 @@ use crate::wire::patch_file::PatchFile;
 ///
 /// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
 /// at gets its values migrated to the library's version; one whose layout changed but whose
-/// version did not is refused.
+/// version did not is refused, unless the tool started the process (serde bridges it then).
+///
+/// Under rollback on panic, the slots get each replacement's contained entry.
 ///
 /// The update also makes the entry redirects exactly the manifest's (patches are cumulative: one
 /// that redirects fewer functions than the patch before restores the others).
@@ -50,7 +52,7 @@ pub(super) fn update_for(
         }
         // SAFETY: equal fingerprints mean the patch's function has the slot's written type
         // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
-        update = unsafe { update.replace_raw(first, registration.original()) };
+        update = unsafe { update.replace_with(first, registration) };
     }
     let targets = entries::targets(patch, library)?;
     if update.is_empty() && targets.is_empty() {
@@ -65,7 +67,8 @@ pub(super) fn update_for(
 
 /// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
 /// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
-/// version if so. A changed layout with the same version is refused.
+/// version if so. A changed layout with the same version is refused, except under the tool (see
+/// [`crate::state`]).
 pub(super) fn state_to_migrate(
     patch: &PatchFile,
     running: Option<&'static StateType>,
@@ -80,7 +83,8 @@ pub(super) fn state_to_migrate(
     if running.layout() == layout {
         return Ok(None);
     }
-    if running.version() == version {
+    // Under the tool, serde carries the values across a change of the same version.
+    if running.version() == version && !hot_state::same_version_bridged() {
         return Err(Error::StateVersionNotRaised {
             patch: patch.short_id().to_owned(),
             name: name.to_owned(),

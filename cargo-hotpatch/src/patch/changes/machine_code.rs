@@ -282,6 +282,8 @@ pub fn classify_changes(changed: &[String]) -> (Vec<String>, Vec<String>) {
             };
             hot.insert(path);
         } else if !name.contains("__INVENTORY")
+            // A hot function's contained entry: reported as the function, by its original.
+            && !name.contains("__hot_contained")
             && !name.contains("__ctor")
             && !name.starts_with("core::ptr::drop_in_place")
         {
