@@ -27,6 +27,7 @@ mod cli;
 mod commands;
 mod exit;
 mod host;
+mod human;
 mod object;
 mod patch;
 pub mod remote;

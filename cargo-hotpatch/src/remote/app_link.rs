@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::hex;
 use hotreload_runtime::wire::protocol::{
-    link_proof, proof_matches, LinkHandshake, LinkRole, PatchReport, Reply, Request,
+    link_proof, proof_matches, LinkHandshake, LinkRole, PatchReport, Reply, Request, StatusReport,
     TOOL_SECRET_ENV,
 };
 
@@ -95,6 +95,12 @@ impl AppLink {
         let path = patch.to_owned();
         let reply = self.request(&Request::Apply { path })?;
         Some(reply.and_then(|reply| codec::patch_report(reply, Peer::App)))
+    }
+
+    /// The connected app's status; `None` if no app is connected.
+    pub fn status(&self) -> Option<anyhow::Result<StatusReport>> {
+        let reply = self.request(&Request::Status)?;
+        Some(reply.and_then(|reply| codec::status_report(reply, Peer::App)))
     }
 
     /// Sends a request to the connected app; `None` if no app is connected.

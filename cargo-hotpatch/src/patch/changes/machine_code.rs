@@ -217,13 +217,60 @@ fn target_key(
         let start = symbol.address().min(data.len() as u64);
         (start, (start + symbol.size()).min(data.len() as u64))
     };
-    let mut text = format!(
-        "const:{}@{}",
-        sha256_hex(&data[start as usize..end as usize]),
-        lands - start as i64
-    );
+    let bytes = &data[start as usize..end as usize];
+    // A constant that names a source file (a panic's `Location`, a tracing callsite's metadata)
+    // is compared by what it points at, not by its numbers: they are lines and columns, which
+    // move when code above is edited without changing what this function does.
+    let contents = if names_a_source_file(file, &section, start..end) {
+        format!("at-source:{}", bytes.len())
+    } else {
+        sha256_hex(bytes)
+    };
+    let mut text = format!("const:{contents}@{}", lands - start as i64);
     append_relocations(file, &section, start..end, depth + 1, &mut text);
     text
+}
+
+/// Whether a constant points at the name of a Rust source file (`src/lib.rs`, with or without
+/// its NUL).
+fn names_a_source_file(
+    file: &object::File,
+    section: &object::Section,
+    range: std::ops::Range<u64>,
+) -> bool {
+    section.relocations().any(|(offset, relocation)| {
+        let RelocationTarget::Symbol(index) = relocation.target() else {
+            return false;
+        };
+        if !range.contains(&offset) {
+            return false;
+        }
+        let Ok(symbol) = file.symbol_by_index(index) else {
+            return false;
+        };
+        let Some(target) = symbol
+            .section_index()
+            .and_then(|index| file.section_by_index(index).ok())
+        else {
+            return false;
+        };
+        let Ok(data) = target.data() else {
+            return false;
+        };
+        let base = if symbol.kind() == object::SymbolKind::Section {
+            0
+        } else {
+            symbol.address() as i64
+        };
+        let at = ((base + relocation.addend()).max(0) as usize).min(data.len());
+        let end = data[at..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(data.len(), |nul| at + nul)
+            .min(at + 4096);
+        let text = &data[at..end];
+        text.ends_with(b".rs")
+    })
 }
 
 /// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.
@@ -292,7 +339,31 @@ pub fn classify_changes(changed: &[String]) -> (Vec<String>, Vec<String>) {
             other.insert(name.clone());
         }
     }
+    // The hot function itself and the code that calls it (`T::f`, `<T as Trait>::f`, the
+    // closures of either) are listed once, as hot.
+    other.retain(|name| !is_part_of_hot(name, &hot));
     (hot.into_iter().collect(), other.into_iter().collect())
+}
+
+/// Whether `name` is one of the `hot` functions, under its own path or as a trait method, or a
+/// closure of one.
+fn is_part_of_hot(name: &str, hot: &BTreeSet<String>) -> bool {
+    let path = match name
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once(" as "))
+    {
+        Some((ty, rest)) => match rest.split_once(">::") {
+            Some((_, method)) => format!("{ty}::{method}"),
+            None => name.to_owned(),
+        },
+        None => name.to_owned(),
+    };
+    hot.iter().any(|hot| {
+        path == *hot
+            || path
+                .strip_prefix(hot.as_str())
+                .is_some_and(|rest| rest.starts_with("::{{closure}}"))
+    })
 }
 
 #[cfg(test)]
@@ -308,6 +379,10 @@ mod tests {
                 .to_owned(),
             "logic::helper".to_owned(),
             "logic::step::_::__ctor".to_owned(),
+            // The code calling the slot is not listed again as not hot.
+            "logic::step".to_owned(),
+            "logic::step::{{closure}}".to_owned(),
+            "<logic::Report as core::fmt::Display>::fmt".to_owned(),
         ];
         let (hot, other) = classify_changes(&changed);
         assert_eq!(hot, ["logic::Report::fmt", "logic::step"]);
