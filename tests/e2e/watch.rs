@@ -179,8 +179,15 @@ fn a_rollback_from_another_terminal_shows_and_the_next_save_compares_with_what_r
         "    \"!\".trim_end_matches('!')\n}",
     );
     let (hot, not_hot) = changed_lines(app, mark);
-    assert_eq!(hot, "logic::fail", "compared with the code that runs");
-    assert_eq!(not_hot, "logic::suffix", "compared with the code that runs");
+    let said = app.stderr_text();
+    assert_eq!(
+        hot, "logic::fail",
+        "compared with the code that runs: {said}"
+    );
+    assert_eq!(
+        not_hot, "logic::suffix",
+        "compared with the code that runs: {said}"
+    );
     app.expect_serving("v2", "after patching over the rollback");
 }
 

@@ -32,7 +32,7 @@ const BASE: &str = "";
 pub(super) struct Running {
     /// The remembered functions as they were when each patch (or the base) became active.
     by_patch: HashMap<String, Snapshot>,
-    /// The newest commit or rollback of the app that `watch` knows of.
+    /// How many commits and rollbacks the app had made when `watch` last looked.
     last_update: Option<u64>,
     last_poll: Option<Instant>,
 }
@@ -83,7 +83,7 @@ impl Running {
     ) {
         self.by_patch.insert(patch_id.to_owned(), snapshot);
         // Unknown, the next look only takes note: never report this patch as made elsewhere.
-        self.last_update = report.and_then(|report| newest_update(&report));
+        self.last_update = report.and_then(|report| updates_made(&report));
         self.last_poll = Some(Instant::now());
     }
 
@@ -97,16 +97,19 @@ impl Running {
     /// of the code now running, so the next save lists what differs from that.
     pub(super) fn notice(&mut self, report: &StatusReport) {
         self.last_poll = Some(Instant::now());
-        let newest = newest_update(report);
+        let made = updates_made(report);
         let Some(known) = self.last_update else {
-            self.last_update = newest;
+            self.last_update = made;
             return;
         };
-        if newest <= Some(known) {
+        if made <= Some(known) {
             return;
         }
-        self.last_update = newest;
-        for item in report.history.iter().filter(|item| item.update_id > known) {
+        self.last_update = made;
+        // A rollback's entry carries the id of the update it undid: count entries instead.
+        let new = made.unwrap_or(0).saturating_sub(known) as usize;
+        let listed = report.history.len();
+        for item in &report.history[listed.saturating_sub(new)..] {
             let verb = if item.action == "rolled_back" {
                 "Rolled back"
             } else {
@@ -147,6 +150,7 @@ impl Running {
     }
 }
 
-fn newest_update(report: &StatusReport) -> Option<u64> {
-    report.history.iter().map(|item| item.update_id).max()
+/// How many commits and rollbacks the app has made.
+fn updates_made(report: &StatusReport) -> Option<u64> {
+    Some(report.history_dropped + report.history.len() as u64)
 }

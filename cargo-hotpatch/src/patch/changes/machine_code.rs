@@ -179,12 +179,6 @@ fn target_key(
     let Ok(data) = section.data() else {
         return normalise(section.name().unwrap_or_default());
     };
-    if writable_static || depth >= CONSTANT_DEPTH {
-        return format!(
-            "{}{addend:+}",
-            normalise(section.name().unwrap_or_default())
-        );
-    }
     // Where the reference lands: a code reference is relative to the end of its 4-byte field.
     let pc_relative = matches!(
         relocation.kind(),
@@ -202,13 +196,18 @@ fn target_key(
         section.flags(),
         object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_STRINGS) != 0
     );
+    // A string is its text at any depth: its offset in a merged section depends on the others.
     if strings {
-        let at = (lands.max(0) as usize).min(data.len());
-        let end = data[at..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(data.len(), |nul| at + nul);
-        return format!("str:{}", sha256_hex(&data[at..end]));
+        return format!(
+            "str:{}",
+            sha256_hex(&without_line_numbers(string_at(data, lands)))
+        );
+    }
+    if writable_static || depth >= CONSTANT_DEPTH {
+        return format!(
+            "{}{addend:+}",
+            normalise(section.name().unwrap_or_default())
+        );
     }
     // One constant: the symbol's extent, or the whole section (rustc gives each its own).
     let (start, end) = if symbol.kind() == object::SymbolKind::Section || symbol.size() == 0 {
@@ -224,11 +223,48 @@ fn target_key(
     let contents = if names_a_source_file(file, &section, start..end) {
         format!("at-source:{}", bytes.len())
     } else {
-        sha256_hex(bytes)
+        sha256_hex(&without_line_numbers(bytes))
     };
     let mut text = format!("const:{contents}@{}", lands - start as i64);
     append_relocations(file, &section, start..end, depth + 1, &mut text);
     text
+}
+
+/// The NUL-terminated string at `at` of a string section.
+fn string_at(data: &[u8], at: i64) -> &[u8] {
+    let at = (at.max(0) as usize).min(data.len());
+    let end = data[at..]
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(data.len(), |nul| at + nul);
+    &data[at..end]
+}
+
+/// `text` without the numbers of source positions (`src/lib.rs:68:5` becomes `src/lib.rs::`):
+/// tracing names each event after its file and line.
+fn without_line_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const MARK: &[u8] = b".rs:";
+    if !text.windows(MARK.len()).any(|w| w == MARK) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        out.push(text[i]);
+        if out.ends_with(MARK) {
+            i += 1;
+            // The line, then an optional `:column`.
+            while i < text.len() && (text[i].is_ascii_digit() || text[i] == b':') {
+                if text[i] == b':' {
+                    out.push(b':');
+                }
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether a constant points at the name of a Rust source file (`src/lib.rs`, with or without
@@ -387,6 +423,19 @@ mod tests {
         let (hot, other) = classify_changes(&changed);
         assert_eq!(hot, ["logic::Report::fmt", "logic::step"]);
         assert_eq!(other, ["logic::helper"]);
+    }
+
+    #[test]
+    fn source_positions_lose_their_numbers() {
+        assert_eq!(
+            &*without_line_numbers(b"event src/lib.rs:68"),
+            b"event src/lib.rs:"
+        );
+        assert_eq!(
+            &*without_line_numbers(b"at logic/src/lib.rs:68:5 and a.rs:7"),
+            b"at logic/src/lib.rs:: and a.rs:"
+        );
+        assert_eq!(&*without_line_numbers(b"version=v1"), b"version=v1");
     }
 
     #[test]
