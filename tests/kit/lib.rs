@@ -20,6 +20,7 @@ pub mod bench;
 pub mod control;
 pub mod depot;
 pub mod differential;
+pub mod display;
 pub mod fixture;
 pub mod lock;
 pub mod process;
