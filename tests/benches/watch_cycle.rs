@@ -76,37 +76,7 @@ fn main() {
 
     // (a') the same with the app writing its log inside its workspace.
     fixture.replace_file(EDITED, &original);
-    let log = fixture.root().join("app.log");
-    fixture.set_env("FIXTURE_LOG", log.to_str().expect("a UTF-8 path"));
-    eprintln!(
-        "watch_cycle: (a') `cargo hotpatch watch -p app`, the app logging to {}",
-        log.display()
-    );
-    let mut watch = Watch::start(&fixture);
-    watch.settle();
-    let (_, logging) = measure(
-        "watch_cycle: (a')",
-        iterations,
-        |_, from, to| watch_cycle(&mut watch, &fixture, from, to),
-        describe_patched,
-    );
-    let said = watch.process.stderr_text();
-    drop(watch);
-    assert!(
-        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0),
-        "the app wrote no log at {}",
-        log.display()
-    );
-    // One patch per edit (the warm-up's too), none for the log's writes.
-    let patches = said
-        .lines()
-        .filter(|line| line.trim_start().starts_with("Patched "))
-        .count();
-    assert_eq!(
-        patches,
-        iterations + 1,
-        "watch patched something else than the edits:\n{said}"
-    );
+    let logging = measure_with_a_log(&mut fixture, iterations);
 
     // (b) the same edits from the same text, rebuilt and restarted.
     fixture.replace_file(EDITED, &original);
@@ -128,6 +98,43 @@ fn main() {
     drop(app);
     fixture.replace_file(EDITED, &original);
     print_table(&patched, &logging, &restarted, &warm_up.recompiled);
+}
+
+/// Phase (a'): watch patching the same edits while the app appends to a log in the workspace
+/// root; panics if watch patched anything else than the edits.
+fn measure_with_a_log(fixture: &mut Fixture, iterations: usize) -> Vec<Patched> {
+    let log = fixture.root().join("app.log");
+    fixture.set_env("FIXTURE_LOG", log.to_str().expect("a UTF-8 path"));
+    eprintln!(
+        "watch_cycle: (a') `cargo hotpatch watch -p app`, the app logging to {}",
+        log.display()
+    );
+    let mut watch = Watch::start(fixture);
+    watch.settle();
+    let (_, logging) = measure(
+        "watch_cycle: (a')",
+        iterations,
+        |_, from, to| watch_cycle(&mut watch, fixture, from, to),
+        describe_patched,
+    );
+    let said = watch.process.stderr_text();
+    drop(watch);
+    assert!(
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0),
+        "the app wrote no log at {}",
+        log.display()
+    );
+    // One patch per edit (the warm-up's too), none for the log's writes.
+    let patches = said
+        .lines()
+        .filter(|line| line.trim_start().starts_with("Patched "))
+        .count();
+    assert_eq!(
+        patches,
+        iterations + 1,
+        "watch patched something else than the edits:\n{said}"
+    );
+    logging
 }
 
 /// One save rebuilt and restarted; times in milliseconds.
@@ -202,7 +209,7 @@ fn print_table(
     )];
     rows.extend(split_rows(patched));
     rows.push((
-        "(a') watch, the app logging in its workspace: save -> new",
+        "(a') the same, app logging in its workspace",
         logging_save_to_new,
         logging_goal.as_str(),
     ));

@@ -314,4 +314,51 @@ fn with_no_restart_an_unpatchable_change_is_explained_and_the_app_keeps_running(
     );
     app.wait_for_version("v2");
     assert_eq!(app.pid(), Some(pid));
+
+    // Code that uses a crate no manifest lists yet waits for the manifest: one quiet line, said
+    // once however often the file is saved, no burst of rustc's errors.
+    let mark = app.stderr_text().len();
+    let uses_missing = (
+        "pub fn fail() -> u32 {",
+        "pub fn fail() -> u32 {\n    let _ = fastrand_not_added::u32(..);",
+    );
+    fixture.edit("logic/src/lib.rs", uses_missing.0, uses_missing.1);
+    let said = wait_for_stderr(&mut app, mark, "Waiting");
+    fixture.edit(
+        "logic/src/lib.rs",
+        "fastrand_not_added::u32(..);",
+        "fastrand_not_added::u32(..); ",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let said_after = app.stderr_text()[mark..].to_owned();
+    assert!(
+        said.contains("`fastrand_not_added` in a Cargo.toml") && !said_after.contains("error"),
+        "watch waits for the manifest quietly: {said_after}"
+    );
+    assert_eq!(
+        said_after.matches("Waiting").count(),
+        1,
+        "said once: {said_after}"
+    );
+    fixture.edit(
+        "logic/src/lib.rs",
+        "\n    let _ = fastrand_not_added::u32(..); ",
+        "",
+    );
+    app.expect_serving("v2", "while the code waited for its manifest");
+
+    // Ctrl-C reaching watch alone stops it and the app within a couple of seconds.
+    let (code, app_gone) = app.interrupt_tool(Duration::from_secs(3));
+    assert_eq!(
+        code,
+        Some(130),
+        "watch exits as interrupted: {}",
+        app.stderr_tail()
+    );
+    assert!(app_gone, "the app stopped with watch");
+    assert!(
+        app.stderr_text().contains("Stopping"),
+        "{}",
+        app.stderr_tail()
+    );
 }

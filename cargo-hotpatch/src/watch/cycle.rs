@@ -13,6 +13,7 @@ use super::running;
 use super::session::Session;
 use crate::human;
 use crate::patch::changes::machine_code;
+use crate::patch::compile::CompileFailed;
 use crate::patch::{self, BuiltPatch, NotPatchable};
 use crate::remote::client;
 use crate::shell::{error_line, status};
@@ -61,7 +62,9 @@ impl Session {
         };
         if !changes_anything(&built) {
             // This save's edit already runs (an earlier build of a burst took it, or it changed
-            // no code): nothing to apply or say.
+            // no code): nothing to apply or say. What runs stays what the next build compares
+            // with (this build may lack functions that run, as one of a file half written does).
+            running::restore(&before);
             if self.verbose {
                 status("Unchanged", "this save changes no code the app runs");
             }
@@ -166,11 +169,21 @@ impl Session {
     /// Says why a patch build failed: rustc's errors, or once, quietly, that the code uses a
     /// crate no manifest lists yet (the manifest's save rebuilds the app).
     fn build_failed(&mut self, error: &anyhow::Error) {
-        let text = format!("{error:#}");
-        let missing = unlinked_crates(&text);
+        let Some(failed) = error.downcast_ref::<CompileFailed>() else {
+            self.waiting_for_manifest = None;
+            error_line(format!(
+                "{error:#}; the app keeps running its last good code"
+            ));
+            return;
+        };
+        let missing = unlinked_crates(&failed.diagnostics);
         if missing.is_empty() {
             self.waiting_for_manifest = None;
-            error_line(format!("{text}; the app keeps running its last good code"));
+            eprint!("{}", failed.diagnostics);
+            error_line(format!(
+                "could not compile `{}`; the app keeps running its last good code",
+                failed.crate_name
+            ));
             return;
         }
         if self.waiting_for_manifest.as_ref() != Some(&missing) {
@@ -204,6 +217,8 @@ fn changes_anything(built: &BuiltPatch) -> bool {
 /// The crates rustc's errors say are used but not linked (`use of unresolved module or unlinked
 /// crate `rand``, `use `cargo add rand``).
 fn unlinked_crates(errors: &str) -> BTreeSet<String> {
+    let errors = without_colours(errors);
+    let errors = errors.as_str();
     let mut crates = BTreeSet::new();
     for marker in ["unlinked crate `", "use `cargo add "] {
         for (at, _) in errors.match_indices(marker) {
@@ -218,6 +233,24 @@ fn unlinked_crates(errors: &str) -> BTreeSet<String> {
         }
     }
     crates
+}
+
+/// `text` without terminal colour codes (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Says what a patch changed in the app, and what each part of it took.
@@ -297,6 +330,10 @@ mod tests {
         let crates: Vec<String> = unlinked_crates(errors).into_iter().collect();
         assert_eq!(crates, ["rand", "serde_yaml"]);
         assert!(unlinked_crates("error: expected one of `,`").is_empty());
+        let coloured: Vec<String> = unlinked_crates("unlinked crate `\x1b[1mrand\x1b[0m`")
+            .into_iter()
+            .collect();
+        assert_eq!(coloured, ["rand"]);
     }
 
     #[test]
