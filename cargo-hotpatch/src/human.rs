@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 /// A duration with three significant figures at most, in the largest unit under which it is
-/// at least one: `0.40µs`, `850µs`, `231ms`, `1.42s`, `12.3s`, `2m05s`. Seconds are never rounded to
+/// at least one: `0.40µs`, `850µs`, `231ms`, `1.42s`, `12.3s`, `2m05s`, or `0s`. Seconds are never rounded to
 /// whole ones below a minute: a split of `rustc 2s` says too little to work on.
 pub fn duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
     let secs = d.as_secs_f64();
     if secs >= 60.0 {
         let whole = d.as_secs();
@@ -78,6 +81,7 @@ mod tests {
 
     #[test]
     fn durations_keep_three_figures_and_never_round_seconds_to_whole_ones() {
+        assert_eq!(duration(Duration::ZERO), "0s");
         assert_eq!(duration(Duration::from_nanos(400)), "0.40µs");
         assert_eq!(duration(Duration::from_micros(850)), "850µs");
         assert_eq!(duration(Duration::from_micros(231_440)), "231ms");
