@@ -9,11 +9,14 @@ use syn::{Attribute, ImplItemFn, Token};
 pub struct Args {
     /// `?Send`: an `async fn` whose future is not `Send`.
     pub not_send: Option<TokenStream>,
+    /// `unwinds`: the function's panics are part of its contract (its callers catch them), so
+    /// they never roll a patch back.
+    pub unwinds: Option<syn::Ident>,
     /// Hidden: this `#[hot]` is the one [`crate::order`] put below the item's attribute macros.
     pub reordered: bool,
 }
 
-pub const ACCEPTED: &str = "unknown #[hot] argument: write `#[hot]`, or `#[hot(?Send)]` on an `async fn` whose future is not `Send`";
+pub const ACCEPTED: &str = "unknown #[hot] argument: write `#[hot]`, `#[hot(?Send)]` on an `async fn` whose future is not `Send`, or `#[hot(unwinds)]` on a function whose callers catch its panics";
 
 impl Args {
     /// A method's arguments in a `#[hot]` block: its own `#[hot(...)]`'s, else the block's; and
@@ -25,6 +28,7 @@ impl Args {
     ) -> (Args, bool) {
         let mut method_args = Args {
             not_send: block.not_send.clone(),
+            unwinds: block.unwinds.clone(),
             reordered: false,
         };
         let mut marked_hot = false;
@@ -36,8 +40,10 @@ impl Args {
                 syn::Meta::NameValue(_) => Err(syn::Error::new_spanned(attr, ACCEPTED)),
             };
             match parsed {
-                Ok(parsed) if parsed.not_send.is_some() => method_args = parsed,
-                Ok(_) => {}
+                Ok(parsed) => {
+                    method_args.not_send = parsed.not_send.or(method_args.not_send);
+                    method_args.unwinds = parsed.unwinds.or(method_args.unwinds);
+                }
                 Err(error) => errors.push(error),
             }
         }
@@ -48,37 +54,38 @@ impl Args {
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut args = Args::default();
-        if input.is_empty() {
-            return Ok(args);
-        }
-        let fork = input.fork();
-        let question: Option<Token![?]> = fork.parse().ok();
-        let ident: Option<syn::Ident> = fork.parse().ok();
-        match (question, ident) {
-            (Some(_), Some(ident)) if ident == "Send" => {
-                let question: Token![?] = input.parse()?;
-                let send: syn::Ident = input.parse()?;
-                args.not_send = Some(quote::quote!(#question #send));
-                if input.is_empty() {
-                    return Ok(args);
+        while !input.is_empty() {
+            let fork = input.fork();
+            let question: Option<Token![?]> = fork.parse().ok();
+            let ident: Option<syn::Ident> = fork.parse().ok();
+            match (question, ident) {
+                (Some(_), Some(ident)) if ident == "Send" => {
+                    let question: Token![?] = input.parse()?;
+                    let send: syn::Ident = input.parse()?;
+                    args.not_send = Some(quote::quote!(#question #send));
                 }
-                if input.parse::<Token![,]>().is_err() {
+                (None, Some(ident)) if ident == "unwinds" => {
+                    let ident: syn::Ident = input.parse()?;
+                    args.unwinds = Some(ident);
+                }
+                // Only `#[hot]` itself writes this, last (see `crate::order`).
+                (None, Some(ident)) if ident == "__reordered" => {
+                    let _: syn::Ident = input.parse()?;
+                    args.reordered = true;
+                }
+                _ => {
                     let rest: TokenStream = input.parse()?;
                     return Err(syn::Error::new_spanned(rest, ACCEPTED));
                 }
             }
-            (None, Some(ident)) if ident == "__reordered" => {}
-            _ => {
+            if input.is_empty() {
+                break;
+            }
+            if args.reordered || input.parse::<Token![,]>().is_err() {
                 let rest: TokenStream = input.parse()?;
                 return Err(syn::Error::new_spanned(rest, ACCEPTED));
             }
         }
-        // Only `#[hot]` itself writes this (see `crate::order`).
-        let rest: TokenStream = input.parse()?;
-        if rest.to_string() != "__reordered" {
-            return Err(syn::Error::new_spanned(rest, ACCEPTED));
-        }
-        args.reordered = true;
         Ok(args)
     }
 }

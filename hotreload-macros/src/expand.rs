@@ -14,7 +14,7 @@ use syn::{FnArg, Ident, ImplItem, ItemFn, ItemImpl, Pat};
 use crate::ast::{self, HotFn, Input};
 use crate::attr::{is_hot_attr, Args};
 use crate::signature::{self, Context, SlotType};
-use crate::{order, valid};
+use crate::{contain, order, valid};
 
 pub fn hot(args: TokenStream, input: TokenStream) -> TokenStream {
     let parsed = match syn::parse2::<Args>(args.clone()) {
@@ -330,6 +330,7 @@ fn dispatch_body(hot: &HotFn, slot: &SlotType, original: TokenStream) -> TokenSt
         call
     };
     let call = if is_async { quote!(#call.await) } else { call };
+    let (contained, contained_address) = contain::contained(hot, slot, &original);
     quote! {
         type __HotFn = #fn_type;
         static __HOT_SLOT: ::hotreload_runtime::__private::HotSlot =
@@ -343,6 +344,7 @@ fn dispatch_body(hot: &HotFn, slot: &SlotType, original: TokenStream) -> TokenSt
                     name: #name,
                 },
                 #original as __HotFn as *const (),
+                #contained_address,
                 #signature_text,
                 #fingerprint,
                 || ::core::any::TypeId::of::<__HotFn>(),
@@ -350,6 +352,7 @@ fn dispatch_body(hot: &HotFn, slot: &SlotType, original: TokenStream) -> TokenSt
                 #is_async,
             )
         }
+        #contained
         // SAFETY: only the table writes the slot, and only function pointers of type `__HotFn`.
         let __hot_code = unsafe {
             ::core::mem::transmute::<*const (), __HotFn>(__HOT_SLOT.get())

@@ -2,6 +2,7 @@
 
 mod ast;
 mod attr;
+mod contain;
 mod expand;
 mod order;
 mod signature;

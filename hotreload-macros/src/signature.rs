@@ -23,6 +23,8 @@ pub struct SlotType {
     pub lifetimes: Vec<Lifetime>,
     /// The receiver as the original method declares it, lifetimes named, without `mut`.
     pub receiver: Option<TokenStream>,
+    /// The receiver's type (`&'a Type`, `Type`, ...), lifetimes named and `Self` replaced.
+    pub receiver_ty: Option<Type>,
     /// The `mut` of a by-value receiver (`mut self`), for the original's definition.
     pub receiver_mut: Option<syn::Token![mut]>,
     /// The concrete types of the other arguments.
@@ -40,6 +42,7 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
     let mut receiver_decl = None;
     let mut receiver_lifetime = None;
     let mut receiver_mut = None;
+    let mut receiver_ty = None;
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
@@ -53,6 +56,7 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
                 receiver_lifetime = lifetime;
                 receiver_mut = mutability;
                 replace_self(&mut ty, context);
+                receiver_ty = Some(ty.clone());
                 inputs.push(ty);
             }
             FnArg::Typed(typed) => {
@@ -98,6 +102,7 @@ pub fn slot_type(sig: &Signature, context: Context, future: Option<&TokenStream>
         fn_type,
         lifetimes: bound,
         receiver: receiver_decl,
+        receiver_ty,
         receiver_mut,
         args,
         output,

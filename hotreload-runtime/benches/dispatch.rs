@@ -1,5 +1,6 @@
 //! What a call costs: direct, through an atomic function pointer, through `#[hot]` (free function,
-//! method, async fn), and an idle `safe_point()`.
+//! method, async fn; before a patch, and after one that installed contained entries, as under
+//! `watch`), and an idle `safe_point()`.
 //!
 //! `cargo bench -p hotreload-runtime --bench dispatch`
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hotreload_runtime::hot;
+use hotreload_runtime::{hot, Table, Update};
 
 #[inline(never)]
 fn direct(qty: u64, price: u64) -> u64 {
@@ -79,6 +80,17 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Commits an update that gives `hot_fee` and `Pricing::fee` their contained entries.
+fn patch_with_contained_entries() {
+    let mut update = Update::new("contained entries");
+    for key in ["dispatch::hot_fee", "dispatch::Pricing::fee"] {
+        let function = hotreload_runtime::function(key).expect("a hot function of this bench");
+        // SAFETY: a function's contained entry has its slot's type and is part of this binary.
+        update = unsafe { update.replace_raw(function, function.contained()) };
+    }
+    Table::global().commit(update).expect("nothing to wait for");
+}
+
 fn calls(c: &mut Criterion) {
     POINTER.store(
         black_box(direct as fn(u64, u64) -> u64 as *mut ()),
@@ -105,6 +117,15 @@ fn calls(c: &mut Criterion) {
         })
     });
     group.bench_function("hot_method", |b| {
+        b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
+    });
+    // After a patch under `watch` (rollback on panic on), slots hold contained entries: each
+    // function's own here, as a patch's would be.
+    patch_with_contained_entries();
+    group.bench_function("hot_fn_patched", |b| {
+        b.iter(|| hot_fee(black_box(12), black_box(3456)))
+    });
+    group.bench_function("hot_method_patched", |b| {
         b.iter(|| black_box(&pricing).fee(black_box(12), black_box(3456)))
     });
     group.bench_function("plain_async_fn", |b| {

@@ -95,6 +95,7 @@
 //! With `HOTRELOAD_CONTROL_SOCKET` set, [`init`] opens a [control socket](control) there on which
 //! `cargo hotpatch` checks, applies and rolls back patch files (see [`patch`]). Linux only for now.
 
+mod contain;
 pub mod control;
 pub mod docs;
 mod error;
@@ -141,6 +142,10 @@ use std::time::Duration;
 /// are applied here, before the program goes on, and one after which a process crashed (a fatal
 /// signal) within its probation is quarantined (see [`startup`]).
 ///
+/// Under the tool, or with `HOTRELOAD_ROLLBACK_ON_PANIC=1`, a panic that unwinds out of a patch's
+/// code rolls the patch back (see [`docs::patterns`]); in production each such rollback is written
+/// to the audit log. `HOTRELOAD_ROLLBACK_ON_PANIC=0` turns it off under the tool too.
+///
 /// `HOTRELOAD_TOOL_SOCKET` (set by `cargo hotpatch run` and `watch`) names the tool's socket:
 /// `init` connects to it, proves with `HOTRELOAD_TOOL_SECRET` that it is the app the tool
 /// started (and checks the tool's proof), and serves the tool's requests from a thread named
@@ -158,13 +163,20 @@ pub fn init() {
     if let Some(keys) = std::env::var_os("HOTRELOAD_TRUSTED_KEYS") {
         trust::trust_configured_keys(&keys.to_string_lossy());
     }
+    let tool_socket = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty());
+    if tool_socket.is_some() {
+        state::bridge_same_version();
+    }
+    if contain::asked_by_env().unwrap_or(tool_socket.is_some()) {
+        contain::turn_on(tool_socket.is_some());
+    }
     if let Some(dir) = std::env::var_os("HOTRELOAD_PATCH_DIR").filter(|p| !p.is_empty()) {
         static AT_START: std::sync::Once = std::sync::Once::new();
         AT_START.call_once(|| {
             startup::apply_patch_dir(std::path::Path::new(&dir));
         });
     }
-    if let Some(socket) = std::env::var_os("HOTRELOAD_TOOL_SOCKET").filter(|p| !p.is_empty()) {
+    if let Some(socket) = tool_socket {
         static TOOL: std::sync::Once = std::sync::Once::new();
         TOOL.call_once(|| {
             if let Err(error) = control::connect(std::path::Path::new(&socket)) {
@@ -204,6 +216,7 @@ pub mod __private {
     use std::future::Future;
     use std::pin::Pin;
 
+    pub use crate::contain::{patch_panicked, Reuse, ReuseCopy, ReuseMutRef, ReuseNot};
     pub use crate::slot::{HotFunction, HotKey, HotSlot};
     pub use crate::state::generated::*;
     pub use crate::state::{HotState, StateRegistration, StateType, StateValue, StateVersion};

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub struct HotSlot {
     current: AtomicPtr<()>,
     original: *const (),
+    /// The plain code of the version before the one `current` runs (null for the binary's own):
+    /// what a call whose patched code panicked is run again on (see [`crate::docs::patterns`]).
+    /// Read only after a panic, never on the call path.
+    fallback: AtomicPtr<()>,
 }
 
 // SAFETY: `original` is the address of a function, immutable for the life of the program; the
@@ -27,6 +31,7 @@ impl HotSlot {
         Self {
             current: AtomicPtr::new(original as *mut ()),
             original,
+            fallback: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -44,6 +49,17 @@ impl HotSlot {
 
     pub(crate) fn set(&self, code: *const ()) {
         self.current.store(code as *mut (), Ordering::Release);
+    }
+
+    /// The plain code of the version before the one calls go to now; `None` while the slot holds
+    /// the binary's own code.
+    pub(crate) fn fallback(&self) -> Option<*const ()> {
+        let code = self.fallback.load(Ordering::Acquire);
+        (!code.is_null()).then_some(code as *const ())
+    }
+
+    pub(crate) fn set_fallback(&self, code: *const ()) {
+        self.fallback.store(code as *mut (), Ordering::Release);
     }
 }
 
@@ -93,6 +109,7 @@ impl fmt::Debug for HotKey {
 pub struct HotFunction {
     key: HotKey,
     original: CodeAddress,
+    contained: CodeAddress,
     signature: &'static str,
     fingerprint: u64,
     fn_type_id: fn() -> TypeId,
@@ -105,6 +122,7 @@ impl HotFunction {
     pub const fn new(
         key: HotKey,
         original: *const (),
+        contained: *const (),
         signature: &'static str,
         fingerprint: u64,
         fn_type_id: fn() -> TypeId,
@@ -114,6 +132,7 @@ impl HotFunction {
         Self {
             key,
             original: CodeAddress(original),
+            contained: CodeAddress(contained),
             signature,
             fingerprint,
             fn_type_id,
@@ -147,6 +166,14 @@ impl HotFunction {
     /// registrations, the new code for a loaded patch's.
     pub fn original(&self) -> *const () {
         self.original.0
+    }
+
+    /// The same code behind a boundary that contains a panic: a panic unwinding out of it rolls
+    /// the patch back and the call is run again on the previous version where it can be (see
+    /// [`crate::docs::patterns`]). What a slot holds for patched code when rollback on panic is
+    /// on; the same as [`original`](Self::original) for an `async fn`.
+    pub fn contained(&self) -> *const () {
+        self.contained.0
     }
 
     /// The slot calls go through.

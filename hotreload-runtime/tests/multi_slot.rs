@@ -50,19 +50,19 @@ static MIXED_WIDE_SLOT: HotSlot = HotSlot::new(host_code as Wide as *const ());
 static MIXED_NARROW_SLOT: HotSlot = HotSlot::new(narrow_code as Narrow as *const ());
 
 inventory::submit! {
-    HotFunction::new(SHARED, host_code as Wide as *const (), "fn(u64) -> u64", 42,
+    HotFunction::new(SHARED, host_code as Wide as *const (), host_code as Wide as *const (), "fn(u64) -> u64", 42,
         TypeId::of::<Wide>, &HOST_SLOT, false)
 }
 inventory::submit! {
-    HotFunction::new(SHARED, copy_code as Wide as *const (), "fn(u64) -> u64", 42,
+    HotFunction::new(SHARED, copy_code as Wide as *const (), copy_code as Wide as *const (), "fn(u64) -> u64", 42,
         TypeId::of::<Wide>, &COPY_SLOT, false)
 }
 inventory::submit! {
-    HotFunction::new(MIXED, host_code as Wide as *const (), "fn(u64) -> u64", 42,
+    HotFunction::new(MIXED, host_code as Wide as *const (), host_code as Wide as *const (), "fn(u64) -> u64", 42,
         TypeId::of::<Wide>, &MIXED_WIDE_SLOT, false)
 }
 inventory::submit! {
-    HotFunction::new(MIXED, narrow_code as Narrow as *const (), "fn(u32) -> u32", 43,
+    HotFunction::new(MIXED, narrow_code as Narrow as *const (), narrow_code as Narrow as *const (), "fn(u32) -> u32", 43,
         TypeId::of::<Narrow>, &MIXED_NARROW_SLOT, false)
 }
 

@@ -61,7 +61,7 @@ impl Gateway {
     }
 
     /// `cargo hotpatch COMMAND` (`run` or `watch`) of the gateway.
-    fn start_with(fixture: &Fixture, command: &str) -> Self {
+    pub(crate) fn start_with(fixture: &Fixture, command: &str) -> Self {
         let (run, stdout) = ToolRun::start(fixture, command, &[]);
         let lines = read_lines(stdout);
         let address = listening_address(&lines, Profile::Dev.first_build(), || run.stderr_text());

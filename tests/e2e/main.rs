@@ -14,6 +14,7 @@
 
 mod control;
 mod depot;
+mod dev_loop;
 mod exit_codes;
 mod fixture_lock;
 mod gateway;

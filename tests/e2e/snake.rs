@@ -5,9 +5,9 @@
 //! The game reports once a second (`SNAKE_REPORT`): `frame=N score=S best=B games=G
 //! corner=#rrggbb`, the corner's colour read back from the window's framebuffer.
 //!
-//! TODO(issue 15, items 1-2 in the runtime): an edit that panics in `update` and one that adds a
-//! field to `Game`, checking the game survives both, once the runtime rolls back panicking
-//! patches and migrates serde-bridgeable changes by itself.
+//! Then an edit of the rules that panics (an index out of bounds) is rolled back and the game
+//! goes on; the fix patches again; and a field added to the game's `#[hot_state]` type is
+//! carried by serde, without a version bump or a migration, the game going on with its score.
 
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -131,4 +131,121 @@ fn an_edit_of_the_drawing_code_changes_the_window_and_the_game_goes_on() {
         said.contains("Changed snake::draw (hot: running now)"),
         "watch says the drawing changed, and nothing else: {said}"
     );
+    let after = a_panic_in_the_rules_is_rolled_back(&fixture, &lines, &mut run, pid, after);
+    a_field_added_to_the_game_keeps_the_game(&fixture, &lines, &mut run, pid, after);
+}
+
+/// Waits until watch's stderr after `mark` contains `needle`; returns what it said.
+fn wait_for_watch(run: &ToolRun, mark: usize, needle: &str) -> String {
+    let deadline = Instant::now() + REDRAWN;
+    loop {
+        let said = run.stderr_text()[mark..].to_owned();
+        if said.contains(needle) {
+            return said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watch never said `{needle}`: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The next reports until one satisfies `done`; each must come from the game going on.
+fn reports_until(
+    lines: &Receiver<String>,
+    run: &ToolRun,
+    before: &Report,
+    done: impl Fn(&Report) -> bool,
+) -> Report {
+    let deadline = Instant::now() + REDRAWN;
+    loop {
+        let report = next_report(lines, run, REDRAWN);
+        assert!(
+            report.frame > before.frame && report.best >= before.best,
+            "the game went on with its state: {before:?} then {report:?}"
+        );
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting: {report:?}\n{}",
+            run.stderr_tail()
+        );
+    }
+}
+
+fn a_panic_in_the_rules_is_rolled_back(
+    fixture: &Fixture,
+    lines: &Receiver<String>,
+    run: &mut ToolRun,
+    pid: u32,
+    before: Report,
+) -> Report {
+    // The head read past the end of the snake: out of bounds on every move.
+    let mark = run.stderr_text().len();
+    let good = "let head = game.snake[0];";
+    let bad = "let head = game.snake[game.snake.len()];";
+    fixture.edit("snake/src/lib.rs", good, bad);
+    let said = wait_for_watch(run, mark, "after the panic");
+    assert!(
+        said.contains("patched code panicked in") && said.contains("index out of bounds"),
+        "watch shows the panic: {said}"
+    );
+    let report = reports_until(lines, run, &before, |_| true);
+    assert_eq!(hello(&fixture.socket()).unwrap(), pid, "the same process");
+    // The fix (with a faster snake) patches again.
+    let mark = run.stderr_text().len();
+    fixture.edit_all(
+        "snake/src/lib.rs",
+        &[
+            (bad, good),
+            (
+                "const STEP_SECONDS: f32 = 0.12;",
+                "const STEP_SECONDS: f32 = 0.10;",
+            ),
+        ],
+    );
+    let said = wait_for_watch(run, mark, "Patched snake");
+    assert!(!said.contains("panicked"), "{said}");
+    let fixed = reports_until(lines, run, &report, |_| true);
+    // Moving again: it eats.
+    reports_until(lines, run, &fixed, |now| {
+        now.best > fixed.best || now.score > fixed.score || now.games > fixed.games
+    })
+}
+
+fn a_field_added_to_the_game_keeps_the_game(
+    fixture: &Fixture,
+    lines: &Receiver<String>,
+    run: &mut ToolRun,
+    pid: u32,
+    before: Report,
+) {
+    let mark = run.stderr_text().len();
+    fixture.edit_all(
+        "snake/src/lib.rs",
+        &[
+            (
+                "    pub seed: u64,\n}",
+                "    pub seed: u64,\n    /// Moves made, over every game.\n    #[serde(default)]\n    pub moves: u64,\n}",
+            ),
+            (
+                "            seed: 0x2545_f491_4f6c_dd1d,\n",
+                "            seed: 0x2545_f491_4f6c_dd1d,\n            moves: 0,\n",
+            ),
+            (
+                "    game.since_move = 0.0;\n",
+                "    game.since_move = 0.0;\n    game.moves += 1;\n",
+            ),
+        ],
+    );
+    let said = wait_for_watch(run, mark, "Patched snake");
+    assert!(
+        !said.contains("restarting") && !said.contains("error"),
+        "the field is carried across without a restart: {said}"
+    );
+    reports_until(lines, run, &before, |_| true);
+    assert_eq!(hello(&fixture.socket()).unwrap(), pid, "the same process");
 }

@@ -46,8 +46,8 @@ pub fn object_symbols(objects: &[impl AsRef<Path>]) -> anyhow::Result<ObjectSymb
     Ok(symbols)
 }
 
-/// Where each of `statics` lies in a linked library, for the ones that are ordinary data (not
-/// thread-locals): `(mangled name, offset from the library's base)`.
+/// Where each of `statics` lies in a linked library: `(mangled name, offset)`, the offset from the
+/// library's base for ordinary data, in the library's thread-local block for a thread-local.
 pub fn data_offsets<'a>(
     library: &Path,
     statics: impl Iterator<Item = &'a String>,
@@ -58,7 +58,12 @@ pub fn data_offsets<'a>(
         object::File::parse(&*data).with_context(|| format!("parsing {}", library.display()))?;
     Ok(file
         .symbols()
-        .filter(|symbol| symbol.is_definition() && symbol.kind() == object::SymbolKind::Data)
+        .filter(|symbol| match symbol.kind() {
+            object::SymbolKind::Data => symbol.is_definition(),
+            // `object` counts no thread-local as a definition: one in a section is.
+            object::SymbolKind::Tls => !symbol.is_undefined(),
+            _ => false,
+        })
         .filter_map(|symbol| {
             let name = symbol.name().ok()?.to_owned();
             statics.contains(&name).then(|| (name, symbol.address()))

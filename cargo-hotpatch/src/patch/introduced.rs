@@ -22,8 +22,8 @@ pub struct Introduced {
     statics: BTreeMap<String, Origin>,
 }
 
-/// The patch that introduced a static and its offset in that patch's library (none for a
-/// thread-local, which cannot be redirected into a patch).
+/// The patch that introduced a static and its offset in that patch's library (in its
+/// thread-local block for a thread-local; none when the library does not have it).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Origin {
     patch: String,
@@ -88,6 +88,15 @@ impl Introduced {
             }
         }
         targets
+    }
+
+    /// The patch that introduced each static the host does not have, by mangled name.
+    pub fn origins(&self, host_local_data: &HostLocalData) -> BTreeMap<String, String> {
+        self.statics
+            .iter()
+            .filter(|(mangled, _)| !host_local_data.contains_key(*mangled))
+            .map(|(mangled, origin)| (mangled.clone(), origin.patch.clone()))
+            .collect()
     }
 
     /// The patch that introduced `mangled`, unless the host has it.

@@ -69,6 +69,9 @@ pub fn build_including(
     also: &BTreeSet<String>,
     warm: Option<&mut WarmCompilers>,
 ) -> anyhow::Result<BuiltPatch> {
+    // Only `watch` keeps compilers waiting; its patches may change a state type's fields with its
+    // version kept (serde carries the values across); production patches must raise it.
+    let for_watch = warm.is_some();
     let changed = select::changed_crates(base, also)?;
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
@@ -84,7 +87,8 @@ pub fn build_including(
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
     let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
+        let origins = introduced.origins(&host.local_data);
+        let redirections = redirect::redirect_objects(&objects, &targets, &origins)?;
         let found = analyse::analyse_objects(&objects, &targets)?;
         analyse::refuse_changed_signatures(&found, &host.hot)?;
         analyse::refuse_forks(&found, &redirections)?;
@@ -111,7 +115,7 @@ pub fn build_including(
     let strip = link::StrippedCopy::start(&library, &mapped_library)?;
     // The layouts are read from the linked library: its debug information is relocated.
     let states = timings.time(Cost::Analysis, || {
-        layouts::check_layouts(&host, &changed, &library, &base.identity.profile)
+        layouts::check_layouts(&host, &changed, &library, &base.identity.profile, for_watch)
     })?;
     let redirects = package::static_redirects(
         &library,

@@ -148,13 +148,14 @@ impl fmt::Display for Refusal {
                 let others = types.len().saturating_sub(1);
                 write!(
                     f,
-                    "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+                    "the layout of type `{first}`{} changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. ",
                     if others > 0 { format!(" (and {others} more)") } else { String::new() }
-                )
+                )?;
+                keep_with_hot_state(f, first)
             }
             Refusal::StateVersionKept { state_type, version } => write!(
                 f,
-                "the layout of `#[hot_state]` type `{state_type}` changed but its version stayed {version}; raise it to `#[hot_state(version = {}, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated",
+                "the layout of `#[hot_state]` type `{state_type}` changed but its version stayed {version}; raise it to `#[hot_state(version = {}, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated (under `cargo hotpatch watch`, changes serde bridges by itself need neither)",
                 version + 1
             ),
             Refusal::HeldTypeChanged { held, state_type } => write!(
@@ -163,6 +164,17 @@ impl fmt::Display for Refusal {
             ),
         }
     }
+}
+
+/// How to keep the values of plain type `path` across such changes, in one short example.
+fn keep_with_hot_state(f: &mut fmt::Formatter<'_>, path: &str) -> fmt::Result {
+    let ty = path.rsplit("::").next().unwrap_or(path);
+    let ty = ty.split('<').next().unwrap_or(ty);
+    let name = ty.to_ascii_uppercase();
+    write!(
+        f,
+        "To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct {ty} {{ .. }}` and `static {name}: Singleton<{ty}> = Singleton::new(\"{ty}\", {ty}::default);`, used through `{name}.write()`"
+    )
 }
 
 /// Names every static the patch would fork: the user must see each one.
@@ -330,14 +342,14 @@ mod tests {
                 types: strings(&["logic::Order"]),
             },
             "layout-changed",
-            "the layout of type `logic::Order` changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+            "the layout of type `logic::Order` changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
         );
         check(
             Refusal::LayoutChanged {
                 types: strings(&["logic::Order", "logic::Line", "logic::Tier"]),
             },
             "layout-changed",
-            "the layout of type `logic::Order` (and 2 more) changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted (values of a `#[hot_state]` type are migrated instead)",
+            "the layout of type `logic::Order` (and 2 more) changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
         );
     }
 
@@ -349,7 +361,7 @@ mod tests {
                 version: 1,
             },
             "state-version-kept",
-            "the layout of `#[hot_state]` type `app::Session` changed but its version stayed 1; raise it to `#[hot_state(version = 2, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated",
+            "the layout of `#[hot_state]` type `app::Session` changed but its version stayed 1; raise it to `#[hot_state(version = 2, previous = ..)]` and write the migration (`impl Migrate<..>`), so live values are migrated (under `cargo hotpatch watch`, changes serde bridges by itself need neither)",
         );
     }
 

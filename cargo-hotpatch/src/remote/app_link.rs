@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::hex;
 use hotreload_runtime::wire::protocol::{
-    link_proof, proof_matches, LinkHandshake, LinkRole, PatchReport, Reply, Request, StatusReport,
-    TOOL_SECRET_ENV,
+    link_proof, proof_matches, LinkHandshake, LinkRole, PatchPanic, PatchReport, Reply, Request,
+    StatusReport, TOOL_SECRET_ENV,
 };
 
 use super::codec::{self, Peer};
@@ -101,6 +101,13 @@ impl AppLink {
     pub fn status(&self) -> Option<anyhow::Result<StatusReport>> {
         let reply = self.request(&Request::Status)?;
         Some(reply.and_then(|reply| codec::status_report(reply, Peer::App)))
+    }
+
+    /// The connected app's panics that rolled a patch back, after number `since`; `None` if no
+    /// app is connected.
+    pub fn panics(&self, since: u64) -> Option<anyhow::Result<Vec<PatchPanic>>> {
+        let reply = self.request(&Request::Panics { since })?;
+        Some(reply.and_then(|reply| codec::panics(reply, Peer::App)))
     }
 
     /// Sends a request to the connected app; `None` if no app is connected.

@@ -7,7 +7,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::Context as _;
-use hotreload_runtime::wire::protocol::{PatchReport, Reply, Request, Response, StatusReport};
+use hotreload_runtime::wire::protocol::{
+    PatchPanic, PatchReport, Reply, Request, Response, StatusReport,
+};
 
 /// Who is at the other end, as messages name it.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +128,14 @@ pub fn patch_report(reply: Reply, peer: Peer<'_>) -> anyhow::Result<PatchReport>
 pub fn rollback_report(reply: Reply, peer: Peer<'_>) -> anyhow::Result<PatchReport> {
     match reply {
         Reply::RolledBack(report) => Ok(report),
+        _ => Err(unexpected(peer)),
+    }
+}
+
+/// The answer to `Panics`.
+pub fn panics(reply: Reply, peer: Peer<'_>) -> anyhow::Result<Vec<PatchPanic>> {
+    match reply {
+        Reply::Panics { panics } => Ok(panics),
         _ => Err(unexpected(peer)),
     }
 }

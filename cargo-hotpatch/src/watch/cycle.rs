@@ -55,7 +55,9 @@ impl Session {
             return;
         }
         let debounce = first_event.elapsed();
-        // A rollback from elsewhere since the last look changes what the patch compares with.
+        // A rollback since the last look (a panic's, or one from elsewhere) changes what the
+        // patch compares with.
+        self.report_panics();
         self.look_at_the_app();
         let Some((built, before)) = self.build_patch() else {
             return;

@@ -8,6 +8,7 @@
 mod cycle;
 mod events;
 mod interrupt;
+mod panics;
 mod running;
 mod session;
 

@@ -44,6 +44,8 @@ pub(super) struct Session {
     pub(super) running: Running,
     /// The crates the code uses that no manifest lists yet, once said.
     pub(super) waiting_for_manifest: Option<BTreeSet<String>>,
+    /// The last panic in patched code shown.
+    pub(super) panics_seen: super::panics::PanicsSeen,
 }
 
 impl Session {
@@ -69,6 +71,7 @@ impl Session {
             verbose,
             running: Running::default(),
             waiting_for_manifest: None,
+            panics_seen: Default::default(),
         };
         session.restart();
         Ok(session)
@@ -101,6 +104,7 @@ impl Session {
     /// before the first save changes them.
     pub(super) fn when_idle(&mut self) {
         self.notice_exit();
+        self.report_panics();
         if self.running.poll_due() {
             self.look_at_the_app();
         }

@@ -97,5 +97,8 @@ fn answer(request: Request) -> Result<Reply, crate::Error> {
         Request::Check { path } => Reply::Patch(patch::check(&path)?),
         Request::Apply { path } => Reply::Patch(patch::apply(&path)?),
         Request::Rollback => Reply::RolledBack(patch::rollback()?),
+        Request::Panics { since } => Reply::Panics {
+            panics: crate::contain::settled_panics(since),
+        },
     })
 }

@@ -104,3 +104,34 @@
 //!
 //! Do not hold a value's lock across a `safe_point()` or a long blocking call: a commit that
 //! migrates the type waits for it, up to its timeout, and then gives up changing nothing.
+//!
+//! ## A panic in patched code rolls the patch back
+//! Under `cargo hotpatch run` and `watch`, and in production with
+//! `HOTRELOAD_ROLLBACK_ON_PANIC=1`, a panic that unwinds out of a patch's code does not end the
+//! app:
+//! - It is caught at the nearest `#[hot]` function whose patched code is running: a commit gives
+//!   the slots of the functions a patch replaces their *contained entry* (the same code inside
+//!   `catch_unwind`). A panic in code a patch brought in that is not `#[hot]` itself is caught at
+//!   the hot function the call went through.
+//! - The patch is rolled back at once, on a thread of the runtime, at the next safe point (the
+//!   panicking thread never waits for the rendezvous it is part of): patches are rolled back,
+//!   newest first, until the function no longer runs the code that panicked (normally the newest
+//!   one), state types migrated back down as by `cargo hotpatch rollback`. `watch` shows the
+//!   panic's message, location and thread and the patch rolled back; the next save patches again.
+//!   In production each such rollback is a `rollback_on_panic` line of the audit log.
+//! - **The call that panicked runs again, from its start, on the previous version's code**, with
+//!   the same arguments, when every argument can be passed again: `Copy` values (shared
+//!   references among them), `&mut` references, `&self` and `&mut self`. Its caller gets that
+//!   result and never sees the panic, so a game loop's `update(&mut game, dt)` goes on. What the
+//!   panicked call changed through a `&mut` before it panicked stays changed: the previous
+//!   version starts from there. A call whose arguments were moved into it (`String`, `Vec`, a
+//!   boxed value) cannot run again: its panic goes on unwinding to its caller, as it would without
+//!   hot reloading, once the rollback was asked for. An `async fn`'s panics happen while its
+//!   future is polled and are not contained.
+//! - A function whose panics are part of its contract (its callers catch them) is written
+//!   `#[hot(unwinds)]`: its panics go to its caller and roll nothing back.
+//!
+//! The binary's own code and functions no patch replaced keep the plain call: one atomic load and
+//! an indirect call. A patched function's contained entry costs no more when nothing panics (see
+//! [`performance`](crate::docs::performance)). Set `HOTRELOAD_ROLLBACK_ON_PANIC=0` to keep
+//! panics as they are under the tool too.

@@ -339,7 +339,7 @@ fn update_for(
         }
         // SAFETY: equal fingerprints mean the patch's function has the slot's written type
         // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
-        update = unsafe { update.replace_raw(first, registration.original()) };
+        update = unsafe { update.replace_with(first, registration) };
     }
     if update.is_empty() {
         return Err(Error::NoHotFunctions {
@@ -351,7 +351,8 @@ fn update_for(
 
 /// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
 /// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
-/// version if so. A changed layout with the same version is refused.
+/// version if so. A changed layout with the same version is refused, except under the tool (see
+/// [`crate::state`]).
 fn state_to_migrate(
     patch: &PatchFile,
     running: Option<&'static StateType>,
@@ -366,7 +367,8 @@ fn state_to_migrate(
     if running.layout() == layout {
         return Ok(None);
     }
-    if running.version() == version {
+    // Under the tool, serde carries the values across a change of the same version.
+    if running.version() == version && !hot_state::same_version_bridged() {
         return Err(Error::StateVersionNotRaised {
             patch: patch.short_id().to_owned(),
             name: name.to_owned(),

@@ -79,6 +79,7 @@ pub fn status() -> StatusReport {
             .unwrap_or(u64::MAX),
         applying: lock(&APPLYING).clone(),
         long_running: super::running::long_running(&libraries),
+        panics: crate::contain::panics(),
     }
 }
 

@@ -15,6 +15,8 @@ struct Module {
     segments: Vec<(usize, usize, bool)>,
     /// `(start, end)` of the `PT_GNU_RELRO` range, absolute: read-only once relocated.
     relro: Option<(usize, usize)>,
+    /// The module id of its thread-local block (what `__tls_get_addr` takes); 0 for none.
+    tls_module: usize,
 }
 
 struct Search<'a> {
@@ -57,7 +59,10 @@ pub(crate) fn fill(
         .get(library_path)
         .cloned()
         .ok_or("the dynamic loader did not report the patch library")?;
-    let tls_module = if redirects.iter().any(|r| r.thread_local) {
+    let tls_module = if redirects
+        .iter()
+        .any(|r| r.thread_local && r.module.is_none())
+    {
         executable_tls_module()?
     } else {
         0
@@ -125,18 +130,23 @@ impl Modules<'_> {
         tls_module: usize,
     ) -> Result<(usize, [usize; 2], bool), String> {
         let cell = offset(self.library.base, redirect.cell_offset)?;
-        // An address cell holds one address; a thread-local's holds a `tls_index`.
+        let holder = match &redirect.module {
+            None => self.executable,
+            Some(id) => self
+                .found
+                .get(self.earlier[id].as_c_str())
+                .ok_or_else(|| format!("the dynamic loader did not report patch {id}"))?,
+        };
+        // An address cell holds one address; a thread-local's holds a `tls_index` of the module
+        // holding the running thread-local (the executable, or the patch that introduced it).
         let (words, target_ok) = if redirect.thread_local {
             let offset = usize::try_from(redirect.host_offset).map_err(|e| e.to_string())?;
-            ([tls_module, offset], true)
-        } else {
-            let holder = match &redirect.module {
-                None => self.executable,
-                Some(id) => self
-                    .found
-                    .get(self.earlier[id].as_c_str())
-                    .ok_or_else(|| format!("the dynamic loader did not report patch {id}"))?,
+            let module = match redirect.module {
+                None => tls_module,
+                Some(_) => holder.tls_module,
             };
+            ([module, offset], module != 0)
+        } else {
             let target = offset(holder.base, redirect.host_offset)?;
             let inside = holder
                 .segments
@@ -214,6 +224,7 @@ unsafe extern "C" fn visit(
             base: info.dlpi_addr as usize,
             segments: Vec::new(),
             relro: None,
+            tls_module: info.dlpi_tls_modid,
         };
         for index in 0..usize::from(info.dlpi_phnum) {
             // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.

@@ -76,6 +76,25 @@
 //! A snapshot's version 1 has no `previous`; a live type of version 2 or more without one is a
 //! compile error, and a missing `Migrate` implementation too.
 //!
+//! # Changes serde bridges by itself, under `cargo hotpatch watch`
+//!
+//! Under `cargo hotpatch run` and `watch`, a patch may change a type's fields *without* raising
+//! its version and without a migration: each live value is serialised by the running code and
+//! deserialised by the patch's, so whatever serde bridges on its own just works: a field added
+//! with `#[serde(default)]` or as an `Option` (it starts empty), a field removed (its value is
+//! dropped), a field renamed with `#[serde(alias = "old_name")]`. Rolling back (or saving the old
+//! text again) carries the values back the same way; a field the patch removed comes back only if
+//! the old version can do without it (an `Option`, or `#[serde(default)]`). A change serde cannot
+//! bridge (a field's type changed, a new field with no default) fails its migration: the patch is
+//! refused naming the value and serde's error, every value keeps its old version, and the app
+//! runs on.
+//!
+//! Production patches (`cargo hotpatch build`) keep the rule above: a changed layout needs a
+//! raised version and a written migration, which the tool checks when it builds the patch and the
+//! process again when it applies it. The two meet at the base: edit freely under `watch`; before
+//! building a patch for production, raise the version of each type whose layout changed since the
+//! production build and keep that build's type as the `snapshot` to migrate from.
+//!
 //! # Patch-safe use from threads that do not take part in safe points
 //!
 //! A thread that never calls [`safe_point`](crate::safe_point) (a tokio worker, say) sees each hot
@@ -121,6 +140,22 @@ pub(crate) fn running_type(
     registered()
         .filter(|t| t.name() == name && !excluding.iter().any(|e| std::ptr::eq(*e, *t)))
         .last()
+}
+
+/// Whether a patch may change a state type's layout while keeping its version, its values carried
+/// across by serde alone (serialised by the running version, deserialised by the new one): under
+/// `cargo hotpatch run` and `watch` only. Set by [`init`](crate::init).
+static SAME_VERSION_BRIDGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Lets patches change a state type's layout with its version kept (see `SAME_VERSION_BRIDGED`).
+pub(crate) fn bridge_same_version() {
+    SAME_VERSION_BRIDGED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a layout change with the version kept is bridged by serde.
+pub(crate) fn same_version_bridged() -> bool {
+    SAME_VERSION_BRIDGED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Values stored under `name` now.

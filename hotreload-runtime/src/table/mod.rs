@@ -68,6 +68,10 @@ struct FunctionState {
     next_version: u32,
     /// The applied update whose code the slots hold; `None` for the first registration's code.
     update_id: Option<u64>,
+    /// The plain code of the version the slots run (they may hold its contained entry).
+    plain: Code,
+    /// The plain code of the version before it, written to the slots as their fallback.
+    fallback: Code,
 }
 
 impl FunctionState {
@@ -78,6 +82,8 @@ impl FunctionState {
             version: 0,
             next_version: 0,
             update_id: None,
+            plain: Code(function.original()),
+            fallback: Code(std::ptr::null()),
         }
     }
 
@@ -86,9 +92,11 @@ impl FunctionState {
         Code(self.function.slot().get())
     }
 
-    /// Writes `code` to every slot of the function.
-    fn install(&self, code: Code) {
+    /// Writes `code` to every slot of the function, and `fallback` as the code a call whose
+    /// patched code panicked runs again on.
+    fn install(&self, code: Code, fallback: Code) {
         for slot in &self.slots {
+            slot.set_fallback(fallback.0);
             slot.set(code.0);
         }
     }
@@ -106,6 +114,8 @@ struct AppliedUpdate {
 struct Previous {
     index: usize,
     code: Code,
+    plain: Code,
+    fallback: Code,
     version: u32,
     update_id: Option<u64>,
 }
@@ -192,6 +202,16 @@ impl Table {
         state.by_key.get(&key).map(|&i| state.functions[i].function)
     }
 
+    /// The key of the function one of whose slots is `slot`.
+    pub(crate) fn key_of_slot(&self, slot: &HotSlot) -> Option<HotKey> {
+        let state = self.lock_state();
+        state
+            .functions
+            .iter()
+            .find(|f| f.slots.iter().any(|known| std::ptr::eq(*known, slot)))
+            .map(|f| f.function.key())
+    }
+
     /// The current version of `key` and the one its next commit will give it.
     pub(crate) fn versions_of(&self, key: HotKey) -> Option<(u32, u32)> {
         let state = self.lock_state();
@@ -256,6 +276,7 @@ impl TableState {
             );
             return index;
         }
+        slot.set_fallback(f.fallback.0);
         slot.set(f.code().0);
         f.slots.push(slot);
         index

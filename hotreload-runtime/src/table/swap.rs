@@ -135,6 +135,15 @@ impl Table {
     }
 }
 
+/// One function a commit replaces: its index, the code its slots get (maybe a contained entry)
+/// and that code's plain version.
+#[derive(Clone, Copy)]
+struct Target {
+    index: usize,
+    code: Code,
+    plain: Code,
+}
+
 /// What one swap is: which update, under which label, doing what, migrating which state types,
 /// waiting how long for the threads.
 struct Swap<'a> {
@@ -148,16 +157,20 @@ struct Swap<'a> {
 impl TableState {
     /// The function each entry of `update` replaces, with its new code; an update naming one
     /// function twice is refused.
-    fn targets_of(&mut self, update: &Update) -> Result<Vec<(usize, Code)>, Error> {
-        let mut targets = Vec::with_capacity(update.entries.len());
-        for (function, code) in &update.entries {
-            let index = self.index_of(function);
-            if targets.iter().any(|(i, _)| *i == index) {
+    fn targets_of(&mut self, update: &Update) -> Result<Vec<Target>, Error> {
+        let mut targets: Vec<Target> = Vec::with_capacity(update.entries.len());
+        for entry in &update.entries {
+            let index = self.index_of(entry.function);
+            if targets.iter().any(|target| target.index == index) {
                 return Err(Error::DuplicateEntry {
-                    key: function.key().to_string(),
+                    key: entry.function.key().to_string(),
                 });
             }
-            targets.push((index, *code));
+            targets.push(Target {
+                index,
+                code: entry.code,
+                plain: entry.plain,
+            });
         }
         Ok(targets)
     }
@@ -167,20 +180,25 @@ impl TableState {
     fn install(
         &mut self,
         update_id: u64,
-        targets: &[(usize, Code)],
+        targets: &[Target],
         previous_states: TransitionSet,
     ) -> Vec<VersionChange> {
         let mut changes = Vec::with_capacity(targets.len());
         let mut undo = Vec::with_capacity(targets.len());
-        for &(index, code) in targets {
+        for &Target { index, code, plain } in targets {
             let f = &mut self.functions[index];
             undo.push(Previous {
                 index,
                 code: f.code(),
+                plain: f.plain,
+                fallback: f.fallback,
                 version: f.version,
                 update_id: f.update_id,
             });
-            f.install(code);
+            // A call whose new code panics runs again on the code it replaces.
+            f.fallback = f.plain;
+            f.plain = plain;
+            f.install(code, f.fallback);
             let from = f.version;
             f.next_version += 1;
             f.version = f.next_version;
@@ -210,7 +228,9 @@ impl TableState {
         let mut changes = Vec::with_capacity(last.previous.len());
         for previous in &last.previous {
             let f = &mut self.functions[previous.index];
-            f.install(previous.code);
+            f.plain = previous.plain;
+            f.fallback = previous.fallback;
+            f.install(previous.code, previous.fallback);
             changes.push(VersionChange {
                 key: f.function.key(),
                 from: f.version,

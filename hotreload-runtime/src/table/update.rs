@@ -12,8 +12,16 @@ use crate::state::{HotState, StateType, Transition, TransitionSet};
 /// A set of slots with new code, committed all or nothing by [`Table::commit`](super::Table::commit).
 pub struct Update {
     pub(super) label: String,
-    pub(super) entries: Vec<(&'static HotFunction, Code)>,
+    pub(super) entries: Vec<Entry>,
     pub(super) states: TransitionSet,
+}
+
+/// One function an update replaces: the code its slots get, and the plain code behind it (the
+/// same unless the slots get a contained entry).
+pub(super) struct Entry {
+    pub(super) function: &'static HotFunction,
+    pub(super) code: Code,
+    pub(super) plain: Code,
 }
 
 impl Update {
@@ -59,7 +67,11 @@ impl Update {
         // SAFETY: `F` is the slot's function pointer type (same `TypeId`), which has the size of a
         // pointer, so its bits are a code address.
         let address = unsafe { mem::transmute_copy::<F, *const ()>(&code) };
-        self.entries.push((function, Code(address)));
+        self.entries.push(Entry {
+            function,
+            code: Code(address),
+            plain: Code(address),
+        });
         Ok(self)
     }
 
@@ -69,7 +81,37 @@ impl Update {
     /// `code` must be the address of a function of exactly the type of `function`'s slot (same
     /// arguments, return type and ABI) whose code stays mapped for the rest of the process.
     pub unsafe fn replace_raw(mut self, function: &'static HotFunction, code: *const ()) -> Self {
-        self.entries.push((function, Code(code)));
+        self.entries.push(Entry {
+            function,
+            code: Code(code),
+            plain: Code(code),
+        });
+        self
+    }
+
+    /// Replaces `function`'s code with `replacement`'s (a registration of a loaded library under
+    /// the same key), behind its contained entry when rollback on panic is on (see
+    /// [`crate::docs::patterns`]).
+    ///
+    /// # Safety
+    /// `replacement`'s code must have exactly the type of `function`'s slot (same arguments,
+    /// return type and ABI) and stay mapped for the rest of the process.
+    pub unsafe fn replace_with(
+        mut self,
+        function: &'static HotFunction,
+        replacement: &'static HotFunction,
+    ) -> Self {
+        let plain = Code(replacement.original());
+        let code = if crate::contain::is_on() {
+            Code(replacement.contained())
+        } else {
+            plain
+        };
+        self.entries.push(Entry {
+            function,
+            code,
+            plain,
+        });
         self
     }
 
@@ -93,7 +135,7 @@ impl fmt::Debug for Update {
                 &self
                     .entries
                     .iter()
-                    .map(|(function, _)| function.key())
+                    .map(|entry| entry.function.key())
                     .collect::<Vec<_>>(),
             )
             .field("states", &self.states)

@@ -30,6 +30,12 @@ pub enum Request {
     },
     /// Undo the last applied patch.
     Rollback,
+    /// The panics that rolled a patch back (rollback on panic) whose rollback is settled, after
+    /// the one numbered `since`.
+    Panics {
+        /// The last sequence number already seen; 0 for all.
+        since: u64,
+    },
 }
 
 /// The answer to a request.
@@ -71,6 +77,11 @@ pub enum Reply {
     Patch(PatchReport),
     /// Answer to `Rollback`.
     RolledBack(PatchReport),
+    /// Answer to `Panics` (a struct variant: the reply's tag goes beside its fields).
+    Panics {
+        /// The panics, oldest first.
+        panics: Vec<PatchPanic>,
+    },
 }
 
 /// A process's hot functions, patches and history.
@@ -109,6 +120,33 @@ pub struct StatusReport {
     /// process's threshold (`HOTRELOAD_STUCK_THREAD_MS`).
     #[serde(default)]
     pub long_running: Vec<ThreadInPatch>,
+    /// Panics that unwound out of a patch's code and rolled it back (rollback on panic), oldest
+    /// first; the last few dozen.
+    #[serde(default)]
+    pub panics: Vec<PatchPanic>,
+}
+
+/// A panic that unwound out of a patch's code, and the rollback it caused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchPanic {
+    /// Counts from 1 in the process: a client shows each once.
+    pub sequence: u64,
+    /// The hot function whose patched code the panic unwound out of.
+    pub function: String,
+    /// The panic's message.
+    pub message: String,
+    /// Where it panicked (`file:line:column`), when the runtime's panic hook saw it.
+    pub location: Option<String>,
+    /// The thread that panicked.
+    pub thread: String,
+    /// Whether the call was run again on the previous version (otherwise the panic went on).
+    pub rerun: bool,
+    /// The patches rolled back, newest first; empty while the rollback is under way.
+    pub rolled_back: Vec<String>,
+    /// Why the rollback failed, if it did.
+    pub error: Option<String>,
+    /// Whether the rollback is finished (done or failed).
+    pub settled: bool,
 }
 
 /// A thread found running a patch's code (its instruction sampled through a signal).

@@ -170,6 +170,13 @@ fn target_key(
     let (Some(section), true) = (section, local_data) else {
         return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
     };
+    // Code (a jump table's targets in its own function) is its section's name and offset.
+    if section.kind() == SectionKind::Text {
+        return format!(
+            "{}{addend:+}",
+            normalise(section.name().unwrap_or_default())
+        );
+    }
     let writable_static = matches!(
         section.kind(),
         SectionKind::Data | SectionKind::UninitializedData
@@ -179,19 +186,7 @@ fn target_key(
     let Ok(data) = section.data() else {
         return normalise(section.name().unwrap_or_default());
     };
-    // Where the reference lands: a code reference is relative to the end of its 4-byte field.
-    let pc_relative = matches!(
-        relocation.kind(),
-        object::RelocationKind::Relative
-            | object::RelocationKind::PltRelative
-            | object::RelocationKind::GotRelative
-    );
-    let base = if symbol.kind() == object::SymbolKind::Section {
-        0
-    } else {
-        symbol.address() as i64
-    };
-    let lands = base + addend + if pc_relative { 4 } else { 0 };
+    let lands = landing(symbol, relocation);
     let strings = matches!(
         section.flags(),
         object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_STRINGS) != 0
@@ -228,6 +223,23 @@ fn target_key(
     let mut text = format!("const:{contents}@{}", lands - start as i64);
     append_relocations(file, &section, start..end, depth + 1, &mut text);
     text
+}
+
+/// Where in its target's section a relocation lands: a code reference is relative to the end of
+/// its 4-byte field.
+fn landing(symbol: &object::Symbol, relocation: &object::Relocation) -> i64 {
+    let pc_relative = matches!(
+        relocation.kind(),
+        object::RelocationKind::Relative
+            | object::RelocationKind::PltRelative
+            | object::RelocationKind::GotRelative
+    );
+    let base = if symbol.kind() == object::SymbolKind::Section {
+        0
+    } else {
+        symbol.address() as i64
+    };
+    base + relocation.addend() + if pc_relative { 4 } else { 0 }
 }
 
 /// The NUL-terminated string at `at` of a string section.
@@ -293,19 +305,7 @@ fn names_a_source_file(
         let Ok(data) = target.data() else {
             return false;
         };
-        let base = if symbol.kind() == object::SymbolKind::Section {
-            0
-        } else {
-            symbol.address() as i64
-        };
-        let at = ((base + relocation.addend()).max(0) as usize).min(data.len());
-        let end = data[at..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(data.len(), |nul| at + nul)
-            .min(at + 4096);
-        let text = &data[at..end];
-        text.ends_with(b".rs")
+        string_at(data, landing(&symbol, &relocation)).ends_with(b".rs")
     })
 }
 
@@ -369,6 +369,8 @@ pub fn classify_changes(changed: &[String]) -> (Vec<String>, Vec<String>) {
             };
             hot.insert(path);
         } else if !name.contains("__INVENTORY")
+            // A hot function's contained entry: reported as the function, by its original.
+            && !name.contains("__hot_contained")
             && !name.contains("__ctor")
             && !name.starts_with("core::ptr::drop_in_place")
         {

@@ -23,13 +23,15 @@ use crate::patch::refusal::Refusal;
 /// (read once, then kept in the base record's directory) with the patch library's.
 ///
 /// `#[hot_state]` types are the exception: their values are migrated, provided the version was
-/// raised. Crates whose profile (`profile`) records no types in their debug information are not
+/// raised, or, for a patch for `watch` (`bridged`), even when it was not: serde carries those
+/// values across (see `hotreload_runtime::state`). Crates whose profile (`profile`) records no types in their debug information are not
 /// checked, and a warning says so. Returns the state types of the patch, for its manifest.
 pub fn check_layouts(
     host: &HostFacts,
     changed: &[&CrateRecord],
     library: &Path,
     profile: &str,
+    bridged: bool,
 ) -> anyhow::Result<Vec<PatchedState>> {
     let base_states = &host.states;
     let patch_states = state_records(library)?;
@@ -57,7 +59,7 @@ pub fn check_layouts(
                 "the base build has no debug information (stripped?), so type layouts cannot be checked; set `debug = true` and `strip = false` in the profile to have them checked",
             );
         }
-        states::migrated_types(base_states, &patch_states, &[])?;
+        states::migrated_types(base_states, &patch_states, &[], bridged)?;
         return Ok(carried);
     };
     let crates: BTreeSet<String> = checked.iter().map(|(c, _)| c.name.clone()).collect();
@@ -65,7 +67,7 @@ pub fn check_layouts(
         return Ok(carried);
     };
     let mut types = type_layouts::changed(host_layouts, &now);
-    let migrated = states::migrated_types(base_states, &patch_states, &types)?;
+    let migrated = states::migrated_types(base_states, &patch_states, &types, bridged)?;
     types.retain(|t| !migrated.contains(t));
     let rebuilt = states::held_by_migrated_state(&now, &patch_states, &migrated, &types)?;
     if !rebuilt.is_empty() {

@@ -11,11 +11,14 @@ use crate::patch::refusal::Refusal;
 
 /// Of the types whose layout `changed` (by their Rust path), those that are `#[hot_state]` types
 /// of the patch with a raised version: their values are migrated, so the change is allowed.
-/// A state type whose layout changed with its version kept is an error naming it.
+/// A state type whose layout changed with its version kept is an error naming it, unless
+/// `bridged` (a patch for `watch`): then serde carries its values across, and the process refuses
+/// the patch if it cannot.
 pub fn migrated_types(
     base: &[StateRecord],
     patch: &[StateRecord],
     changed: &[String],
+    bridged: bool,
 ) -> Result<Vec<String>, Refusal> {
     let mut migrated = Vec::new();
     for record in patch {
@@ -26,7 +29,7 @@ pub fn migrated_types(
         if !layout_changed {
             continue;
         }
-        if before.version == record.version {
+        if before.version == record.version && !bridged {
             return Err(Refusal::StateVersionKept {
                 state_type: record.path.clone(),
                 version: record.version,
@@ -85,19 +88,26 @@ mod tests {
         let base = [record("app::Session", 1, 10), record("app::Totals", 1, 20)];
         let raised = [record("app::Session", 2, 11), record("app::Totals", 1, 20)];
         assert_eq!(
-            migrated_types(&base, &raised, &["app::Session".into()]),
+            migrated_types(&base, &raised, &["app::Session".into()], false),
             Ok(vec!["app::Session".to_owned()])
         );
         let kept = [record("app::Session", 1, 11)];
-        let error = migrated_types(&base, &kept, &[]).unwrap_err().to_string();
+        let error = migrated_types(&base, &kept, &[], false)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("`app::Session` changed but its version stayed 1"),
             "{error}"
         );
         // Debug information saw a change the fingerprint did not (a field's own type changed).
         let same = [record("app::Totals", 1, 20)];
-        assert!(migrated_types(&base, &same, &["app::Totals".into()]).is_err());
-        assert_eq!(migrated_types(&base, &same, &[]), Ok(vec![]));
+        assert!(migrated_types(&base, &same, &["app::Totals".into()], false).is_err());
+        assert_eq!(migrated_types(&base, &same, &[], false), Ok(vec![]));
+        // Under watch, serde bridges a change of the same version.
+        assert_eq!(
+            migrated_types(&base, &kept, &[], true),
+            Ok(vec!["app::Session".to_owned()])
+        );
     }
 
     #[test]

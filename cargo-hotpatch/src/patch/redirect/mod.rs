@@ -40,7 +40,8 @@ pub struct Redirections {
     pub unredirectable: BTreeMap<String, String>,
     /// Cells that hold the address of the host static of the same name.
     pub address_cells: BTreeSet<String>,
-    /// Cells through which thread-locals are reached: they hold the executable's TLS module id.
+    /// Cells through which thread-locals are reached: they hold the TLS module id of the
+    /// executable, or of the earlier patch that introduced the thread-local.
     pub thread_local_cells: BTreeSet<String>,
     /// Pointers to host statics stored in the patch's own data, which the runtime sets to the
     /// running copies after loading.
@@ -69,33 +70,37 @@ pub fn reaches_across_objects(undefined: &BTreeSet<String>, targets: &HostLocalD
         .any(|name| targets.contains_key(name) && !is_own_copy(name))
 }
 
+/// The patch that introduced each of the targets the host does not have, by mangled name.
+pub type Origins = BTreeMap<String, String>;
+
 /// Rewrites every object in place so its code reaches the host's private statics through cells
 /// (see [`redirect_object`]).
 pub fn redirect_objects(
     objects: &[PathBuf],
     targets: &HostLocalData,
-    host_local_data: &HostLocalData,
+    origins: &Origins,
 ) -> anyhow::Result<Redirections> {
     let mut redirections = Redirections::default();
     for object in objects {
-        redirect_object(object, targets, host_local_data, &mut redirections)?;
+        redirect_object(object, targets, origins, &mut redirections)?;
     }
     Ok(redirections)
 }
 
-/// Rewrites an object file in place so its code reaches the host's private statics through cells.
-/// `targets` are the statics address cells may point at (the host's private statics and those
-/// earlier patches introduced); thread-locals are redirected to the host's only.
+/// Rewrites an object file in place so its code reaches the host's private statics and
+/// thread-locals through cells. `targets` are what cells may point at: the host's private
+/// statics and thread-locals, and those earlier patches introduced (named in `origins`), which
+/// are shared with later patches the same way.
 fn redirect_object(
     path: &Path,
     targets: &HostLocalData,
-    host_local_data: &HostLocalData,
+    origins: &Origins,
     out: &mut Redirections,
 ) -> anyhow::Result<()> {
     let original = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut bytes = original.clone();
     statics::redirect(path, &mut bytes, targets, out)?;
-    thread_locals::redirect(&mut bytes, host_local_data, out)?;
+    thread_locals::redirect(&mut bytes, targets, origins, out)?;
     if bytes == original {
         return Ok(());
     }

@@ -1,17 +1,20 @@
-//! Redirecting local-dynamic accesses to the host's private thread-locals.
+//! Redirecting local-dynamic accesses to the host's private thread-locals, and to those an
+//! earlier patch introduced.
 //!
 //! Such an access is `lea X@tlsld(%rip), %rdi; call __tls_get_addr` (the base of the module's
 //! thread-local block) then `X@dtpoff` added to it. The first relocation is turned into a plain
 //! PC-relative reference to the patch's copy of `X`, made an ordinary 16-byte cell that the
-//! runtime fills with the executable's TLS module id and offset 0; each `X@dtpoff` is replaced by
-//! the offset of the host's `X` in the executable's block. Any other access model, or a function
-//! that mixes host and new thread-locals on one base, cannot be redirected.
+//! runtime fills with the TLS module id of the module holding the running `X` (the executable,
+//! or the earlier patch that introduced it) and offset 0; each `X@dtpoff` is replaced by the
+//! offset of the running `X` in that module's block. Any other access model, or a function that
+//! mixes thread-locals of two modules (the host's and new ones, or two patches') on one base,
+//! cannot be redirected.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 
-use super::{is_own_copy, Redirections};
+use super::{is_own_copy, Origins, Redirections};
 use crate::host::HostLocalData;
 use crate::object::edit::{set_rela_kind, set_symbol_kind, tls_section_to_data};
 use crate::object::elf::{self, Elf, Rela, Section};
@@ -43,10 +46,11 @@ struct Plan {
 pub(super) fn redirect(
     bytes: &mut [u8],
     host_local_data: &HostLocalData,
+    origins: &Origins,
     out: &mut Redirections,
 ) -> anyhow::Result<()> {
     let elf = Elf::parse(bytes)?;
-    let (mut plans, mut refused) = plan(&elf, bytes, host_local_data);
+    let (mut plans, mut refused) = plan(&elf, bytes, host_local_data, origins);
     refuse_unfit_cells(&elf, &plans, &mut refused);
     spread_refusals(&plans, &mut refused);
     plans.retain(|plan| !plan.names.iter().any(|name| refused.contains_key(name)));
@@ -62,7 +66,12 @@ pub(super) fn redirect(
 
 /// A plan for every code section that reaches host thread-locals in a way that can be
 /// redirected; the thread-locals reached in other ways.
-fn plan(elf: &Elf, bytes: &[u8], host_local_data: &HostLocalData) -> (Vec<Plan>, Refused) {
+fn plan(
+    elf: &Elf,
+    bytes: &[u8],
+    host_local_data: &HostLocalData,
+    origins: &Origins,
+) -> (Vec<Plan>, Refused) {
     let host_name = |symbol: &elf::Symbol| -> Option<String> {
         let name = elf.static_name(symbol)?;
         (host_local_data.contains_key(&name) && !is_own_copy(&name)).then_some(name)
@@ -97,7 +106,7 @@ fn plan(elf: &Elf, bytes: &[u8], host_local_data: &HostLocalData) -> (Vec<Plan>,
         if tls.iter().all(|(_, name)| name.is_none()) {
             continue;
         }
-        match plan_section(target, tls, host_local_data) {
+        match plan_section(target, tls, host_local_data, origins) {
             Ok(plan) => plans.push(plan),
             Err((names, why)) => {
                 for name in names {
@@ -115,15 +124,18 @@ fn plan_section(
     target: &Section,
     tls: Vec<(Rela, Option<String>)>,
     host_local_data: &HostLocalData,
+    origins: &Origins,
 ) -> Result<Plan, (BTreeSet<String>, &'static str)> {
     let names: BTreeSet<String> = tls.iter().filter_map(|(_, n)| n.clone()).collect();
-    let mixed = tls.iter().any(|(_, name)| name.is_none());
+    // One `X@tlsld` base serves one module: the executable's (`None`) or one earlier patch's.
+    let modules: BTreeSet<Option<&String>> = names.iter().map(|n| origins.get(n)).collect();
+    let mixed = tls.iter().any(|(_, name)| name.is_none()) || modules.len() > 1;
     let other_model = tls
         .iter()
         .any(|(r, _)| !matches!(r.kind, R_X86_64_TLSLD | R_X86_64_DTPOFF32));
     if mixed || other_model {
         let why = if mixed {
-            "it shares a thread-local base with a thread-local the patch adds"
+            "it shares a thread-local base with a thread-local of another module"
         } else {
             "it is reached with a thread-local access model that cannot be redirected"
         };
