@@ -119,6 +119,8 @@ pub struct HotFunction {
 
 impl HotFunction {
     #[doc(hidden)]
+    // Called by the macro's output only, which names each part.
+    #[allow(clippy::too_many_arguments)]
     pub const fn new(
         key: HotKey,
         original: *const (),

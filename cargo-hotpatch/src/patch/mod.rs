@@ -61,7 +61,8 @@ pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Resul
 
 /// [`build`], also rebuilding the library crates named in `also` even if they now equal the base
 /// (so an edit reverted to the base's text is patched back like any other edit), with the
-/// compilers of `warm` where one waits for a crate.
+/// compilers of `warm` where one waits for a crate. Only `watch` has warm compilers: its patches
+/// may change a `#[hot_state]` type's layout with its version kept (serde carries the values).
 pub fn build_including(
     base: &BaseRecord,
     work_dir: &Path,
@@ -69,8 +70,6 @@ pub fn build_including(
     also: &BTreeSet<String>,
     warm: Option<&mut WarmCompilers>,
 ) -> anyhow::Result<BuiltPatch> {
-    // Only `watch` keeps compilers waiting; its patches may change a state type's fields with its
-    // version kept (serde carries the values across); production patches must raise it.
     let for_watch = warm.is_some();
     let changed = select::changed_crates(base, also)?;
     std::fs::create_dir_all(work_dir)

@@ -5,15 +5,8 @@
 use hotreload_runtime::wire::patch_file::short_id;
 use hotreload_runtime::wire::protocol::PatchPanic;
 
-use super::session::Session;
+use super::session::{PanicsSeen, Session};
 use crate::shell::{error_line, status};
-
-/// The last panic shown, per app process.
-#[derive(Default)]
-pub(super) struct PanicsSeen {
-    pid: Option<u32>,
-    last: u64,
-}
 
 impl Session {
     /// Shows the panics that rolled a patch back since the last look.

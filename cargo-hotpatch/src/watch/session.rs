@@ -45,7 +45,14 @@ pub(super) struct Session {
     /// The crates the code uses that no manifest lists yet, once said.
     pub(super) waiting_for_manifest: Option<BTreeSet<String>>,
     /// The last panic in patched code shown.
-    pub(super) panics_seen: super::panics::PanicsSeen,
+    pub(super) panics_seen: PanicsSeen,
+}
+
+/// The last panic in patched code shown (see `panics.rs`), per app process.
+#[derive(Default)]
+pub(super) struct PanicsSeen {
+    pub(super) pid: Option<u32>,
+    pub(super) last: u64,
 }
 
 impl Session {
