@@ -88,11 +88,21 @@ impl Input {
     }
 }
 
-/// One frame: the rules, then the drawing.
+/// One frame: the rules, then the drawing. Every function that reads the game is `#[hot]`: once a
+/// patch changes `Game`, the values have its new layout and only the new code may touch them (old
+/// code gets an error instead of a misread).
+#[hot]
 pub fn frame(input: Input, seconds: f32) {
     let mut game = GAME.write().expect("the game's state");
     update(&mut game, input, seconds);
     draw(&game);
+}
+
+/// The score, the best score and the games played, for the window's report.
+#[hot]
+pub fn scores() -> (u32, u32, u32) {
+    let game = GAME.read().expect("the game's state");
+    (game.score, game.best, game.games)
 }
 
 /// The rules: steering, moving every [`STEP_SECONDS`], eating, and the end of a game.

@@ -51,10 +51,9 @@ fn report_frame(frames: u64, screenshot: Option<&std::ffi::OsStr>) {
     let screen = get_screen_data();
     let corner = screen.get_pixel(1, 1);
     let [r, g, b] = [corner.r, corner.g, corner.b].map(|c| (c * 255.0).round() as u8);
-    let game = snake::GAME.read().expect("the game's state");
+    let (score, best, games) = snake::scores();
     println!(
-        "frame={frames} score={} best={} games={} corner=#{r:02x}{g:02x}{b:02x}",
-        game.score, game.best, game.games
+        "frame={frames} score={score} best={best} games={games} corner=#{r:02x}{g:02x}{b:02x}"
     );
     if let Some(path) = screenshot {
         screen.export_png(&path.to_string_lossy());
