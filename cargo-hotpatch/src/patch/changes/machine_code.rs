@@ -287,25 +287,20 @@ fn names_a_source_file(
     range: std::ops::Range<u64>,
 ) -> bool {
     section.relocations().any(|(offset, relocation)| {
-        let RelocationTarget::Symbol(index) = relocation.target() else {
-            return false;
-        };
-        if !range.contains(&offset) {
-            return false;
-        }
-        let Ok(symbol) = file.symbol_by_index(index) else {
-            return false;
-        };
-        let Some(target) = symbol
-            .section_index()
-            .and_then(|index| file.section_by_index(index).ok())
+        let (RelocationTarget::Symbol(index), true) =
+            (relocation.target(), range.contains(&offset))
         else {
             return false;
         };
-        let Ok(data) = target.data() else {
+        let Ok(symbol) = file.symbol_by_index(index) else {
             return false;
         };
-        string_at(data, landing(&symbol, &relocation)).ends_with(b".rs")
+        let target = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok());
+        target
+            .and_then(|t| t.data().ok())
+            .is_some_and(|data| string_at(data, landing(&symbol, &relocation)).ends_with(b".rs"))
     })
 }
 
