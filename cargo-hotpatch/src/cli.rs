@@ -48,11 +48,11 @@ pub enum Command {
     /// applied in turn, each followed by the health command; a failure rolls back what was applied.
     Apply(ApplyArgs),
     /// Show the hot functions, patches and history of a running process.
-    Status(TargetArgs),
+    Status(ProjectTargetArgs),
     /// Undo the last patch applied to a running process.
-    Rollback(TargetArgs),
+    Rollback(ProjectTargetArgs),
     /// Show every commit and rollback a running process has made, oldest first.
-    History(TargetArgs),
+    History(ProjectTargetArgs),
     /// Make an ed25519 key pair for signing patches.
     Keygen(KeygenArgs),
     /// On each host, beside the processes it serves: keep them at their service's desired state
@@ -162,6 +162,25 @@ pub struct TargetArgs {
     /// A running process's control socket.
     #[arg(long, value_name = "SOCKET", required = true)]
     pub target: Vec<PathBuf>,
+    /// How to print messages.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+}
+
+/// The processes `status`, `history` and `rollback` ask: the sockets given, or this workspace's
+/// own app (the one `run` or `watch` started).
+#[derive(Debug, Args)]
+pub struct ProjectTargetArgs {
+    /// A running process's control socket (default: the app `cargo hotpatch run` or `watch`
+    /// started in this workspace).
+    #[arg(long, value_name = "SOCKET")]
+    pub target: Vec<PathBuf>,
+    /// Path to Cargo.toml of the workspace whose app to ask (without `--target`).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Ask the app started with `--release` (without `--target`; by default the one running).
+    #[arg(long)]
+    pub release: bool,
     /// How to print messages.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,

@@ -29,6 +29,7 @@ mod commands;
 mod exit;
 mod fleet;
 mod host;
+mod human;
 mod object;
 mod patch;
 pub mod remote;

@@ -12,6 +12,7 @@ use hotreload_runtime::wire::protocol::{EntryReport, PatchReport, StatusReport, 
 use hotreload_runtime::wire::patch_file::short_id;
 
 use crate::cli::MessageFormat;
+use crate::human;
 use crate::patch::BuiltPatch;
 use crate::shell::status;
 
@@ -41,7 +42,7 @@ pub fn print_patch_report(
     status(
         verb,
         format!(
-            "patch {} to {}: {} function(s){} (verify {} µs, load {} µs, commit {} µs)",
+            "patch {} to {}: {} function(s){} (verify {}, load {}, commit {})",
             short_id(&report.patch_id),
             target.display(),
             report.changes.len(),
@@ -49,9 +50,9 @@ pub fn print_patch_report(
                 0 => String::new(),
                 n => format!(", {n} state type(s)"),
             },
-            report.verify_us,
-            report.load_us,
-            report.commit_us
+            human::micros(report.verify_us),
+            human::micros(report.load_us),
+            human::micros(report.commit_us)
         ),
     );
     for change in &report.changes {
@@ -112,7 +113,7 @@ fn describe_thread(thread: &ThreadInPatch) -> String {
         short_id(&thread.patch),
         match thread.for_ms {
             0 => String::new(),
-            ms => format!(", for {:.1} s", ms as f64 / 1000.0),
+            ms => format!(", for {}", human::millis(ms)),
         }
     )
 }
@@ -218,7 +219,7 @@ fn print_history_items(
             item.update_id,
             item.action,
             short_id(&item.label),
-            item.at_unix,
+            human::date(item.at_unix),
             item.changes.len(),
             match item.states.len() {
                 0 => String::new(),

@@ -10,6 +10,9 @@
 //!     `FIXTURE_TICK_MS`): the time from writing the file to the first line of the app showing
 //!     the new version, with the split watch prints itself (`Patched logic in X (debounce D,
 //!     rustc R, checks C, link L, apply A)`);
+//! (a') the same as (a) from the original text, with the app also appending a line per tick to a
+//!     log file in the workspace root (`FIXTURE_LOG`), as apps that keep logs, saves or
+//!     databases in their workspace do: watch must neither wait for nor patch on its writes;
 //! (b) with watch stopped and the file restored to its original text: for each edit, kill the
 //!     app, `cargo build -p app` with the host build's environment (an incremental rebuild of
 //!     `logic` and `app` only, in the same target directory), start the built binary, and time
@@ -47,7 +50,7 @@ const GOAL_SPEEDUP: f64 = 3.0;
 fn main() {
     let iterations = iterations("WATCH_CYCLE_ITERATIONS", ITERATIONS);
     // Holds its target directory while it lives: another run waits.
-    let fixture = bench_fixture(
+    let mut fixture = bench_fixture(
         locations!(),
         "hotpatch-watch-bench-",
         "watch-fixture-target",
@@ -71,6 +74,10 @@ fn main() {
     );
     drop(watch);
 
+    // (a') the same with the app writing its log inside its workspace.
+    fixture.replace_file(EDITED, &original);
+    let logging = measure_with_a_log(&mut fixture, iterations);
+
     // (b) the same edits from the same text, rebuilt and restarted.
     fixture.replace_file(EDITED, &original);
     eprintln!("watch_cycle: (b) rebuild and restart: `cargo build -p app` of the original text");
@@ -90,7 +97,44 @@ fn main() {
     );
     drop(app);
     fixture.replace_file(EDITED, &original);
-    print_table(&patched, &restarted, &warm_up.recompiled);
+    print_table(&patched, &logging, &restarted, &warm_up.recompiled);
+}
+
+/// Phase (a'): watch patching the same edits while the app appends to a log in the workspace
+/// root; panics if watch patched anything else than the edits.
+fn measure_with_a_log(fixture: &mut Fixture, iterations: usize) -> Vec<Patched> {
+    let log = fixture.root().join("app.log");
+    fixture.set_env("FIXTURE_LOG", log.to_str().expect("a UTF-8 path"));
+    eprintln!(
+        "watch_cycle: (a') `cargo hotpatch watch -p app`, the app logging to {}",
+        log.display()
+    );
+    let mut watch = Watch::start(fixture);
+    watch.settle();
+    let (_, logging) = measure(
+        "watch_cycle: (a')",
+        iterations,
+        |_, from, to| watch_cycle(&mut watch, fixture, from, to),
+        describe_patched,
+    );
+    let said = watch.process.stderr_text();
+    drop(watch);
+    assert!(
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0),
+        "the app wrote no log at {}",
+        log.display()
+    );
+    // One patch per edit (the warm-up's too), none for the log's writes.
+    let patches = said
+        .lines()
+        .filter(|line| line.trim_start().starts_with("Patched "))
+        .count();
+    assert_eq!(
+        patches,
+        iterations + 1,
+        "watch patched something else than the edits:\n{said}"
+    );
+    logging
 }
 
 /// One save rebuilt and restarted; times in milliseconds.
@@ -138,13 +182,20 @@ fn restart_cycle(
     sample
 }
 
-fn print_table(patched: &[Patched], restarted: &[Restarted], recompiled: &[String]) {
+fn print_table(
+    patched: &[Patched],
+    logging: &[Patched],
+    restarted: &[Restarted],
+    recompiled: &[String],
+) {
     let a = |f: fn(&Patched) -> f64| patched.iter().map(f).collect::<Vec<f64>>();
     let b = |f: fn(&Restarted) -> f64| restarted.iter().map(f).collect::<Vec<f64>>();
     let save_to_new = a(|s| s.save_to_new);
     let rebuild = b(|s| s.save_to_new);
     let speedup = median(&rebuild) / median(&save_to_new);
     let save_to_new_goal = at_most(median(&save_to_new), GOAL_SAVE_TO_NEW_MS, " ms");
+    let logging_save_to_new: Vec<f64> = logging.iter().map(|s| s.save_to_new).collect();
+    let logging_goal = at_most(median(&logging_save_to_new), GOAL_SAVE_TO_NEW_MS, " ms");
     let title = format!(
         "watch cycle: {} + {} iterations after 1 warm-up each, app ticking every {TICK_MS} ms; (b)'s `cargo build` recompiled: {}",
         patched.len(),
@@ -157,6 +208,12 @@ fn print_table(patched: &[Patched], restarted: &[Restarted], recompiled: &[Strin
         save_to_new_goal.as_str(),
     )];
     rows.extend(split_rows(patched));
+    rows.push((
+        "(a') the same, app logging in its workspace",
+        logging_save_to_new,
+        logging_goal.as_str(),
+    ));
+    rows.extend(split_rows(logging));
     rows.extend([
         ("(b) rebuild + restart: save -> new behaviour", rebuild, ""),
         ("      kill the app", b(|s| s.kill), ""),

@@ -164,7 +164,7 @@ fn the_event_is_logged_after(depot: &Depot, mark: usize) {
 /// connection opened before the first save, the keys and the session kept, the subscriber's
 /// connection still receiving, and never a restart.
 #[test]
-fn five_saves_of_a_handler_reach_the_depot_under_watch_keeping_state_and_connections() {
+fn six_saves_of_a_handler_reach_the_depot_under_watch_keeping_state_and_connections() {
     let mut fixture = Fixture::depot(locations!(), Profile::Dev);
     let depot = Depot::start(&mut fixture, "watch");
     wait_for_text(|| depot.run.stderr_text(), 0, "Watching");
@@ -216,16 +216,60 @@ fn five_saves_of_a_handler_reach_the_depot_under_watch_keeping_state_and_connect
         assert_eq!(subscriber.line(), format!(">news save{save}"));
         previous = greeting;
     }
+    a_new_helper_lists_only_what_calls_it(&fixture, &depot, &mut client, &previous);
     assert_eq!(
         hello(&fixture.socket()).expect("the depot answers on its control socket"),
         pid,
-        "the same process served all five saves"
+        "the same process served all six saves"
     );
     let said = depot.run.stderr_text();
     assert_eq!(
         said.matches("Patched").count(),
-        5,
+        6,
         "one patch per save:\n{said}"
+    );
+}
+
+/// A private helper added above the handler (every line below it moves) and called from it:
+/// watch lists the handler and the helper, not what only moved (`close`, further down) nor the
+/// untouched closures of other modules.
+fn a_new_helper_lists_only_what_calls_it(
+    fixture: &Fixture,
+    depot: &Depot,
+    client: &mut Client,
+    previous: &str,
+) {
+    let mark = depot.run.stderr_text().len();
+    fixture.edit_all(
+        HELLO_HANDLER,
+        &[
+            (
+                "/// Answers a connection command.\n",
+                "/// The greeting a client gets.\nfn greeting(client: &str) -> String {\n    format!(\"welcome6 {client}\")\n}\n\n/// Answers a connection command.\n",
+            ),
+            (
+                &format!("format!(\"{previous} {{client}}\")"),
+                "greeting(client)",
+            ),
+        ],
+    );
+    ask_until(client, "HELLO ada", "$welcome6 ada", WATCH_PATCHES, || {
+        depot.run.stderr_tail()
+    });
+    let said = wait_for_text(|| depot.run.stderr_text(), mark, "(not hot: ");
+    let changed: Vec<&str> = said
+        .lines()
+        .filter(|line| line.trim_start().starts_with("Changed "))
+        .collect();
+    let listed = changed.join("\n");
+    assert!(
+        listed.contains("depot::handlers::session::handle (hot")
+            && listed.contains("depot::handlers::session::greeting"),
+        "the handler and its new helper are listed:\n{said}"
+    );
+    assert!(
+        !listed.contains("close") && !listed.contains("forward"),
+        "what only moved, or was not touched, is not listed:\n{said}"
     );
 }
 

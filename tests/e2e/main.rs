@@ -23,6 +23,7 @@ mod patch;
 mod record;
 mod release;
 mod rollout;
+mod snake;
 mod soak;
 mod startup;
 mod watch;

@@ -58,6 +58,32 @@ impl RunningApp {
         self.run.stderr_tail()
     }
 
+    /// Sends SIGINT to the tool alone (a Ctrl-C that does not reach the app), and waits up to
+    /// `within` for it to exit: its exit code, and whether the app it ran was gone by then.
+    pub fn interrupt_tool(&mut self, within: Duration) -> (Option<i32>, bool) {
+        let app = self.run.pid;
+        // SAFETY: signalling a process this test started has no memory effects.
+        unsafe { libc::kill(self.run.tool.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + within;
+        let code = loop {
+            if let Ok(Some(status)) = self.run.tool.try_wait() {
+                break status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the tool did not exit within {within:?} of SIGINT\n{}",
+                self.run.stderr_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let app_gone = app.is_none_or(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'))
+            })
+        });
+        (code, app_gone)
+    }
+
     /// The next line, checked against the one before.
     pub fn next_tick(&mut self, deadline: Instant, waiting_for: &str) -> Tick {
         let timeout = deadline.saturating_duration_since(Instant::now());

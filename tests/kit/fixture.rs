@@ -60,6 +60,18 @@ impl Fixture {
         fixture
     }
 
+    /// A workspace of its own holding a copy of `examples/snake` (the macroquad game), built
+    /// into the same target directory as the fixture of `profile`. It reports its numbers and the
+    /// colour of its window's corner once a second (`SNAKE_REPORT`), drawn by Mesa's software
+    /// renderer on the display the test gives it.
+    pub fn snake(at: Locations, profile: Profile, display: &str) -> Self {
+        let mut fixture = Self::example(at, profile, "snake", "hotpatch-snake-");
+        fixture.set_env("DISPLAY", display);
+        fixture.set_env("LIBGL_ALWAYS_SOFTWARE", "1");
+        fixture.set_env("SNAKE_REPORT", "1");
+        fixture
+    }
+
     /// A workspace in a temporary directory named `prefix...` holding a copy of
     /// `examples/NAME` as its one member, with the workspace dependencies the examples use.
     fn example(at: Locations, profile: Profile, name: &'static str, prefix: &str) -> Self {

@@ -21,6 +21,7 @@ pub mod control;
 pub mod depot;
 pub mod differential;
 pub mod etcd;
+pub mod display;
 pub mod fixture;
 pub mod fleet;
 pub mod lock;

@@ -195,9 +195,16 @@ impl Watch {
     }
 }
 
-/// A duration as `{:.1?}` prints it (`850.0µs`, `231.4ms`, `1.2s`), in milliseconds.
+/// A duration as watch prints it (`850µs`, `231ms`, `1.42s`, `2m05s`), in milliseconds.
 fn parse_duration_ms(text: &str) -> Option<f64> {
     let text = text.trim();
+    if let Some((minutes, seconds)) = text
+        .split_once('m')
+        .filter(|(_, s)| s.len() > 1 && s.ends_with('s'))
+    {
+        let minutes: f64 = minutes.parse().ok()?;
+        return Some(minutes * 60e3 + parse_duration_ms(seconds)?);
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());

@@ -8,6 +8,7 @@ use crate::cli::{BuildArgs, MessageFormat};
 use crate::host::BaseRecord;
 use crate::host::HostFacts;
 use crate::host::{self, HotpatchDirs};
+use crate::human;
 use crate::patch::signing;
 use crate::patch::{self, BuiltPatch};
 use crate::report::print_patch_built;
@@ -46,8 +47,10 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     status(
         "Timing",
         format!(
-            "rustc {:.0?}, checks {:.0?}, link {:.0?}",
-            built.rustc, built.analysis, built.link
+            "rustc {}, checks {}, link {}",
+            human::duration(built.rustc),
+            human::duration(built.analysis),
+            human::duration(built.link)
         ),
     );
     if args.selection.message_format == MessageFormat::Json {

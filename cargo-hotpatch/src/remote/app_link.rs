@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::hex;
 use hotreload_runtime::wire::protocol::{
     link_proof, proof_matches, LinkHandshake, LinkRole, PatchPanic, PatchReport, Reply, Request,
-    TOOL_SECRET_ENV,
+    StatusReport, TOOL_SECRET_ENV,
 };
 
 use super::codec::{self, Peer};
@@ -99,6 +99,12 @@ impl AppLink {
             allow_entry_redirects: true,
         })?;
         Some(reply.and_then(|reply| codec::patch_report(reply, Peer::App)))
+    }
+
+    /// The connected app's status; `None` if no app is connected.
+    pub fn status(&self) -> Option<anyhow::Result<StatusReport>> {
+        let reply = self.request(&Request::Status)?;
+        Some(reply.and_then(|reply| codec::status_report(reply, Peer::App)))
     }
 
     /// The connected app's panics that rolled a patch back, after number `since`; `None` if no

@@ -9,8 +9,11 @@ use hotreload_runtime::wire::patch_file::sha256_hex;
 use hotreload_runtime::wire::protocol::PatchReport;
 
 use super::events::needs_restart;
+use super::running;
 use super::session::Session;
+use crate::human;
 use crate::patch::changes::machine_code;
+use crate::patch::compile::CompileFailed;
 use crate::patch::{self, BuiltPatch, NotPatchable};
 use crate::remote::client;
 use crate::shell::{error_line, status};
@@ -35,7 +38,13 @@ impl Session {
         }
         self.notice_exit();
         if self.base.is_none() || self.app.is_none() {
-            self.restart("the app is not running");
+            let why = if self.base.is_none() {
+                "its last build failed"
+            } else {
+                "it had exited"
+            };
+            status("Starting", format!("the app again ({why})"));
+            self.restart();
             return;
         }
         if let Some(path) = changed.iter().find(|p| needs_restart(p)) {
@@ -46,9 +55,23 @@ impl Session {
             return;
         }
         let debounce = first_event.elapsed();
-        let Some(built) = self.build_patch() else {
+        // A rollback since the last look (a panic's, or one from elsewhere) changes what the
+        // patch compares with.
+        self.report_panics();
+        self.look_at_the_app();
+        let Some((built, before)) = self.build_patch() else {
             return;
         };
+        if !changes_anything(&built) {
+            // This save's edit already runs (an earlier build of a burst took it, or it changed
+            // no code): nothing to apply or say. What runs stays what the next build compares
+            // with (this build may lack functions that run, as one of a file half written does).
+            running::restore(&before);
+            if self.verbose {
+                status("Unchanged", "this save changes no code the app runs");
+            }
+            return;
+        }
         let applied = Instant::now();
         match self.apply(&built.path) {
             Ok(report) => {
@@ -60,10 +83,33 @@ impl Session {
                     apply: applied.elapsed(),
                 };
                 report_patched(&built, &report, &timings, self.verbose);
+                self.after_apply(&built);
             }
-            Err(error) => error_line(format!(
-                "{error:#}; the app keeps running its last good code"
-            )),
+            Err(error) => {
+                // The next patch compares with what runs, not with this refused build.
+                running::restore(&before);
+                error_line(format!(
+                    "{error:#}; the app keeps running its last good code"
+                ));
+            }
+        }
+    }
+
+    /// Remembers the functions of the patch now active, and the app's newest update.
+    fn after_apply(&mut self, built: &BuiltPatch) {
+        let Some(base) = &self.base else { return };
+        let snapshot = running::snapshot(base, &self.layout.work_dir());
+        let report = self.link.status().and_then(Result::ok);
+        self.running.applied(&built.file.id, snapshot, report);
+    }
+
+    /// Asks the app what it runs, and takes note of changes made from outside `watch`.
+    pub(super) fn look_at_the_app(&mut self) {
+        if self.app.is_none() {
+            return;
+        }
+        if let Some(Ok(report)) = self.link.status() {
+            self.running.notice(&report);
         }
     }
 
@@ -80,9 +126,10 @@ impl Session {
             .collect()
     }
 
-    /// Builds the next patch against the running app's base. `None` if nothing changed, if the
-    /// change cannot be patched (then the app is restarted) or if the build failed (said).
-    fn build_patch(&mut self) -> Option<BuiltPatch> {
+    /// Builds the next patch against the running app's base, with the remembered functions as
+    /// they were before it (to put back if the app refuses it). `None` if nothing changed, if
+    /// the change cannot be patched (then the app is restarted) or if the build failed (said).
+    fn build_patch(&mut self) -> Option<(BuiltPatch, running::Snapshot)> {
         if let Some(baseline) = self.baseline.take() {
             let _ = baseline.join();
         }
@@ -93,27 +140,64 @@ impl Session {
             .join("watch")
             .join(format!("patch-{}.hotpatch", self.patches_built));
         let base = self.base.as_ref()?;
+        let work_dir = self.layout.work_dir();
+        self.running.remember_base(base, &work_dir);
+        let before = running::snapshot(base, &work_dir);
         let error = match patch::build_including(
             base,
-            &self.layout.work_dir(),
+            &work_dir,
             &output,
             &self.patched_crates,
             Some(&mut self.warm),
         ) {
-            Ok(built) => return Some(built),
+            Ok(built) => {
+                self.waiting_for_manifest = None;
+                return Some((built, before));
+            }
             Err(error) => error,
         };
+        running::restore(&before);
         match error.downcast_ref::<NotPatchable>() {
             Some(NotPatchable::NothingChanged) => {}
             Some(NotPatchable::NeedsRestart(reason)) => {
                 let reason = reason.to_string();
                 self.unpatchable(&reason);
             }
-            None => error_line(format!(
-                "{error:#}; the app keeps running its last good code"
-            )),
+            None => self.build_failed(&error),
         }
         None
+    }
+
+    /// Says why a patch build failed: rustc's errors, or once, quietly, that the code uses a
+    /// crate no manifest lists yet (the manifest's save rebuilds the app).
+    fn build_failed(&mut self, error: &anyhow::Error) {
+        let Some(failed) = error.downcast_ref::<CompileFailed>() else {
+            self.waiting_for_manifest = None;
+            error_line(format!(
+                "{error:#}; the app keeps running its last good code"
+            ));
+            return;
+        };
+        let missing = unlinked_crates(&failed.diagnostics);
+        if missing.is_empty() {
+            self.waiting_for_manifest = None;
+            eprint!("{}", failed.diagnostics);
+            error_line(format!(
+                "could not compile `{}`; the app keeps running its last good code",
+                failed.crate_name
+            ));
+            return;
+        }
+        if self.waiting_for_manifest.as_ref() != Some(&missing) {
+            status(
+                "Waiting",
+                format!(
+                    "for `{}` in a Cargo.toml: the code uses a crate no manifest lists yet; save the manifest to rebuild (the app keeps its last good code)",
+                    missing.iter().cloned().collect::<Vec<_>>().join("`, `")
+                ),
+            );
+        }
+        self.waiting_for_manifest = Some(missing);
     }
 
     /// Applies a patch through the app's connection to this tool, or its control socket if the
@@ -125,21 +209,66 @@ impl Session {
     }
 }
 
+/// Whether a patch changes any code or state the app runs.
+fn changes_anything(built: &BuiltPatch) -> bool {
+    let manifest = &built.file.manifest;
+    let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
+    !(hot.is_empty() && other.is_empty() && manifest.states.is_empty())
+}
+
+/// The crates rustc's errors say are used but not linked (`use of unresolved module or unlinked
+/// crate `rand``, `use `cargo add rand``).
+fn unlinked_crates(errors: &str) -> BTreeSet<String> {
+    let errors = without_colours(errors);
+    let errors = errors.as_str();
+    let mut crates = BTreeSet::new();
+    for marker in ["unlinked crate `", "use `cargo add "] {
+        for (at, _) in errors.match_indices(marker) {
+            let rest = &errors[at + marker.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            if !name.is_empty() {
+                crates.insert(name);
+            }
+        }
+    }
+    crates
+}
+
+/// `text` without terminal colour codes (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Says what a patch changed in the app, and what each part of it took.
 fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, verbose: bool) {
     let manifest = &built.file.manifest;
     status(
         "Patched",
         format!(
-            // One decimal: a split in whole seconds (`rustc 6s`) says too little to work on.
-            "{} in {:.1?} (debounce {:.1?}, rustc {:.1?}, checks {:.1?}, link {:.1?}, apply {:.1?})",
+            "{} in {} (debounce {}, rustc {}, checks {}, link {}, apply {})",
             manifest.crates.join(", "),
-            timings.first_event.elapsed(),
-            timings.debounce,
-            built.rustc,
-            built.analysis,
-            built.link,
-            timings.apply
+            human::duration(timings.first_event.elapsed()),
+            human::duration(timings.debounce),
+            human::duration(built.rustc),
+            human::duration(built.analysis),
+            human::duration(built.link),
+            human::duration(timings.apply)
         ),
     );
     for state in &report.states {
@@ -152,9 +281,6 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
         );
     }
     let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
-    if hot.is_empty() && other.is_empty() {
-        status("Unchanged", "no function's code changed");
-    }
     if !hot.is_empty() {
         status("Changed", format!("{} (hot: running now)", listed(&hot)));
     }
@@ -195,6 +321,22 @@ fn listed(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crates_missing_from_the_manifest_are_read_from_rustcs_errors() {
+        let errors =
+            "error[E0433]: failed to resolve: use of unresolved module or unlinked crate `rand`\n\
+            help: if you wanted to use a crate named `rand`, use `cargo add rand` to add it\n\
+            error[E0432]: unresolved import `serde_yaml`\n\
+            help: use `cargo add serde_yaml` to add it to your `Cargo.toml`";
+        let crates: Vec<String> = unlinked_crates(errors).into_iter().collect();
+        assert_eq!(crates, ["rand", "serde_yaml"]);
+        assert!(unlinked_crates("error: expected one of `,`").is_empty());
+        let coloured: Vec<String> = unlinked_crates("unlinked crate `\x1b[1mrand\x1b[0m`")
+            .into_iter()
+            .collect();
+        assert_eq!(coloured, ["rand"]);
+    }
 
     #[test]
     fn long_lists_are_cut_with_a_count() {

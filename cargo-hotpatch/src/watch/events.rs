@@ -1,11 +1,15 @@
 //! What `watch` watches and when a save is complete: the directories of the workspace, and bursts
 //! of file events coalesced into one set of changed paths.
 //!
-//! Metadata and access events are dropped; `target/`, hidden files and editors' temporary files
-//! are not sources. A burst ends once the tree is quiet: briefly once every file written was
-//! closed or renamed into place, longer while one may still be being written.
+//! Metadata and access events are dropped, and so is every path that is not a build input: only
+//! the files rustc read for a crate (its dep-info lists them: sources, `include_str!` files),
+//! Rust sources (a new module), manifests, the lock file and build scripts count; a log, a save
+//! or a database the app writes inside its workspace neither starts nor prolongs a burst.
+//! `target/`, hidden files and editors' temporary files never count. A burst ends once the tree
+//! is quiet: briefly once every file written was closed or renamed into place, longer while one
+//! may still be being written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -72,13 +76,13 @@ pub fn watch_roots(
 /// `None` after a fifth of a second without one, for the session's work between saves.
 pub fn next_burst(
     events: &Receiver<notify::Result<notify::Event>>,
-    layout: &HotpatchDirs,
+    is_input: &dyn Fn(&Path) -> bool,
 ) -> anyhow::Result<Option<(BTreeSet<PathBuf>, Instant)>> {
     let mut burst = Burst::default();
     let first = loop {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => {
-                burst.add(event, layout);
+                burst.add(event, is_input);
                 if !burst.paths.is_empty() {
                     break Instant::now();
                 }
@@ -89,7 +93,7 @@ pub fn next_burst(
     };
     while first.elapsed() < MAX_BURST {
         match events.recv_timeout(burst.quiet()) {
-            Ok(event) => burst.add(event, layout),
+            Ok(event) => burst.add(event, is_input),
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
         }
@@ -106,7 +110,7 @@ struct Burst {
 }
 
 impl Burst {
-    fn add(&mut self, event: notify::Result<notify::Event>, layout: &HotpatchDirs) {
+    fn add(&mut self, event: notify::Result<notify::Event>, is_input: &dyn Fn(&Path) -> bool) {
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
         let Ok(event) = event else { return };
         // `Some(true)`: the event completes a write of its (last) path.
@@ -123,7 +127,7 @@ impl Burst {
         let Some(path) = event.paths.last() else {
             return;
         };
-        if !is_relevant(path, layout) {
+        if !is_input(path) {
             return;
         }
         if completes {
@@ -132,7 +136,7 @@ impl Burst {
             self.writing.insert(path.clone());
         }
         for path in &event.paths {
-            if is_relevant(path, layout) {
+            if is_input(path) {
                 self.paths.insert(path.clone());
             }
         }
@@ -147,9 +151,21 @@ impl Burst {
     }
 }
 
+/// Whether a changed path is a build input: one the last build read (`known`), a Rust source, a
+/// manifest, the lock file or a build script; never under `target/`, hidden or an editor's
+/// temporary file.
+pub fn is_input(path: &Path, layout: &HotpatchDirs, known: &HashMap<PathBuf, String>) -> bool {
+    if !is_relevant(path, layout) {
+        return false;
+    }
+    known.contains_key(path)
+        || needs_restart(path)
+        || path.extension().is_some_and(|ext| ext == "rs")
+}
+
 /// Whether a changed path can matter to the build: not under `target/`, not hidden, not an
 /// editor's temporary file.
-pub fn is_relevant(path: &Path, layout: &HotpatchDirs) -> bool {
+fn is_relevant(path: &Path, layout: &HotpatchDirs) -> bool {
     if path.components().any(|c| c.as_os_str() == "target") || path.starts_with(&layout.dir) {
         return false;
     }
@@ -210,22 +226,44 @@ mod tests {
     }
 
     #[test]
+    fn only_build_inputs_count() {
+        let layout = layout();
+        let known: HashMap<PathBuf, String> =
+            [(PathBuf::from("/ws/a/assets/banner.txt"), String::new())].into();
+        let input = |path: &str| is_input(Path::new(path), &layout, &known);
+        // Read by the last build (`include_str!`), a new module, manifests, a build script.
+        assert!(input("/ws/a/assets/banner.txt"));
+        assert!(input("/ws/a/src/new_module.rs"));
+        assert!(input("/ws/Cargo.lock"));
+        assert!(input("/ws/a/Cargo.toml"));
+        assert!(input("/ws/a/build.rs"));
+        // What an app writes in its workspace.
+        assert!(!input("/ws/app.log"));
+        assert!(!input("/ws/a/saves/slot1.json"));
+        assert!(!input("/ws/data.db"));
+        assert!(!input("/ws/a/assets/other.txt"));
+        assert!(!input("/ws/target/debug/build/x/out/gen.rs"));
+    }
+
+    #[test]
     fn a_burst_settles_once_each_file_written_is_closed_or_renamed_into_place() {
         let layout = layout();
+        let known = HashMap::new();
+        let input = |path: &Path| is_input(path, &layout, &known);
         let mut burst = Burst::default();
         burst.add(
             event(
                 EventKind::Modify(ModifyKind::Data(DataChange::Any)),
                 &["/ws/a/src/lib.rs"],
             ),
-            &layout,
+            &input,
         );
         burst.add(
             event(
                 EventKind::Create(CreateKind::File),
                 &["/ws/b/src/lib.rs.tmp~"],
             ),
-            &layout,
+            &input,
         );
         assert_eq!(burst.quiet(), QUIET, "lib.rs is still being written");
         burst.add(
@@ -233,7 +271,7 @@ mod tests {
                 EventKind::Access(AccessKind::Close(AccessMode::Write)),
                 &["/ws/a/src/lib.rs"],
             ),
-            &layout,
+            &input,
         );
         assert_eq!(burst.quiet(), SETTLED_QUIET);
         // An editor renaming the file away first (a backup), then writing a new one in place.
@@ -242,7 +280,7 @@ mod tests {
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)),
                 &["/ws/b/src/main.rs"],
             ),
-            &layout,
+            &input,
         );
         assert_eq!(burst.quiet(), QUIET);
         burst.add(
@@ -250,7 +288,7 @@ mod tests {
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
                 &["/ws/b/src/.main.rs.swp", "/ws/b/src/main.rs"],
             ),
-            &layout,
+            &input,
         );
         assert_eq!(burst.quiet(), SETTLED_QUIET);
         // Metadata changes and reads are not changes; target/ and hidden files are not sources.
@@ -259,21 +297,21 @@ mod tests {
                 EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
                 &["/ws/c.rs"],
             ),
-            &layout,
+            &input,
         );
         burst.add(
             event(
                 EventKind::Modify(ModifyKind::Data(DataChange::Any)),
                 &["/ws/target/debug/x.rs"],
             ),
-            &layout,
+            &input,
         );
         burst.add(
             event(
                 EventKind::Access(AccessKind::Close(AccessMode::Read)),
                 &["/ws/d.rs"],
             ),
-            &layout,
+            &input,
         );
         assert_eq!(burst.quiet(), SETTLED_QUIET);
         let paths: Vec<&str> = burst.paths.iter().filter_map(|p| p.to_str()).collect();

@@ -7,7 +7,9 @@
 
 mod cycle;
 mod events;
+mod interrupt;
 mod panics;
+mod running;
 mod session;
 
 use std::sync::mpsc;
@@ -20,7 +22,7 @@ use crate::host::HotpatchDirs;
 use crate::shell::status;
 use session::Session;
 
-/// Runs `watch`; returns when the watcher fails. `verbose` also lists the versions now running
+/// Runs `watch`; returns when the watcher fails or watch is interrupted (Ctrl-C). `verbose` also lists the versions now running
 /// after each patch.
 pub fn watch(args: WatchArgs, verbose: bool) -> anyhow::Result<i32> {
     let layout = HotpatchDirs::of(&args.run.selection)?;
@@ -35,6 +37,7 @@ pub fn watch(args: WatchArgs, verbose: bool) -> anyhow::Result<i32> {
             .watch(path, *mode)
             .with_context(|| format!("watching {}", path.display()))?;
     }
+    interrupt::install();
     let mut session = Session::start(args, layout, verbose)?;
     status(
         "Watching",
@@ -45,8 +48,15 @@ pub fn watch(args: WatchArgs, verbose: bool) -> anyhow::Result<i32> {
         ),
     );
     loop {
+        if interrupt::interrupted() {
+            status("Stopping", "the app and watch (interrupted)");
+            // Dropping the session stops the app.
+            return Ok(interrupt::INTERRUPTED_EXIT);
+        }
         // Between saves, the session notices the app exiting and prepares compilers.
-        match events::next_burst(&events, &session.layout)? {
+        let is_input =
+            |path: &std::path::Path| events::is_input(path, &session.layout, &session.seen);
+        match events::next_burst(&events, &is_input)? {
             Some((paths, first_event)) => session.handle(paths, first_event),
             None => session.when_idle(),
         }

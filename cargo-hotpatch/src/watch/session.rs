@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::sha256_hex;
 
+use super::interrupt;
+use super::running::Running;
 use crate::cli::WatchArgs;
 use crate::host::BaseRecord;
 use crate::host::{self, HotpatchDirs};
@@ -38,6 +40,10 @@ pub(super) struct Session {
     pub(super) warm: WarmCompilers,
     /// `--verbose`: also list the versions now running after each patch.
     pub(super) verbose: bool,
+    /// What the app runs now, and the functions of each patch applied to it.
+    pub(super) running: Running,
+    /// The crates the code uses that no manifest lists yet, once said.
+    pub(super) waiting_for_manifest: Option<BTreeSet<String>>,
     /// The last panic in patched code shown.
     pub(super) panics_seen: PanicsSeen,
 }
@@ -70,21 +76,31 @@ impl Session {
             patches_built: 0,
             warm: WarmCompilers::new(&layout_dir.join("watch")),
             verbose,
+            running: Running::default(),
+            waiting_for_manifest: None,
             panics_seen: Default::default(),
         };
-        session.restart("");
+        session.restart();
         Ok(session)
     }
 
     fn spawn(&mut self, executable: &Path) -> anyhow::Result<()> {
         let socket = self.layout.control_socket();
-        status("Running", format!("`{}`", executable.display()));
+        status(
+            "Running",
+            format!(
+                "`{}` (control socket {})",
+                executable.display(),
+                socket.display()
+            ),
+        );
         if let Some(base) = &self.base {
             self.link.expect_build(&base.identity.build_id);
         }
         let child = app_command(executable, &self.args.run.app_args, &socket, &self.link)
             .spawn()
             .with_context(|| format!("running {}", executable.display()))?;
+        interrupt::set_app(child.id());
         self.app = Some(child);
         Ok(())
     }
@@ -96,6 +112,9 @@ impl Session {
     pub(super) fn when_idle(&mut self) {
         self.notice_exit();
         self.report_panics();
+        if self.running.poll_due() {
+            self.look_at_the_app();
+        }
         if self.baseline.as_ref().is_some_and(|b| b.is_finished()) {
             if let Some(baseline) = self.baseline.take() {
                 let _ = baseline.join();
@@ -121,6 +140,7 @@ impl Session {
                 "the app exited ({exit}); save a file to build and start it again"
             ));
             self.app = None;
+            interrupt::set_app(0);
         }
     }
 
@@ -145,14 +165,12 @@ impl Session {
             warning(format!("{reason}; not restarting (--no-restart)"));
         } else {
             warning(format!("{reason}; rebuilding and restarting the app"));
-            self.restart("");
+            self.restart();
         }
     }
 
-    pub(super) fn restart(&mut self, why: &str) {
-        if !why.is_empty() {
-            status("Restarting", why);
-        }
+    /// Builds the app and starts it, stopping the running one first.
+    pub(super) fn restart(&mut self) {
         self.stop_app();
         match host::build(&self.args.run.selection, &self.layout) {
             Ok((base, executable)) => {
@@ -167,6 +185,8 @@ impl Session {
                 self.warm.clear();
                 self.base = Some(base);
                 self.patched_crates.clear();
+                self.running.reset();
+                self.waiting_for_manifest = None;
                 if let Err(error) = self.spawn(&executable) {
                     error_line(format!("{error:#}"));
                 }
@@ -179,10 +199,11 @@ impl Session {
     }
 
     fn stop_app(&mut self) {
+        interrupt::set_app(0);
         if let Some(mut app) = self.app.take() {
             // SAFETY: `kill` with a pid we own and SIGTERM has no memory effects.
             unsafe { libc::kill(app.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(3);
+            let deadline = Instant::now() + interrupt::APP_EXIT;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = app.try_wait() {
                     return;

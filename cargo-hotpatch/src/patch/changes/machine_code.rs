@@ -170,6 +170,13 @@ fn target_key(
     let (Some(section), true) = (section, local_data) else {
         return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
     };
+    // Code (a jump table's targets in its own function) is its section's name and offset.
+    if section.kind() == SectionKind::Text {
+        return format!(
+            "{}{addend:+}",
+            normalise(section.name().unwrap_or_default())
+        );
+    }
     let writable_static = matches!(
         section.kind(),
         SectionKind::Data | SectionKind::UninitializedData
@@ -179,13 +186,48 @@ fn target_key(
     let Ok(data) = section.data() else {
         return normalise(section.name().unwrap_or_default());
     };
+    let lands = landing(symbol, relocation);
+    let strings = matches!(
+        section.flags(),
+        object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_STRINGS) != 0
+    );
+    // A string is its text at any depth: its offset in a merged section depends on the others.
+    if strings {
+        return format!(
+            "str:{}",
+            sha256_hex(&without_line_numbers(string_at(data, lands)))
+        );
+    }
     if writable_static || depth >= CONSTANT_DEPTH {
         return format!(
             "{}{addend:+}",
             normalise(section.name().unwrap_or_default())
         );
     }
-    // Where the reference lands: a code reference is relative to the end of its 4-byte field.
+    // One constant: the symbol's extent, or the whole section (rustc gives each its own).
+    let (start, end) = if symbol.kind() == object::SymbolKind::Section || symbol.size() == 0 {
+        (0, data.len() as u64)
+    } else {
+        let start = symbol.address().min(data.len() as u64);
+        (start, (start + symbol.size()).min(data.len() as u64))
+    };
+    let bytes = &data[start as usize..end as usize];
+    // A constant that names a source file (a panic's `Location`, a tracing callsite's metadata)
+    // is compared by what it points at, not by its numbers: they are lines and columns, which
+    // move when code above is edited without changing what this function does.
+    let contents = if names_a_source_file(file, &section, start..end) {
+        format!("at-source:{}", bytes.len())
+    } else {
+        sha256_hex(&without_line_numbers(bytes))
+    };
+    let mut text = format!("const:{contents}@{}", lands - start as i64);
+    append_relocations(file, &section, start..end, depth + 1, &mut text);
+    text
+}
+
+/// Where in its target's section a relocation lands: a code reference is relative to the end of
+/// its 4-byte field.
+fn landing(symbol: &object::Symbol, relocation: &object::Relocation) -> i64 {
     let pc_relative = matches!(
         relocation.kind(),
         object::RelocationKind::Relative
@@ -197,33 +239,69 @@ fn target_key(
     } else {
         symbol.address() as i64
     };
-    let lands = base + addend + if pc_relative { 4 } else { 0 };
-    let strings = matches!(
-        section.flags(),
-        object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_STRINGS) != 0
-    );
-    if strings {
-        let at = (lands.max(0) as usize).min(data.len());
-        let end = data[at..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(data.len(), |nul| at + nul);
-        return format!("str:{}", sha256_hex(&data[at..end]));
+    base + relocation.addend() + if pc_relative { 4 } else { 0 }
+}
+
+/// The NUL-terminated string at `at` of a string section.
+fn string_at(data: &[u8], at: i64) -> &[u8] {
+    let at = (at.max(0) as usize).min(data.len());
+    let end = data[at..]
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(data.len(), |nul| at + nul);
+    &data[at..end]
+}
+
+/// `text` without the numbers of source positions (`src/lib.rs:68:5` becomes `src/lib.rs::`):
+/// tracing names each event after its file and line.
+fn without_line_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const MARK: &[u8] = b".rs:";
+    if !text.windows(MARK.len()).any(|w| w == MARK) {
+        return std::borrow::Cow::Borrowed(text);
     }
-    // One constant: the symbol's extent, or the whole section (rustc gives each its own).
-    let (start, end) = if symbol.kind() == object::SymbolKind::Section || symbol.size() == 0 {
-        (0, data.len() as u64)
-    } else {
-        let start = symbol.address().min(data.len() as u64);
-        (start, (start + symbol.size()).min(data.len() as u64))
-    };
-    let mut text = format!(
-        "const:{}@{}",
-        sha256_hex(&data[start as usize..end as usize]),
-        lands - start as i64
-    );
-    append_relocations(file, &section, start..end, depth + 1, &mut text);
-    text
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        out.push(text[i]);
+        if out.ends_with(MARK) {
+            i += 1;
+            // The line, then an optional `:column`.
+            while i < text.len() && (text[i].is_ascii_digit() || text[i] == b':') {
+                if text[i] == b':' {
+                    out.push(b':');
+                }
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether a constant points at the name of a Rust source file (`src/lib.rs`, with or without
+/// its NUL).
+fn names_a_source_file(
+    file: &object::File,
+    section: &object::Section,
+    range: std::ops::Range<u64>,
+) -> bool {
+    section.relocations().any(|(offset, relocation)| {
+        let (RelocationTarget::Symbol(index), true) =
+            (relocation.target(), range.contains(&offset))
+        else {
+            return false;
+        };
+        let Ok(symbol) = file.symbol_by_index(index) else {
+            return false;
+        };
+        let target = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok());
+        target
+            .and_then(|t| t.data().ok())
+            .is_some_and(|data| string_at(data, landing(&symbol, &relocation)).ends_with(b".rs"))
+    })
 }
 
 /// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.
@@ -290,7 +368,31 @@ pub fn classify_changes(changed: &[String]) -> (Vec<String>, Vec<String>) {
             other.insert(name.clone());
         }
     }
+    // The hot function itself and the code that calls it (`T::f`, `<T as Trait>::f`, the
+    // closures of either) are listed once, as hot.
+    other.retain(|name| !is_part_of_hot(name, &hot));
     (hot.into_iter().collect(), other.into_iter().collect())
+}
+
+/// Whether `name` is one of the `hot` functions, under its own path or as a trait method, or a
+/// closure of one.
+fn is_part_of_hot(name: &str, hot: &BTreeSet<String>) -> bool {
+    let path = match name
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once(" as "))
+    {
+        Some((ty, rest)) => match rest.split_once(">::") {
+            Some((_, method)) => format!("{ty}::{method}"),
+            None => name.to_owned(),
+        },
+        None => name.to_owned(),
+    };
+    hot.iter().any(|hot| {
+        path == *hot
+            || path
+                .strip_prefix(hot.as_str())
+                .is_some_and(|rest| rest.starts_with("::{{closure}}"))
+    })
 }
 
 #[cfg(test)]
@@ -306,10 +408,27 @@ mod tests {
                 .to_owned(),
             "logic::helper".to_owned(),
             "logic::step::_::__ctor".to_owned(),
+            // The code calling the slot is not listed again as not hot.
+            "logic::step".to_owned(),
+            "logic::step::{{closure}}".to_owned(),
+            "<logic::Report as core::fmt::Display>::fmt".to_owned(),
         ];
         let (hot, other) = classify_changes(&changed);
         assert_eq!(hot, ["logic::Report::fmt", "logic::step"]);
         assert_eq!(other, ["logic::helper"]);
+    }
+
+    #[test]
+    fn source_positions_lose_their_numbers() {
+        assert_eq!(
+            &*without_line_numbers(b"event src/lib.rs:68"),
+            b"event src/lib.rs:"
+        );
+        assert_eq!(
+            &*without_line_numbers(b"at logic/src/lib.rs:68:5 and a.rs:7"),
+            b"at logic/src/lib.rs:: and a.rs:"
+        );
+        assert_eq!(&*without_line_numbers(b"version=v1"), b"version=v1");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::host::{BaseRecord, CrateRecord, HostFacts};
 use crate::patch::compile::compile_quietly;
 
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
-fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
+pub fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = &base.identity.build_id;
     work_dir.join(format!("{}.{}{LAST_BUILD}", record.name, short_id(id)))
 }

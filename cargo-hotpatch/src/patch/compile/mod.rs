@@ -7,7 +7,7 @@ pub mod warm;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 use crate::host::capture::Invocation;
 use crate::host::CrateRecord;
@@ -51,6 +51,14 @@ pub fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<V
     compile(record, out_dir, true, None)
 }
 
+/// rustc refused a crate: its diagnostics, as rustc printed them.
+#[derive(Debug, thiserror::Error)]
+#[error("could not compile `{crate_name}`:\n{diagnostics}")]
+pub struct CompileFailed {
+    pub crate_name: String,
+    pub diagnostics: String,
+}
+
 fn compile(
     record: &CrateRecord,
     out_dir: &Path,
@@ -72,24 +80,32 @@ fn compile(
     });
     let units = patch_codegen_units(record);
     let args = replay_args(invocation, out_dir, incremental.as_deref(), units);
-    let status = match warm.and_then(|warm| warm.run(&args)) {
-        Some(mut rustc) => rustc.wait(),
-        None => {
-            let mut command = Command::new(&invocation.rustc);
-            command
-                .args(&args)
-                .env_clear()
-                .envs(&invocation.env)
-                .current_dir(&invocation.cwd);
-            if quiet {
-                command.stderr(std::process::Stdio::null());
-            }
-            command.status()
-        }
+    let rustc = match warm.and_then(|warm| warm.run(&args)) {
+        Some(rustc) => Ok(rustc),
+        None => Command::new(&invocation.rustc)
+            .args(&args)
+            .env_clear()
+            .envs(&invocation.env)
+            .current_dir(&invocation.cwd)
+            .stderr(std::process::Stdio::piped())
+            .spawn(),
     }
     .with_context(|| format!("running {}", invocation.rustc.display()))?;
-    if !status.success() {
-        bail!("could not compile `{}`", record.name);
+    // The diagnostics are part of the outcome: a failed build's error carries them (`watch`
+    // reads them), a successful one's warnings are shown.
+    let output = rustc
+        .wait_with_output()
+        .with_context(|| format!("running {}", invocation.rustc.display()))?;
+    let diagnostics = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(CompileFailed {
+            crate_name: record.name.clone(),
+            diagnostics: diagnostics.into_owned(),
+        }
+        .into());
+    }
+    if !quiet {
+        eprint!("{diagnostics}");
     }
     let mut objects: Vec<PathBuf> = std::fs::read_dir(out_dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -97,7 +97,9 @@ impl WarmRustc {
             .arg(format!("@{}", arguments.display()))
             .env_clear()
             .envs(&invocation.env)
-            .current_dir(&invocation.cwd);
+            .current_dir(&invocation.cwd)
+            // Read by the build it compiles, as a cold rustc's is.
+            .stderr(std::process::Stdio::piped());
         // SAFETY: `prctl(PR_SET_PDEATHSIG)` is async-signal-safe and touches no memory of the
         // parent; it runs in the child between fork and exec. A tool killed outright must not
         // leave compilers waiting forever on their pipes.
