@@ -3,7 +3,7 @@
 //! builds, like the function fingerprints: most objects of a save are the same files as last time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -131,6 +131,6 @@ impl ObjectFacts {
 }
 
 /// The identity of `path`'s file (see [`FileIdentity`]).
-pub(super) fn file_identity(path: &PathBuf) -> Option<FileIdentity> {
+pub(super) fn file_identity(path: &Path) -> Option<FileIdentity> {
     crate::patch::changes::machine_code::file_identity(path)
 }
