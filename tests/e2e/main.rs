@@ -14,6 +14,7 @@
 
 mod control;
 mod depot;
+mod entry;
 mod exit_codes;
 mod fixture_lock;
 mod gateway;

@@ -11,6 +11,7 @@
 pub mod analyse;
 pub mod changes;
 pub mod compile;
+pub mod entry;
 mod introduced;
 pub mod layouts;
 pub mod link;
@@ -34,6 +35,7 @@ pub use refusal::{NotPatchable, Refusal};
 
 use crate::host::{BaseRecord, CrateRecord, HostFacts};
 use compile::warm::WarmCompilers;
+use entry::EntryPlan;
 use introduced::Introduced;
 use link::Linker;
 use timings::{Cost, Timings};
@@ -74,18 +76,24 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
-    let (objects, changed_functions) =
-        compile_changed(base, &changed, work_dir, warm, &mut timings)?;
-    let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
+    let compiled = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let (host, mut introduced, entries) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+        let entries = EntryPlan::new(base, &compiled.differing, &compiled.resigned)?;
+        Ok((HostFacts::of(base)?, Introduced::load(base, work_dir), entries))
     })?;
+    let Compiled {
+        objects,
+        changed_functions,
+        ..
+    } = compiled;
+    let entry_roots = entries.roots();
     let targets = introduced.redirect_targets(&host.local_data);
     let (objects, symbols) = timings.time(Cost::Link, || {
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
     let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
         let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
-        let found = analyse::analyse_objects(&objects, &targets)?;
+        let found = analyse::analyse_objects(&objects, &targets, &entry_roots)?;
         analyse::refuse_changed_signatures(&found, &host.hot)?;
         analyse::refuse_forks(&found, &redirections)?;
         introduced.refuse_forks(&found.new_statics)?;
@@ -100,6 +108,7 @@ pub fn build_including(
         linker.link_library(
             &objects,
             &symbols.shared_data,
+            &entry_roots,
             &library,
             needs_c_runtime,
             writable_data,
@@ -120,7 +129,7 @@ pub fn build_including(
         &host.local_data,
         &targets,
     )?;
-    let manifest = package::manifest(
+    let mut manifest = package::manifest(
         base,
         &changed,
         &found.hot,
@@ -128,6 +137,7 @@ pub fn build_including(
         redirects,
         states,
     );
+    manifest.entry_redirects = entries.redirects(&library)?;
     timings.time(Cost::Link, || strip.finish())?;
     let file = package::package(manifest, &mapped_library)?;
     introduced.record(&file.id, &library, &found.new_statics)?;
@@ -141,27 +151,46 @@ pub fn build_including(
     })
 }
 
+/// What compiling the changed crates gave.
+struct Compiled<'a> {
+    /// Their objects.
+    objects: Vec<PathBuf>,
+    /// The functions that changed since the last build (what the patch reports).
+    changed_functions: Vec<String>,
+    /// Each crate with its functions whose code differs from the base build's (mangled).
+    differing: Vec<(&'a CrateRecord, Vec<String>)>,
+    /// The base's functions whose signature changed (mangled).
+    resigned: Vec<String>,
+}
+
 /// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does)
-/// and lists the functions each changed since its last build: the objects, and those functions.
-/// The comparison counts as a check, not as rustc's time.
-fn compile_changed(
+/// and compares each one's functions with its last build and with the base build. The
+/// comparison counts as a check, not as rustc's time.
+fn compile_changed<'a>(
     base: &BaseRecord,
-    changed: &[&CrateRecord],
+    changed: &[&'a CrateRecord],
     work_dir: &Path,
     mut warm: Option<&mut WarmCompilers>,
     timings: &mut Timings,
-) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
-    let mut objects = Vec::new();
-    let mut changed_functions = Vec::new();
+) -> anyhow::Result<Compiled<'a>> {
+    let mut compiled = Compiled {
+        objects: Vec::new(),
+        changed_functions: Vec::new(),
+        differing: Vec::new(),
+        resigned: Vec::new(),
+    };
     for record in changed {
         let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
         let crate_objects = timings.time(Cost::Rustc, || {
             compile::compile_to_objects(record, &work_dir.join(&record.name), warm)
         })?;
-        changed_functions.extend(timings.time(Cost::Analysis, || {
+        let changes = timings.time(Cost::Analysis, || {
             changes::changed_since_last_build(base, record, work_dir, &crate_objects)
-        })?);
-        objects.extend(crate_objects);
+        })?;
+        compiled.changed_functions.extend(changes.changed);
+        compiled.differing.push((record, changes.differing));
+        compiled.resigned.extend(changes.resigned);
+        compiled.objects.extend(crate_objects);
     }
-    Ok((objects, changed_functions))
+    Ok(compiled)
 }

@@ -1,6 +1,6 @@
 //! Selecting what a patch rebuilds: the crates whose sources differ from the base (and those the
-//! caller names), refusing at once what no patch can carry: a changed crate that is not a
-//! library, a changed generic or `#[inline]` item that dependent crates hold copies of, or changed
+//! caller names), refusing at once what no patch can carry: a changed crate that is neither a
+//! library nor a binary (a proc macro), a changed generic or `#[inline]` item that dependent crates hold copies of, or changed
 //! attribute macros around a hot method's entry.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use crate::patch::changes::copied_items::{self, Held};
 use crate::patch::refusal::{NotPatchable, Refusal};
 
 /// The crates a patch rebuilds: every crate whose sources differ from the base, and the library
-/// crates named in `also`.
+/// and binary crates named in `also`.
 pub fn changed_crates<'a>(
     base: &'a BaseRecord,
     also: &BTreeSet<String>,
@@ -20,22 +20,22 @@ pub fn changed_crates<'a>(
         .iter()
         .filter(|record| {
             !record.changed_sources().is_empty()
-                || (also.contains(&record.name) && record.is_patchable_library())
+                || (also.contains(&record.name) && record.is_patchable())
         })
         .collect();
     if changed.is_empty() {
         return Err(NotPatchable::NothingChanged.into());
     }
-    refuse_non_libraries(&changed)?;
+    refuse_unpatchable_types(&changed)?;
     refuse_copied_items(base, &changed)?;
     Ok(changed)
 }
 
-/// Only library crates can be patched.
-fn refuse_non_libraries(changed: &[&CrateRecord]) -> Result<(), Refusal> {
+/// Only library and binary crates can be patched: a proc macro runs in the compiler.
+fn refuse_unpatchable_types(changed: &[&CrateRecord]) -> Result<(), Refusal> {
     for record in changed {
-        if !record.is_patchable_library() {
-            return Err(Refusal::BinaryCrateChanged {
+        if !record.is_patchable() {
+            return Err(Refusal::UnpatchableCrateChanged {
                 krate: record.name.clone(),
                 crate_types: record.crate_types.clone(),
                 files: record

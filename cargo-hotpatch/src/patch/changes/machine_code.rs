@@ -15,7 +15,7 @@ use object::read::archive::ArchiveFile;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionKind};
 
 /// A function's code and references, as comparable text: equal fingerprints, equal behaviour.
-type Fingerprints = BTreeMap<String, String>;
+pub type Fingerprints = BTreeMap<String, String>;
 
 /// The fingerprints of the objects each directory held at the last call, by file identity:
 /// rustc hard-links the objects of the codegen units an edit left alone from its incremental
@@ -170,6 +170,14 @@ fn target_key(
     let (Some(section), true) = (section, local_data) else {
         return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
     };
+    if section.kind() == SectionKind::Text {
+        // A call to a local function of the object, through its section: the function's name
+        // (rustc names each function's section after it), not its code, which is its own.
+        return format!(
+            "{}{addend:+}",
+            normalise(section.name().unwrap_or_default())
+        );
+    }
     let writable_static = matches!(
         section.kind(),
         SectionKind::Data | SectionKind::UninitializedData
@@ -227,7 +235,7 @@ fn target_key(
 }
 
 /// Drops what changes between builds without meaning: `anon.<hash>.N` and `.llvm.N` suffixes.
-fn normalise(name: &str) -> String {
+pub fn normalise(name: &str) -> String {
     let mut name = match name.find(".llvm.") {
         Some(at) => name[..at].to_owned(),
         None => name.to_owned(),
@@ -260,6 +268,34 @@ pub fn changed_functions(
         }
     }
     changed.into_iter().collect()
+}
+
+/// The (normalised, mangled) names of the functions in `now` whose code differs from `before`'s
+/// function of the same name: those that are new are not in `before`'s program to redirect.
+pub fn differing_functions(before: &Fingerprints, now: &Fingerprints) -> Vec<String> {
+    now.iter()
+        .filter(|(name, fingerprint)| before.get(*name).is_some_and(|old| old != *fingerprint))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The (normalised, mangled) names of the crate's own functions in `before` that `now` has only
+/// under another symbol with the same path: their signature changed (rustc's legacy symbol hash
+/// covers it).
+pub fn resigned_functions(before: &Fingerprints, now: &Fingerprints, crate_name: &str) -> Vec<String> {
+    let readable = |name: &String| format!("{:#}", rustc_demangle::demangle(name));
+    let own = format!("{crate_name}::");
+    let renamed: BTreeSet<String> = now
+        .keys()
+        .filter(|name| !before.contains_key(*name))
+        .map(readable)
+        .filter(|path| path.starts_with(&own))
+        .collect();
+    before
+        .keys()
+        .filter(|name| !now.contains_key(*name) && renamed.contains(&readable(name)))
+        .cloned()
+        .collect()
 }
 
 /// The base build's library of a crate (`lib<name><extra>.rlib` in cargo's output directory).

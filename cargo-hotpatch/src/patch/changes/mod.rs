@@ -2,6 +2,7 @@
 //! against the same base ([`machine_code`]), remembered between builds in the work directory; and
 //! which generic or `#[inline]` items changed in the source ([`copied_items`]).
 
+pub mod base_code;
 pub mod copied_items;
 pub mod machine_code;
 
@@ -56,7 +57,7 @@ fn forget_old_functions(record: &CrateRecord, work_dir: &Path) {
 /// build is replaced: it describes that session's last patch, and the app just started runs the
 /// base. Then reads the base's [`HostFacts`], so the first patch does not wait for them.
 pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
-    for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
+    for record in base.crates.iter().filter(|c| c.is_patchable()) {
         forget_old_functions(record, work_dir);
         let remembered = remembered_functions(base, record, work_dir);
         if !record.changed_sources().is_empty() {
@@ -82,31 +83,45 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
 }
 
 /// The functions of a crate whose code differs from its last patch build against this base (or
-/// from the base build itself, for the first); remembers the new code for the next comparison.
+/// from the base build itself, for the first), and those whose code differs from the base build;
+/// remembers the new code for the next comparison.
 pub fn changed_since_last_build(
     base: &BaseRecord,
     record: &CrateRecord,
     work_dir: &Path,
     objects: &[PathBuf],
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Changes> {
     let remembered = remembered_functions(base, record, work_dir);
     let before = match std::fs::read(&remembered) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => {
-            let invocation = &record.invocation;
-            let rlib = machine_code::base_rlib(
-                Path::new(invocation.flag_value("--out-dir").unwrap_or(".")),
-                &record.name,
-                invocation.codegen_option("extra-filename").unwrap_or(""),
-            );
-            machine_code::function_fingerprints(&[rlib]).unwrap_or_default()
-        }
+        Err(_) => base_code::base_fingerprints(base, record, work_dir)?,
     };
     let now = machine_code::function_fingerprints(objects)?;
     let changed = machine_code::changed_functions(&before, &now, &record.name);
     std::fs::write(&remembered, serde_json::to_vec(&now)?)
         .with_context(|| format!("writing {}", remembered.display()))?;
-    Ok(changed)
+    let base_code = base_code::base_fingerprints(base, record, work_dir)?;
+    let differing = machine_code::differing_functions(&base_code, &now);
+    let resigned = machine_code::resigned_functions(&base_code, &now, &record.name);
+    Ok(Changes {
+        changed,
+        differing,
+        resigned,
+    })
+}
+
+/// What changed in one rebuilt crate.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Demangled names of its functions whose code differs from its last build (what a report
+    /// of this patch lists).
+    pub changed: Vec<String>,
+    /// Mangled names (normalised) of every function whose code differs from the base build's,
+    /// generic instances included: what the running process must stop running.
+    pub differing: Vec<String>,
+    /// Mangled names of the base's functions of the crate that the patch has under another
+    /// symbol only: their signature changed.
+    pub resigned: Vec<String>,
 }
 
 #[cfg(test)]

@@ -96,6 +96,11 @@ fn compile(
         .filter(|path| path.extension().is_some_and(|ext| ext == "o"))
         .collect();
     objects.sort();
+    // With one codegen unit rustc also writes a copy of it under the crate's own name: the
+    // units, when there are any, are the objects (both would define every function).
+    if objects.iter().any(|path| is_codegen_unit(path)) {
+        objects.retain(|path| is_codegen_unit(path));
+    }
     anyhow::ensure!(
         !objects.is_empty(),
         "rustc wrote no object file for `{}` in {}",
@@ -103,6 +108,10 @@ fn compile(
         out_dir.display()
     );
     Ok(objects)
+}
+
+fn is_codegen_unit(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".rcgu.o")
 }
 
 /// The captured arguments, changed to write object files only, into `out_dir`, with human
@@ -139,9 +148,16 @@ fn replay_args(
             args.push(arg.clone());
         }
     }
-    if incremental.is_some() && invocation.codegen_option("codegen-units").is_none() {
+    let base_was_incremental = invocation.codegen_option("incremental").is_some();
+    if incremental.is_some()
+        && base_was_incremental
+        && invocation.codegen_option("codegen-units").is_none()
+    {
         // `--emit=obj` alone means one codegen unit, recompiled whole on every edit; with several,
         // incremental compilation reuses the object code of every unit the edit left alone.
+        // Not for a base built without incremental compilation (an optimised profile): there
+        // the replay keeps the base's own units, so every function the edit left alone gets the
+        // base's machine code (what was inlined where included) and compares equal to it.
         args.push("-C".to_owned());
         args.push(format!("codegen-units={codegen_units}"));
     }
