@@ -18,8 +18,8 @@ use anyhow::{bail, Context as _};
 use crate::host::HostLocalData;
 use crate::object::edit::retain_section;
 use crate::object::elf::Elf;
-use crate::patch::changes::machine_code::normalise;
 use crate::object::read::{object_symbols, ObjectSymbols};
+use crate::patch::changes::machine_code::normalise;
 use crate::patch::redirect::reaches_across_objects;
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
@@ -212,7 +212,8 @@ fn retain_functions(objects: &[PathBuf], functions: &BTreeSet<String>) -> anyhow
         return Ok(());
     }
     for path in objects {
-        let mut bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut bytes =
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let elf = Elf::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
         let mut retained = false;
         for section in &elf.sections {

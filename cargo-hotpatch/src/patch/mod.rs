@@ -11,6 +11,7 @@
 pub mod analyse;
 pub mod changes;
 pub mod compile;
+mod dependents;
 pub mod entry;
 mod introduced;
 pub mod layouts;
@@ -22,7 +23,7 @@ mod select;
 pub mod signing;
 mod timings;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -77,10 +78,20 @@ pub fn build_including(
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
     let compiled = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
-    let (host, mut introduced, entries) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let entries = EntryPlan::new(base, &compiled.differing, &compiled.resigned)?;
-        Ok((HostFacts::of(base)?, Introduced::load(base, work_dir), entries))
-    })?;
+    let (host, mut introduced, entries) =
+        timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+            let entries = EntryPlan::new(base, &compiled.differing, &compiled.resigned)?;
+            Ok((
+                HostFacts::of(base)?,
+                Introduced::load(base, work_dir),
+                entries,
+            ))
+        })?;
+    let rebuilt: Vec<&CrateRecord> = compiled
+        .differing
+        .iter()
+        .map(|(record, _)| *record)
+        .collect();
     let Compiled {
         objects,
         changed_functions,
@@ -131,7 +142,7 @@ pub fn build_including(
     )?;
     let mut manifest = package::manifest(
         base,
-        &changed,
+        &rebuilt,
         &found.hot,
         changed_functions,
         redirects,
@@ -163,11 +174,12 @@ struct Compiled<'a> {
     resigned: Vec<String>,
 }
 
-/// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does)
-/// and compares each one's functions with its last build and with the base build. The
-/// comparison counts as a check, not as rustc's time.
+/// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does),
+/// then the crates they lend code to ([`dependents`]) against them, and compares each one's
+/// functions with its last build and with the base build. The comparison counts as a check, not
+/// as rustc's time.
 fn compile_changed<'a>(
-    base: &BaseRecord,
+    base: &'a BaseRecord,
     changed: &[&'a CrateRecord],
     work_dir: &Path,
     mut warm: Option<&mut WarmCompilers>,
@@ -179,11 +191,27 @@ fn compile_changed<'a>(
         differing: Vec::new(),
         resigned: Vec::new(),
     };
-    for record in changed {
-        let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
+    let mut rebuilt = BTreeMap::new();
+    for replay in dependents::replay_order(base, changed) {
+        let record = replay.record;
+        let warm = warm
+            .as_deref_mut()
+            .filter(|_| replay.changed)
+            .and_then(|w| w.take(&record.name));
+        let out_dir = work_dir.join(&record.name);
+        let inputs = compile::Inputs {
+            metadata: replay.lends,
+            rebuilt: rebuilt.clone(),
+        };
         let crate_objects = timings.time(Cost::Rustc, || {
-            compile::compile_to_objects(record, &work_dir.join(&record.name), warm)
+            compile::compile_to_objects(record, &out_dir, warm, &inputs)
         })?;
+        if replay.lends {
+            rebuilt.insert(
+                record.name.clone(),
+                compile::metadata_path(record, &out_dir),
+            );
+        }
         let changes = timings.time(Cost::Analysis, || {
             changes::changed_since_last_build(base, record, work_dir, &crate_objects)
         })?;

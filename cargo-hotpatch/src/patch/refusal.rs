@@ -8,7 +8,6 @@
 //! | `signature-changed` | a function's signature, with a caller the patch does not replace |
 //! | `merged-function-changed` | a function the compiler merged with another that did not change |
 //! | `no-symbol-table` | any non-`#[hot]` function, when the base executable was stripped |
-//! | `copied-item-changed` | a generic or `#[inline]` item that dependent crates hold copies of |
 //! | `hot-signature-changed` | a hot function's signature |
 //! | `entry-attribute-changed` | the attribute macros of a method of a `#[hot]` impl block |
 //! | `private-static-would-fork` | code reaching a private static that cannot be redirected |
@@ -56,15 +55,6 @@ pub enum Refusal {
         /// The changed source files.
         files: Vec<String>,
     },
-    /// A generic or `#[inline]` item changed whose code dependent crates compiled copies of.
-    CopiedItemChanged {
-        /// The item's path.
-        item: String,
-        /// The crates holding copies.
-        dependents: Vec<String>,
-        /// The crate the patch rebuilds.
-        krate: String,
-    },
     /// A hot function's signature changed.
     HotSignatureChanged { function: String },
     /// The binary's `main` changed: it runs once, from the start, so no later call takes it.
@@ -78,10 +68,16 @@ pub enum Refusal {
     },
     /// A function changed that the compiler merged with another (one body, one entry, two
     /// names), and the other did not change: their one entry cannot run both.
-    MergedFunctionChanged { function: String, merged_with: String },
+    MergedFunctionChanged {
+        function: String,
+        merged_with: String,
+    },
     /// Functions other than `#[hot]` ones changed, and the base executable has no symbol table
     /// to find their entries in.
-    NoSymbolTable { function: String, executable: String },
+    NoSymbolTable {
+        function: String,
+        executable: String,
+    },
     /// The attribute macros of a method of a `#[hot]` impl block changed: they wrap the method's
     /// entry, which the running process keeps.
     EntryAttributeChanged { function: String },
@@ -127,7 +123,6 @@ impl Refusal {
             Refusal::SignatureChanged { .. } => "signature-changed",
             Refusal::MergedFunctionChanged { .. } => "merged-function-changed",
             Refusal::NoSymbolTable { .. } => "no-symbol-table",
-            Refusal::CopiedItemChanged { .. } => "copied-item-changed",
             Refusal::HotSignatureChanged { .. } => "hot-signature-changed",
             Refusal::EntryAttributeChanged { .. } => "entry-attribute-changed",
             Refusal::PrivateStaticWouldFork { .. } => "private-static-would-fork",
@@ -163,11 +158,6 @@ impl fmt::Display for Refusal {
             Refusal::NoSymbolTable { function, executable } => write!(
                 f,
                 "`{function}` changed, but the base executable {executable} has no symbol table to find the running code in (it was stripped); build it with its symbols (`strip = false`) to patch functions that are not #[hot], or rebuild and restart"
-            ),
-            Refusal::CopiedItemChanged { item, dependents, krate } => write!(
-                f,
-                "`{item}` changed, and it is generic or #[inline], so `{}` compiled copies of it that a patch of `{krate}` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
-                dependents.join("`, `")
             ),
             Refusal::HotSignatureChanged { function } => write!(
                 f,
@@ -291,19 +281,6 @@ mod tests {
             },
             "signature-changed",
             "the signature of `leaf::scale` changed, and `app::work` (crate `app`), which the patch does not replace, still calls it the old way; the app must be rebuilt and restarted (or change the callers in the same edit)",
-        );
-    }
-
-    #[test]
-    fn a_changed_copied_item() {
-        check(
-            Refusal::CopiedItemChanged {
-                item: "logic::clamp".into(),
-                dependents: strings(&["app", "server"]),
-                krate: "logic".into(),
-            },
-            "copied-item-changed",
-            "`logic::clamp` changed, and it is generic or #[inline], so `app`, `server` compiled copies of it that a patch of `logic` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
         );
     }
 

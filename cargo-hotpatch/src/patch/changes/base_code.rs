@@ -89,10 +89,14 @@ fn compile_base_sources(
         .find(|arg| arg.ends_with(".rs") && !arg.starts_with('-'))
         .with_context(|| format!("no crate root in the invocation of `{}`", record.name))?;
     let relative = Path::new(root.as_str()).is_relative();
-    *root = mirrored(&mirror, &cwd.join(root.as_str())).display().to_string();
+    *root = mirrored(&mirror, &cwd.join(root.as_str()))
+        .display()
+        .to_string();
     // The last matching mapping applies: a root given relative to the working directory keeps
     // its relative file name.
-    invocation.args.push(format!("--remap-path-prefix={}=", mirror.display()));
+    invocation
+        .args
+        .push(format!("--remap-path-prefix={}=", mirror.display()));
     if relative {
         let prefix = mirrored(&mirror, &cwd);
         invocation

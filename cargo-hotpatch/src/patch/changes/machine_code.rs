@@ -282,7 +282,11 @@ pub fn differing_functions(before: &Fingerprints, now: &Fingerprints) -> Vec<Str
 /// The (normalised, mangled) names of the crate's own functions in `before` that `now` has only
 /// under another symbol with the same path: their signature changed (rustc's legacy symbol hash
 /// covers it).
-pub fn resigned_functions(before: &Fingerprints, now: &Fingerprints, crate_name: &str) -> Vec<String> {
+pub fn resigned_functions(
+    before: &Fingerprints,
+    now: &Fingerprints,
+    crate_name: &str,
+) -> Vec<String> {
     let readable = |name: &String| format!("{:#}", rustc_demangle::demangle(name));
     let own = format!("{crate_name}::");
     let renamed: BTreeSet<String> = now

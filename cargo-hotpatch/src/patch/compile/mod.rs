@@ -4,6 +4,7 @@
 
 pub mod warm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,19 +37,38 @@ fn patch_codegen_units(record: &CrateRecord) -> usize {
         .clamp(MIN_CODEGEN_UNITS, MAX_CODEGEN_UNITS)
 }
 
+/// What a replay reads and writes beyond what the captured invocation says.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Also write the crate's metadata, for crates compiled against it after it.
+    pub metadata: bool,
+    /// Crates compiled before this one, each with its new metadata, used instead of the base's.
+    pub rebuilt: BTreeMap<String, PathBuf>,
+}
+
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
 /// one per codegen unit.
 pub fn compile_to_objects(
     record: &CrateRecord,
     out_dir: &Path,
     warm: Option<WarmRustc>,
+    inputs: &Inputs,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, false, warm)
+    compile(record, out_dir, false, warm, inputs)
 }
 
-/// [`compile_to_objects`] without diagnostics on the terminal.
+/// [`compile_to_objects`] without diagnostics on the terminal, against the base's crates.
 pub fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, true, None)
+    compile(record, out_dir, true, None, &Inputs::default())
+}
+
+/// Where a replay with [`Inputs::metadata`] of `record` into `out_dir` writes its metadata.
+pub fn metadata_path(record: &CrateRecord, out_dir: &Path) -> PathBuf {
+    let extra = record
+        .invocation
+        .codegen_option("extra-filename")
+        .unwrap_or("");
+    out_dir.join(format!("lib{}{extra}.rmeta", record.name))
 }
 
 fn compile(
@@ -56,6 +76,7 @@ fn compile(
     out_dir: &Path,
     quiet: bool,
     warm: Option<WarmRustc>,
+    inputs: &Inputs,
 ) -> anyhow::Result<Vec<PathBuf>> {
     if out_dir.exists() {
         std::fs::remove_dir_all(out_dir)
@@ -71,7 +92,8 @@ fn compile(
         work.join(INCREMENTAL_DIR).join(&record.name)
     });
     let units = patch_codegen_units(record);
-    let args = replay_args(invocation, out_dir, incremental.as_deref(), units);
+    let mut args = replay_args(invocation, out_dir, incremental.as_deref(), units);
+    against_rebuilt(&mut args, inputs);
     let status = match warm.and_then(|warm| warm.run(&args)) {
         Some(mut rustc) => rustc.wait(),
         None => {
@@ -108,6 +130,30 @@ fn compile(
         out_dir.display()
     );
     Ok(objects)
+}
+
+/// Changes replay arguments to write metadata too, if asked, and to compile against the crates
+/// rebuilt before (found through `-L dependency=` by crates that reach them indirectly).
+fn against_rebuilt(args: &mut Vec<String>, inputs: &Inputs) {
+    let mut extern_next = false;
+    for arg in args.iter_mut() {
+        if inputs.metadata && arg == "--emit=obj" {
+            *arg = "--emit=obj,metadata".to_owned();
+        }
+        if extern_next {
+            let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+            if let Some(rebuilt) = inputs.rebuilt.get(name) {
+                *arg = format!("{name}={}", rebuilt.display());
+            }
+        }
+        extern_next = arg == "--extern";
+    }
+    for rebuilt in inputs.rebuilt.values() {
+        if let Some(dir) = rebuilt.parent() {
+            args.push("-L".to_owned());
+            args.push(format!("dependency={}", dir.display()));
+        }
+    }
 }
 
 fn is_codegen_unit(path: &Path) -> bool {

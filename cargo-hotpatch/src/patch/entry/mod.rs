@@ -33,7 +33,9 @@ type HostFunctions = BTreeMap<String, Vec<FunctionSymbol>>;
 static HOST_FUNCTIONS: Mutex<Option<(String, Arc<Option<HostFunctions>>)>> = Mutex::new(None);
 
 fn host_functions(base: &BaseRecord) -> anyhow::Result<Arc<Option<HostFunctions>>> {
-    let mut cached = HOST_FUNCTIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cached = HOST_FUNCTIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     if let Some((build_id, functions)) = cached.as_ref() {
         if *build_id == base.identity.build_id {
             return Ok(functions.clone());
@@ -182,9 +184,7 @@ impl EntryPlan {
         if self.targets.is_empty() {
             return Ok(Vec::new());
         }
-        let patch = function_symbols(library)?
-            .map(by_name)
-            .unwrap_or_default();
+        let patch = function_symbols(library)?.map(by_name).unwrap_or_default();
         let mut out = Vec::new();
         for (name, entries) in &self.targets {
             let new = patch
