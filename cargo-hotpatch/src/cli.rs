@@ -174,6 +174,10 @@ pub struct ApplyArgs {
     /// Seconds to wait after each batch's health check.
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub pause: f64,
+    /// Let the patch redirect the entries of functions that are not `#[hot]` (every thread of
+    /// the process stops for a moment, at most HOTRELOAD_MAX_PAUSE_MS as the process has it).
+    #[arg(long)]
+    pub allow_entry_redirects: bool,
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// The entries of the update's functions could not be redirected (or restored) safely.
+    #[error("update {update} could not redirect the entries of its functions: {source}; nothing was changed")]
+    EntryRedirect {
+        /// The update's label (the patch id for patches).
+        update: String,
+        /// Why.
+        #[source]
+        source: crate::entry::EntryError,
+    },
+
+    /// The patch redirects functions' entries, which this process was not allowed to do.
+    #[error("patch {patch} redirects the entries of {functions} functions that are not `#[hot]` (every thread is stopped briefly to write them), and this apply did not allow it; nothing was changed. Pass `--allow-entry-redirects` to `cargo hotpatch apply` (or set HOTRELOAD_ALLOW_ENTRY_REDIRECTS=1 in the process), bounding the pause with HOTRELOAD_MAX_PAUSE_MS")]
+    EntryRedirectsNotAllowed {
+        /// The patch's short id.
+        patch: String,
+        /// How many functions it redirects.
+        functions: usize,
+    },
+
     /// Live patching is not implemented for this platform.
     #[error("live patching is only supported on Linux for now; this process runs on {os}")]
     Unsupported {
@@ -297,6 +316,7 @@ impl Error {
             Error::Integrity { .. } | Error::BadRedirect { .. } => "integrity",
             Error::BaseBuild { .. } | Error::BuildId { .. } => "base_build",
             Error::Unsupported { .. } => "platform",
+            Error::EntryRedirect { .. } | Error::EntryRedirectsNotAllowed { .. } => "entry",
             Error::Load { .. } | Error::NoHotFunctions { .. } | Error::OutOfDescriptors { .. } => {
                 "load"
             }

@@ -97,6 +97,7 @@
 
 pub mod control;
 pub mod docs;
+pub mod entry;
 mod error;
 mod loader;
 pub mod patch;

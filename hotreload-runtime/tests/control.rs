@@ -291,6 +291,7 @@ fn unreadable_corrupt_and_foreign_patches_are_refused_at_their_step() {
             &socket,
             Request::Apply {
                 path: missing.clone(),
+                allow_entry_redirects: false,
             },
         ),
         "read",
@@ -314,6 +315,7 @@ fn unreadable_corrupt_and_foreign_patches_are_refused_at_their_step() {
             &socket,
             Request::Apply {
                 path: truncated.to_path_buf(),
+                allow_entry_redirects: false,
             },
         ),
         "integrity",
@@ -339,6 +341,7 @@ fn unreadable_corrupt_and_foreign_patches_are_refused_at_their_step() {
             &socket,
             Request::Apply {
                 path: corrupt.to_path_buf(),
+                allow_entry_redirects: false,
             },
         ),
         "integrity",
@@ -349,6 +352,7 @@ fn unreadable_corrupt_and_foreign_patches_are_refused_at_their_step() {
             &socket,
             Request::Apply {
                 path: not_a_patch.to_path_buf(),
+                allow_entry_redirects: false,
             },
         ),
         "integrity",
@@ -363,6 +367,7 @@ fn unreadable_corrupt_and_foreign_patches_are_refused_at_their_step() {
         },
         Request::Apply {
             path: foreign_path.clone(),
+            allow_entry_redirects: false,
         },
     ] {
         let message = expect_error(request(&socket, request_kind), "base_build");
@@ -418,6 +423,7 @@ fn check_changes_nothing_and_a_library_that_does_not_load_is_refused() {
             &socket,
             Request::Apply {
                 path: path.to_path_buf(),
+                allow_entry_redirects: false,
             },
         ),
         "load",
@@ -505,6 +511,7 @@ fn libraries_load_from_memory_and_stay_mapped() {
                 &socket,
                 Request::Apply {
                     path: path.to_path_buf(),
+                    allow_entry_redirects: false,
                 },
             ),
             "load",
@@ -519,6 +526,7 @@ fn libraries_load_from_memory_and_stay_mapped() {
                 &socket,
                 Request::Apply {
                     path: path.to_path_buf(),
+                    allow_entry_redirects: false,
                 },
             ),
             "load",

@@ -495,6 +495,7 @@ fn impostor(link: PathBuf, build_id: String) -> std::thread::JoinHandle<usize> {
                         load_us: 1,
                         commit_us: 1,
                         still_running: Vec::new(),
+                        entries: None,
                     })
                 }
                 _ => return applies,

@@ -55,6 +55,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<Exit> {
         targets: &args.patch.targets.target,
         format: args.patch.targets.message_format,
         outcomes: vec![Outcome::Untouched; args.patch.targets.target.len()],
+        allow_entry_redirects: args.allow_entry_redirects,
     };
     // 1. Check every target: nothing is applied if any would refuse.
     if let Some(exit) = rollout.check_all() {
@@ -124,6 +125,7 @@ struct Rollout<'a> {
     targets: &'a [PathBuf],
     format: MessageFormat,
     outcomes: Vec<Outcome>,
+    allow_entry_redirects: bool,
 }
 
 impl Rollout<'_> {
@@ -158,7 +160,7 @@ impl Rollout<'_> {
     fn apply_batch(&mut self, batch: Range<usize>) -> BatchEnd {
         for index in batch {
             let target = &self.targets[index];
-            match client::apply(target, &self.path) {
+            match client::apply_allowing(target, &self.path, self.allow_entry_redirects) {
                 Ok(report) => {
                     let _ = to_stdout(|out| {
                         print_patch_report(out, target, &report, self.format, "Applied")

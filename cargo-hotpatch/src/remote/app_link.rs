@@ -93,7 +93,11 @@ impl AppLink {
     /// Applies `patch` to the connected app; `None` if no app is connected.
     pub fn apply(&self, patch: &Path) -> Option<anyhow::Result<PatchReport>> {
         let path = patch.to_owned();
-        let reply = self.request(&Request::Apply { path })?;
+        // The app under `run` or `watch` redirects entries anyway; asking is harmless.
+        let reply = self.request(&Request::Apply {
+            path,
+            allow_entry_redirects: true,
+        })?;
         Some(reply.and_then(|reply| codec::patch_report(reply, Peer::App)))
     }
 

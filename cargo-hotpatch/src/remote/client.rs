@@ -47,6 +47,16 @@ pub fn check(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
 /// Verifies, loads and commits `patch`; when its answer does not come in time, what the process's
 /// status says happened (see the module documentation).
 pub fn apply(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
+    apply_allowing(socket, patch, false)
+}
+
+/// [`apply`], letting the patch redirect the entries of functions that are not `#[hot]` if
+/// `allow_entry_redirects` (a process under `run` or `watch` lets it anyway).
+pub fn apply_allowing(
+    socket: &Path,
+    patch: &Path,
+    allow_entry_redirects: bool,
+) -> anyhow::Result<PatchReport> {
     let commit_deadline = status(socket)
         .ok()
         .map(|status| 2 * Duration::from_millis(status.commit_timeout_ms) + MARGIN);
@@ -55,6 +65,7 @@ pub fn apply(socket: &Path, patch: &Path) -> anyhow::Result<PatchReport> {
         .unwrap_or(DEFAULT_WAIT);
     let request = Request::Apply {
         path: patch.to_owned(),
+        allow_entry_redirects,
     };
     let mut connection = connect(socket)?;
     connection.get_ref().set_read_timeout(Some(wait))?;
@@ -149,6 +160,7 @@ fn applied_without_report(id: &str) -> PatchReport {
         load_us: 0,
         commit_us: 0,
         still_running: Vec::new(),
+        entries: None,
     }
 }
 

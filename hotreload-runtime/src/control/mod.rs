@@ -95,7 +95,15 @@ fn answer(request: Request) -> Result<Reply, crate::Error> {
         },
         Request::Status => Reply::Status(patch::status()),
         Request::Check { path } => Reply::Patch(patch::check(&path)?),
-        Request::Apply { path } => Reply::Patch(patch::apply(&path)?),
+        Request::Apply {
+            path,
+            allow_entry_redirects,
+        } => Reply::Patch(patch::apply_with(
+            &path,
+            patch::ApplyOptions {
+                allow_entry_redirects,
+            },
+        )?),
         Request::Rollback => Reply::RolledBack(patch::rollback()?),
     })
 }

@@ -9,10 +9,12 @@
 //! that was rolled back and is applied again gets its code committed again from the library
 //! already loaded.
 
+mod entries;
 mod predict;
 mod redirects;
 mod running;
 mod status;
+mod update;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,13 +24,16 @@ use crate::error::Error;
 use crate::loader::{self, Loaded};
 use crate::platform;
 use crate::slot::HotFunction;
-use crate::state::{self as hot_state, StateType};
+use crate::state::StateType;
 use crate::sync::lock;
-use crate::table::{Table, Update, VersionChange};
+use crate::table::{Table, VersionChange};
 use crate::wire::patch_file::PatchFile;
 use crate::wire::protocol::{FunctionChange, PatchReport};
+pub(crate) use entries::mark_linked_to_tool;
+pub use entries::ALLOW_ENTRY_REDIRECTS_ENV;
 use predict::{predicted_changes, predicted_states};
 pub use status::status;
+use update::update_for;
 
 /// Held for a whole check, apply or rollback: they happen one at a time.
 static OPERATION: Mutex<()> = Mutex::new(());
@@ -65,10 +70,15 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
     let patch = verify(path)?;
     refuse_if_superseded(&patch)?;
     let already_applied = is_active(&patch.id);
-    let (changes, states) = if already_applied {
-        (Vec::new(), Vec::new())
+    let (changes, states, entries) = if already_applied {
+        (Vec::new(), Vec::new(), None)
     } else {
-        (predicted_changes(&patch)?, predicted_states(&patch)?)
+        let entries = entries::predict(&patch);
+        (
+            predicted_changes(&patch)?,
+            predicted_states(&patch)?,
+            entries,
+        )
     };
     let verify_us = micros(started.elapsed());
     tracing::info!(
@@ -88,21 +98,38 @@ pub fn check(path: &Path) -> Result<PatchReport, Error> {
         load_us: 0,
         commit_us: 0,
         still_running: Vec::new(),
+        entries,
     })
 }
 
+/// How an apply may change the process beyond what every patch may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Whether the patch may redirect the entries of functions that are not `#[hot]`, which
+    /// stops every thread for a moment (bounded by `HOTRELOAD_MAX_PAUSE_MS`). A process started
+    /// by `cargo hotpatch run` or `watch`, or with `HOTRELOAD_ALLOW_ENTRY_REDIRECTS=1`, allows
+    /// it anyway.
+    pub allow_entry_redirects: bool,
+}
+
 /// Verifies, loads and commits the patch file at `path`: all or nothing. A patch already active
-/// is reported as `already_applied` and nothing is done.
+/// is reported as `already_applied` and nothing is done. Entry redirects are allowed only where
+/// the process allows them (see [`ApplyOptions`]).
 pub fn apply(path: &Path) -> Result<PatchReport, Error> {
+    apply_with(path, ApplyOptions::default())
+}
+
+/// [`apply`] with `options`.
+pub fn apply_with(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error> {
     let _one_at_a_time = lock(&OPERATION);
-    let result = apply_locked(path);
+    let result = apply_locked(path, options);
     if let Err(error) = &result {
         tracing::warn!(path = %path.display(), step = error.step(), %error, "patch refused");
     }
     result
 }
 
-fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
+fn apply_locked(path: &Path, options: ApplyOptions) -> Result<PatchReport, Error> {
     let started = Instant::now();
     let patch = verify(path)?;
     let verify_us = micros(started.elapsed());
@@ -113,37 +140,11 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         tracing::info!(patch = %short, "patch already applied");
         return Ok(already_applied(patch.id, verify_us));
     }
+    entries::check_allowed(&patch, options.allow_entry_redirects)?;
 
     let load_started = Instant::now();
-    let known = lock(&PATCHES)
-        .iter()
-        .find(|record| record.id == patch.id)
-        .map(|record| {
-            (
-                record.loaded.registrations.clone(),
-                record.loaded.states.clone(),
-            )
-        });
-    let (registrations, states) = match known {
-        Some(known) => known,
-        None => {
-            let earlier = lock(&PATCHES)
-                .iter()
-                .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
-                .collect();
-            let loaded = loader::load(&short, &patch.library, &patch.manifest.redirects, &earlier)?;
-            let known = (loaded.registrations.clone(), loaded.states.clone());
-            lock(&PATCHES).push(PatchRecord {
-                id: patch.id.clone(),
-                crates: patch.manifest.crates.clone(),
-                loaded,
-                update_id: None,
-                applied_unix: None,
-            });
-            known
-        }
-    };
-    let update = update_for(&patch, &registrations, &states)?;
+    let (registrations, states, library) = load_once(&patch, &short)?;
+    let update = update_for(&patch, &registrations, &states, &library)?;
     let load_us = micros(load_started.elapsed());
 
     let commit_started = Instant::now();
@@ -157,6 +158,8 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         patch = %short,
         functions = report.changes.len(),
         states = report.states.len(),
+        entries = report.entries.as_ref().map_or(0, |e| e.redirected),
+        pause = ?report.entries.as_ref().and_then(|e| e.pause),
         verify_us,
         load_us,
         commit_us,
@@ -172,7 +175,53 @@ fn apply_locked(path: &Path) -> Result<PatchReport, Error> {
         load_us,
         commit_us,
         still_running: Vec::new(),
+        entries: entries::report(report.entries.as_ref()),
     })
+}
+
+/// What a patch's library registered, and its path among the loaded objects: loaded now, or
+/// found already loaded (a patch rolled back and applied again).
+type LoadedParts = (
+    Vec<&'static HotFunction>,
+    Vec<&'static StateType>,
+    std::ffi::CString,
+);
+
+/// Loads the library of `patch` unless it is loaded already; see [`LoadedParts`].
+fn load_once(patch: &PatchFile, short: &str) -> Result<LoadedParts, Error> {
+    let known = lock(&PATCHES)
+        .iter()
+        .find(|record| record.id == patch.id)
+        .map(|record| {
+            (
+                record.loaded.registrations.clone(),
+                record.loaded.states.clone(),
+                record.loaded.library.path.clone(),
+            )
+        });
+    match known {
+        Some(known) => Ok(known),
+        None => {
+            let earlier = lock(&PATCHES)
+                .iter()
+                .map(|record| (record.id.clone(), record.loaded.library.path.clone()))
+                .collect();
+            let loaded = loader::load(short, &patch.library, &patch.manifest.redirects, &earlier)?;
+            let known = (
+                loaded.registrations.clone(),
+                loaded.states.clone(),
+                loaded.library.path.clone(),
+            );
+            lock(&PATCHES).push(PatchRecord {
+                id: patch.id.clone(),
+                crates: patch.manifest.crates.clone(),
+                loaded,
+                update_id: None,
+                applied_unix: None,
+            });
+            Ok(known)
+        }
+    }
 }
 
 /// Undoes the last applied update (normally the last patch) at a safe point.
@@ -210,6 +259,7 @@ pub fn rollback() -> Result<PatchReport, Error> {
         verify_us: 0,
         load_us: 0,
         commit_us,
+        entries: entries::report(report.entries.as_ref()),
         still_running,
     })
 }
@@ -246,6 +296,7 @@ fn already_applied(patch_id: String, verify_us: u64) -> PatchReport {
         load_us: 0,
         commit_us: 0,
         still_running: Vec::new(),
+        entries: None,
     }
 }
 
@@ -299,81 +350,6 @@ fn is_active(id: &str) -> bool {
         .find(|record| record.id == id)
         .and_then(|record| record.update_id);
     update_id.is_some_and(|u| Table::global().applied_updates().contains(&u))
-}
-
-/// One replacement for each registration of the library under a key the process already has,
-/// after checking every signature. A registration under a new key is a new function: the table
-/// has taken it in, and only the patch's own code calls it.
-///
-/// Each `#[hot_state]` type of the library whose layout differs from the version values are kept
-/// at gets its values migrated to the library's version; one whose layout changed but whose
-/// version did not is refused.
-fn update_for(
-    patch: &PatchFile,
-    registrations: &[&'static HotFunction],
-    states: &[&'static StateType],
-) -> Result<Update, Error> {
-    let table = Table::global();
-    let mut update = Update::new(patch.id.clone());
-    for &ty in states {
-        let running = hot_state::running_type(ty.name(), states);
-        if state_to_migrate(patch, running, ty.name(), ty.version(), ty.layout())?.is_some() {
-            update = update.migrate_to(ty);
-        }
-    }
-    for &registration in registrations {
-        let Some(first) = table.first_registration(registration.key()) else {
-            continue;
-        };
-        if std::ptr::eq(first, registration) {
-            tracing::debug!(key = %registration.key(), "patch adds a hot function");
-            continue;
-        }
-        if first.fingerprint() != registration.fingerprint() {
-            return Err(Error::SignatureChanged {
-                patch: patch.short_id().to_owned(),
-                key: first.key().to_string(),
-                running: first.signature(),
-                patched: registration.signature().to_owned(),
-            });
-        }
-        // SAFETY: equal fingerprints mean the patch's function has the slot's written type
-        // (arguments, return type, ABI), and its library stays loaded for the rest of the process.
-        update = unsafe { update.replace_raw(first, registration.original()) };
-    }
-    if update.is_empty() {
-        return Err(Error::NoHotFunctions {
-            patch: patch.short_id().to_owned(),
-        });
-    }
-    Ok(update)
-}
-
-/// Whether the patch's version of a state type (`version`, `layout`) needs the values of the
-/// version the process runs (`running`; `None` for a type new to it) migrated: returns the running
-/// version if so. A changed layout with the same version is refused.
-fn state_to_migrate(
-    patch: &PatchFile,
-    running: Option<&'static StateType>,
-    name: &str,
-    version: u32,
-    layout: u64,
-) -> Result<Option<&'static StateType>, Error> {
-    let Some(running) = running else {
-        tracing::debug!(name, "patch adds a state type");
-        return Ok(None);
-    };
-    if running.layout() == layout {
-        return Ok(None);
-    }
-    if running.version() == version {
-        return Err(Error::StateVersionNotRaised {
-            patch: patch.short_id().to_owned(),
-            name: name.to_owned(),
-            version,
-        });
-    }
-    Ok(Some(running))
 }
 
 fn function_changes(changes: &[VersionChange]) -> Vec<FunctionChange> {

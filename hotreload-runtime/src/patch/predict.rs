@@ -1,7 +1,7 @@
 //! What checking a patch reports without loading it: the hot functions and state types that
 //! applying it would change, read from its manifest.
 
-use super::state_to_migrate;
+use super::update::state_to_migrate;
 use crate::error::Error;
 use crate::slot::HotKey;
 use crate::state as hot_state;

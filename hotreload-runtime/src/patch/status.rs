@@ -79,6 +79,7 @@ pub fn status() -> StatusReport {
             .unwrap_or(u64::MAX),
         applying: lock(&APPLYING).clone(),
         long_running: super::running::long_running(&libraries),
+        entries: super::entries::status(),
     }
 }
 
@@ -95,5 +96,6 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
         at_unix: unix_seconds(h.at),
         changes: function_changes(&h.changes),
         states: h.states.clone(),
+        entries: super::entries::report(h.entries.as_ref()),
     }
 }

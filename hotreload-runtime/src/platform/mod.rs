@@ -1,5 +1,6 @@
 //! What live patching needs from the operating system: the executable's build id and a way to
-//! open a library from bytes in memory. Linux only for now; elsewhere every entry point says so.
+//! open a library from bytes in memory, and redirecting functions' entries (`entry_jump/`, x86-64
+//! only). Linux only for now; elsewhere every entry point says so.
 
 #[cfg(target_os = "linux")]
 mod cells;
@@ -7,6 +8,16 @@ mod cells;
 mod crash_signals;
 #[cfg(target_os = "linux")]
 pub(crate) use crash_signals::{process_alive, record_crashes_at, stop_recording_crashes};
+pub(crate) mod entry_types;
+pub use entry_types::*;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod entry_jump;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) use entry_jump::{last_pause, redirect_entries, redirected_entries};
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+mod entry_unsupported;
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub(crate) use entry_unsupported::{last_pause, redirect_entries, redirected_entries};
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
@@ -16,7 +27,9 @@ mod modules;
 #[cfg(target_os = "linux")]
 mod threads;
 #[cfg(target_os = "linux")]
-pub(crate) use modules::{code_ranges, executable_layout, ExecutableLayout};
+pub(crate) use modules::{
+    code_ranges, executable_base, executable_layout, library_code, ExecutableLayout,
+};
 #[cfg(target_os = "linux")]
 pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 
@@ -24,7 +37,7 @@ pub(crate) use threads::{sample_threads, symbol_at, thread_name};
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use unsupported::{
-    code_ranges, executable_layout, open_library, own_build_id, process_alive, record_crashes_at,
-    sample_threads, stop_recording_crashes, symbol_at, thread_name, ExecutableLayout, OpenError,
-    OpenLibrary,
+    code_ranges, executable_base, executable_layout, library_code, open_library, own_build_id,
+    process_alive, record_crashes_at, sample_threads, stop_recording_crashes, symbol_at,
+    thread_name, ExecutableLayout, OpenError, OpenLibrary,
 };

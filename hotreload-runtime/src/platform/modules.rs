@@ -96,3 +96,68 @@ pub(crate) fn executable_layout() -> ExecutableLayout {
     });
     layout
 }
+
+/// One `PT_LOAD` segment of the executable, absolute in memory, with where its bytes are in the
+/// file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadedSegment {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) file_offset: u64,
+    pub(crate) file_len: u64,
+    pub(crate) executable: bool,
+}
+
+/// The executable's load base and its `PT_LOAD` segments.
+pub(crate) fn executable_segments() -> (usize, Vec<LoadedSegment>) {
+    let mut base = 0;
+    let mut segments = Vec::new();
+    let mut seen = false;
+    for_each_object(|object| {
+        if seen || object.name.is_some() {
+            return;
+        }
+        seen = true;
+        base = object.base;
+        for header in object.headers {
+            if header.p_type == libc::PT_LOAD {
+                let start = object.base + header.p_vaddr as usize;
+                segments.push(LoadedSegment {
+                    start,
+                    end: start + header.p_memsz as usize,
+                    file_offset: header.p_offset,
+                    file_len: header.p_filesz,
+                    executable: header.p_flags & libc::PF_X != 0,
+                });
+            }
+        }
+    });
+    (base, segments)
+}
+
+/// Where the executable is loaded: what its symbols' and a manifest's offsets are relative to.
+pub(crate) fn executable_base() -> usize {
+    executable_segments().0
+}
+
+/// Where the loaded library opened from `path` is loaded, and its executable segments
+/// (absolute), if it is loaded.
+pub(crate) fn library_code(path: &CStr) -> Option<(usize, Vec<(usize, usize)>)> {
+    let mut found = None;
+    for_each_object(|object| {
+        if found.is_some() || object.name != Some(path) {
+            return;
+        }
+        let code = object
+            .headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
+            .map(|h| {
+                let start = object.base + h.p_vaddr as usize;
+                (start, start + h.p_memsz as usize)
+            })
+            .collect();
+        found = Some((object.base, code));
+    });
+    found
+}

@@ -79,3 +79,11 @@ pub(crate) struct ExecutableLayout {
 pub(crate) fn executable_layout() -> ExecutableLayout {
     ExecutableLayout::default()
 }
+
+pub(crate) fn executable_base() -> usize {
+    0
+}
+
+pub(crate) fn library_code(_path: &std::ffi::CStr) -> Option<(usize, Vec<(usize, usize)>)> {
+    None
+}

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::entry::EntryOutcome;
 use crate::slot::HotKey;
 use crate::wire::protocol::StateChange;
 
@@ -38,6 +39,8 @@ pub struct HistoryEntry {
     pub changes: Vec<VersionChange>,
     /// Each state type it migrated.
     pub states: Vec<StateChange>,
+    /// What it did to entry redirects, if it set them.
+    pub entries: Option<EntryOutcome>,
 }
 
 /// The kind of a [`HistoryEntry`].
@@ -71,4 +74,6 @@ pub struct CommitReport {
     pub states: Vec<StateChange>,
     /// How long the commit waited for participating threads.
     pub waited: Duration,
+    /// What it did to entry redirects, if it set them.
+    pub entries: Option<EntryOutcome>,
 }

@@ -100,6 +100,16 @@ struct AppliedUpdate {
     previous: Vec<Previous>,
     /// The versions the state types it migrated had before.
     previous_states: TransitionSet,
+    /// The entry redirects before it, if it set them.
+    previous_entries: Option<EntrySet>,
+}
+
+/// The functions whose entries a commit redirects (all of them: the ones left out are restored),
+/// and the bounds of the stop that writes them.
+#[derive(Clone)]
+struct EntrySet {
+    targets: Vec<crate::entry::EntryTarget>,
+    limits: crate::entry::EntryLimits,
 }
 
 #[derive(Clone, Copy)]

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{AppliedUpdate, Code, Previous, Table, TableState};
+use super::{AppliedUpdate, Code, EntrySet, Previous, Table, TableState};
 use super::{CommitReport, HistoryAction, HistoryEntry, Update, VersionChange};
+use crate::entry::EntryOutcome;
 use crate::error::Error;
 use crate::safe_point;
 use crate::state::{Migrated, Replaced, TransitionSet};
@@ -37,10 +38,11 @@ impl Table {
             label: &update.label,
             action: HistoryAction::Committed,
             transitions: &update.states,
+            entries: update.entry_redirects.as_ref(),
             timeout,
         };
-        let (report, replaced) = self.swap(swap, |state, previous_states| {
-            state.install(update_id, &targets, previous_states)
+        let (report, replaced) = self.swap(swap, |state, previous_states, previous_entries| {
+            state.install(update_id, &targets, previous_states, previous_entries)
         })?;
         tracing::info!(
             update_id,
@@ -60,7 +62,7 @@ impl Table {
     /// If a down migration fails, nothing changes.
     pub fn rollback(&self) -> Result<CommitReport, Error> {
         let _one_at_a_time = lock(&self.commit_lock);
-        let (update_id, label, states_back) = {
+        let (update_id, label, states_back, entries_back) = {
             let state = self.lock_state();
             let last = state.applied.last().ok_or(Error::NothingToRollBack)?;
             let label = state
@@ -69,16 +71,18 @@ impl Table {
                 .find(|h| h.update_id == last.id)
                 .map(|h| h.label.clone())
                 .unwrap_or_default();
-            (last.id, label, last.previous_states.clone())
+            let entries_back = last.previous_entries.clone();
+            (last.id, label, last.previous_states.clone(), entries_back)
         };
         let swap = Swap {
             update_id,
             label: &label,
             action: HistoryAction::RolledBack,
             transitions: &states_back,
+            entries: entries_back.as_ref(),
             timeout: self.safe_point_timeout(),
         };
-        let (report, replaced) = self.swap(swap, |state, _| state.undo_last())?;
+        let (report, replaced) = self.swap(swap, |state, _, _| state.undo_last())?;
         tracing::info!(
             update_id,
             %label,
@@ -90,48 +94,96 @@ impl Table {
         Ok(report)
     }
 
-    /// The one swap of a commit or a rollback: with every participating thread parked, migrates
-    /// the state `swap.transitions` name, then, under the same locks, lets `change` write the
-    /// slots (handing it the state versions to go back to) and records the history entry.
-    /// Returns the report and the old state values, for the caller to free once it is done.
+    /// The one swap of a commit or a rollback: with every participating thread parked, writes
+    /// the entry redirects `swap.entries` names (one stop of every thread), migrates the state
+    /// `swap.transitions` name, then, under the same locks, lets `change` write the slots (handing
+    /// it the state versions and entry redirects to go back to) and records the history entry.
+    /// If the migration fails, the entries get back what they had. Returns the report and the old
+    /// state values, for the caller to free once it is done.
     fn swap(
         &self,
         swap: Swap<'_>,
-        change: impl FnOnce(&mut TableState, TransitionSet) -> Vec<VersionChange>,
+        change: impl FnOnce(&mut TableState, TransitionSet, Option<EntrySet>) -> Vec<VersionChange>,
     ) -> Result<(CommitReport, Option<Replaced>), Error> {
         let Swap {
             update_id,
             label,
             action,
             transitions,
+            entries,
             timeout,
         } = swap;
-        // The slots are gathered inside the swap, under the state lock, so a library loaded
-        // meanwhile has its slots either synchronised before the swap or written by it.
-        let install = |migrated: Migrated| {
-            let mut state = self.lock_state();
-            let changes = change(&mut state, migrated.previous);
-            state.history.push(HistoryEntry {
-                update_id,
-                label: label.to_owned(),
-                action,
-                at: SystemTime::now(),
-                changes: changes.clone(),
-                states: migrated.changes.clone(),
-            });
-            (changes, migrated.changes)
-        };
         let (outcome, waited) = at_safe_point(timeout, || {
-            with_migration(transitions, label, timeout, install)
+            let (entries_before, entry_outcome) = match entries {
+                Some(set) => {
+                    let (before, outcome) = set_entries(set, label)?;
+                    (Some(before), Some(outcome))
+                }
+                None => (None, None),
+            };
+            // The slots are gathered inside the swap, under the state lock, so a library loaded
+            // meanwhile has its slots either synchronised before the swap or written by it.
+            let history_entries = entry_outcome.clone();
+            let previous_entries = entries_before.clone();
+            let install = |migrated: Migrated| {
+                let mut state = self.lock_state();
+                let changes = change(&mut state, migrated.previous, previous_entries);
+                state.history.push(HistoryEntry {
+                    update_id,
+                    label: label.to_owned(),
+                    action,
+                    at: SystemTime::now(),
+                    changes: changes.clone(),
+                    states: migrated.changes.clone(),
+                    entries: history_entries,
+                });
+                (changes, migrated.changes)
+            };
+            match with_migration(transitions, label, timeout, install) {
+                Ok(done) => Ok((done, entry_outcome)),
+                Err(error) => {
+                    if let Some(before) = &entries_before {
+                        put_entries_back(before, label);
+                    }
+                    Err(error)
+                }
+            }
         })?;
-        let ((changes, states), replaced) = outcome?;
+        let (((changes, states), replaced), entries) = outcome?;
         let report = CommitReport {
             update_id,
             changes,
             states,
             waited,
+            entries,
         };
         Ok((report, replaced))
+    }
+}
+
+/// Makes the entry redirects `set`; returns what they were before and what was done.
+fn set_entries(set: &EntrySet, label: &str) -> Result<(EntrySet, EntryOutcome), Error> {
+    let before = EntrySet {
+        targets: crate::entry::redirected_entries(),
+        limits: set.limits,
+    };
+    // SAFETY: an `EntrySet` is only built by `Update::redirect_entries`, whose caller vouched for
+    // its targets, or here from the targets redirected now (vouched for when they were set).
+    let outcome =
+        unsafe { crate::entry::redirect_entries(&set.targets, &set.limits) }.map_err(|source| {
+            Error::EntryRedirect {
+                update: label.to_owned(),
+                source,
+            }
+        })?;
+    Ok((before, outcome))
+}
+
+/// Gives the entries back what they had before a swap whose migration failed.
+fn put_entries_back(before: &EntrySet, label: &str) {
+    // SAFETY: these targets were redirected a moment ago, vouched for when they were set.
+    if let Err(error) = unsafe { crate::entry::redirect_entries(&before.targets, &before.limits) } {
+        tracing::error!(update = label, %error, "could not put the entry redirects back after a failed migration");
     }
 }
 
@@ -142,6 +194,7 @@ struct Swap<'a> {
     label: &'a str,
     action: HistoryAction,
     transitions: &'a TransitionSet,
+    entries: Option<&'a EntrySet>,
     timeout: Duration,
 }
 
@@ -169,6 +222,7 @@ impl TableState {
         update_id: u64,
         targets: &[(usize, Code)],
         previous_states: TransitionSet,
+        previous_entries: Option<EntrySet>,
     ) -> Vec<VersionChange> {
         let mut changes = Vec::with_capacity(targets.len());
         let mut undo = Vec::with_capacity(targets.len());
@@ -196,6 +250,7 @@ impl TableState {
             id: update_id,
             previous: undo,
             previous_states,
+            previous_entries,
         });
         changes
     }

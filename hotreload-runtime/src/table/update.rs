@@ -4,7 +4,8 @@ use std::any::{type_name, TypeId};
 use std::fmt;
 use std::mem;
 
-use super::Code;
+use super::{Code, EntrySet};
+use crate::entry::{EntryLimits, EntryTarget};
 use crate::error::Error;
 use crate::slot::HotFunction;
 use crate::state::{HotState, StateType, Transition, TransitionSet};
@@ -14,6 +15,8 @@ pub struct Update {
     pub(super) label: String,
     pub(super) entries: Vec<(&'static HotFunction, Code)>,
     pub(super) states: TransitionSet,
+    /// The functions whose entries are redirected after the commit, if it sets them.
+    pub(super) entry_redirects: Option<EntrySet>,
 }
 
 impl Update {
@@ -23,6 +26,7 @@ impl Update {
             label: label.into(),
             entries: Vec::new(),
             states: TransitionSet::default(),
+            entry_redirects: None,
         }
     }
 
@@ -73,6 +77,24 @@ impl Update {
         self
     }
 
+    /// Makes the functions whose entries are redirected exactly `targets` at the commit, in the
+    /// same swap as the slots (see [`crate::entry::redirect_entries`]): functions not redirected
+    /// yet get a jump, redirected ones a new target, redirected ones `targets` leaves out their
+    /// original bytes. Rollback makes them what they were before. If the entries cannot be
+    /// written within `limits`, the commit changes nothing.
+    ///
+    /// # Safety
+    /// As [`crate::entry::redirect_entries`]: each target must be the entry of a function that
+    /// may run in place of the one at its `entry`, mapped for the rest of the process.
+    pub unsafe fn redirect_entries(
+        mut self,
+        targets: Vec<EntryTarget>,
+        limits: EntryLimits,
+    ) -> Self {
+        self.entry_redirects = Some(EntrySet { targets, limits });
+        self
+    }
+
     /// Number of functions the update replaces.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -80,7 +102,7 @@ impl Update {
 
     /// Whether the update replaces no function and migrates no state.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.states.is_empty()
+        self.entries.is_empty() && self.states.is_empty() && self.entry_redirects.is_none()
     }
 }
 

@@ -27,6 +27,11 @@ pub enum Request {
     Apply {
         /// The patch file, readable by the process.
         path: PathBuf,
+        /// Whether the patch may redirect the entries of functions that are not `#[hot]` (which
+        /// stops every thread briefly). A process started by `cargo hotpatch run` or `watch`
+        /// allows it without asking; any other is refused such a patch unless this is set.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_entry_redirects: bool,
     },
     /// Undo the last applied patch.
     Rollback,
@@ -109,6 +114,40 @@ pub struct StatusReport {
     /// process's threshold (`HOTRELOAD_STUCK_THREAD_MS`).
     #[serde(default)]
     pub long_running: Vec<ThreadInPatch>,
+    /// Functions whose entries jump to a patch's code now, and the last pause that took.
+    #[serde(default)]
+    pub entries: EntryStatus,
+}
+
+/// The entry redirects of a process (functions that are not `#[hot]`, redirected to a patch's
+/// code by a jump written at their entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryStatus {
+    /// How many functions are redirected now.
+    pub redirected: usize,
+    /// How long the last stop that wrote or restored entries kept the threads stopped, in
+    /// microseconds.
+    pub last_pause_us: Option<u64>,
+}
+
+/// What a patch did (or would do) to entry redirects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryReport {
+    /// Functions redirected after it (for `check`: that the patch redirects).
+    pub redirected: usize,
+    /// Entries written with a jump.
+    pub written: usize,
+    /// Entries given back their original bytes.
+    pub restored: usize,
+    /// Redirected functions given new code without a stop.
+    pub retargeted: usize,
+    /// Threads stopped (for `check`: the process's threads now).
+    pub threads: usize,
+    /// How long the threads were stopped, in microseconds, if they were.
+    pub pause_us: Option<u64>,
+    /// For `check`: the pause expected from the process's threads now, in microseconds.
+    #[serde(default)]
+    pub expected_pause_us: Option<u64>,
 }
 
 /// A thread found running a patch's code (its instruction sampled through a signal).
@@ -177,6 +216,9 @@ pub struct HistoryItem {
     /// Each state type migrated: the migration log.
     #[serde(default)]
     pub states: Vec<StateChange>,
+    /// What it did to entry redirects, if it touched them.
+    #[serde(default)]
+    pub entries: Option<EntryReport>,
 }
 
 /// One `#[hot_state]` type's values.
@@ -224,6 +266,10 @@ pub struct PatchReport {
     /// After a rollback: threads still running code of the patch it removed.
     #[serde(default)]
     pub still_running: Vec<ThreadInPatch>,
+    /// What it did (or, for `check`, would do) to entry redirects, if the patch has any or
+    /// removes earlier ones.
+    #[serde(default)]
+    pub entries: Option<EntryReport>,
 }
 
 /// One state type moved to another version by a commit or a rollback.

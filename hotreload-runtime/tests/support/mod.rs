@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod symbols;
+
 use hotreload_runtime::wire::patch_file::{BuildIdentity, Manifest, PatchFile};
 
 /// A manifest for the build `build_id`, carrying nothing.
