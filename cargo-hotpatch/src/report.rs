@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use hotreload_runtime::wire::protocol::{PatchReport, StatusReport, ThreadInPatch};
+use hotreload_runtime::wire::protocol::{EntryReport, PatchReport, StatusReport, ThreadInPatch};
 
 use hotreload_runtime::wire::patch_file::short_id;
 
@@ -57,6 +57,9 @@ pub fn print_patch_report(
     for change in &report.changes {
         writeln!(out, "  {} v{} -> v{}", change.key, change.from, change.to)?;
     }
+    if let Some(entries) = &report.entries {
+        writeln!(out, "  {}", describe_entries(entries, report.dry_run))?;
+    }
     for state in &report.states {
         let values = if report.dry_run {
             "to migrate"
@@ -80,6 +83,29 @@ pub fn print_patch_report(
         }
     }
     Ok(())
+}
+
+/// `entries: 3 function(s) redirected (2 written, 0 restored, 1 retargeted; 4 thread(s) stopped
+/// for 95 µs)`; for a check, the pause expected from the process's threads now.
+fn describe_entries(entries: &EntryReport, dry_run: bool) -> String {
+    let pause = |us: Option<u64>| us.map_or_else(|| "no stop".to_owned(), |us| format!("{us} µs"));
+    let stop = if dry_run {
+        format!(
+            "{} thread(s) to stop, expected pause {}",
+            entries.threads,
+            pause(entries.expected_pause_us)
+        )
+    } else {
+        format!(
+            "{} thread(s) stopped, pause {}",
+            entries.threads,
+            pause(entries.pause_us)
+        )
+    };
+    format!(
+        "entries: {} function(s) redirected ({} written, {} restored, {} retargeted; {stop})",
+        entries.redirected, entries.written, entries.restored, entries.retargeted
+    )
 }
 
 /// `'tokio-runtime-w' (tid 123) in gateway::handle of patch 0123456789ab`.

@@ -3,8 +3,9 @@
 //! function (`shapes::label`), a helper of the binary (`entryapp::helper`) and, through the
 //! library, a small leaf function of a third crate (`leaf::bump`, inlined into `shapes::measure`
 //! in release). Each edit's patch must redirect exactly the functions whose machine code changed,
-//! each found at its entry in the running executable and in the patch library; a changed `main`
-//! and a signature change with a caller the patch does not replace are refused.
+//! each found at its entry in the running executable and in the patch library; applied, the busy
+//! thread runs the new code at once, and a rollback restores the base's. A changed `main` and a
+//! signature change with a caller the patch does not replace are refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -73,6 +74,20 @@ impl EntryApp {
                 };
             }
         }
+    }
+
+    /// Waits until the app's lines show `expected`, then asserts they keep showing it.
+    fn wait_for(&mut self, expected: Markers, context: &str) {
+        let deadline = Instant::now() + hotreload_tests::NEW_VERSION;
+        let mut last = None;
+        while Instant::now() < deadline {
+            let markers = self.next_markers(deadline);
+            if markers == expected {
+                return self.expect(expected, context);
+            }
+            last = Some(markers);
+        }
+        panic!("{context}: the app never showed {expected:?}; last {last:?}");
     }
 
     /// Asserts the app still runs `expected`, a few lines on.
@@ -154,21 +169,42 @@ fn redirects_of_edit(
     (patch, redirects)
 }
 
+/// Applies `patch` to the running app: its busy thread, which never reaches a safe point, runs
+/// the new code (`expected`); a rollback brings back the base's.
+fn runs_then_rolls_back(
+    fixture: &Fixture,
+    app: &mut EntryApp,
+    patch: &Path,
+    expected: Markers,
+    edited: &str,
+) {
+    let applied = fixture.apply(patch).success();
+    let context = format!("after the patch of {edited}: {}", applied.describe());
+    app.wait_for(expected, &context);
+    let rolled_back = fixture.rollback().success();
+    let context = format!("after rolling back {edited}: {}", rolled_back.describe());
+    app.wait_for(BASE, &context);
+}
+
 fn every_changed_function_is_redirected(profile: Profile) {
     let fixture = Fixture::entry(locations!(), profile);
     let mut app = EntryApp::start(&fixture);
     // A plain library function, called only by the binary's busy thread.
     let label = ("(mix(round) >> 63) + 1", "(mix(round) >> 63) + 2");
-    redirects_of_edit(&fixture, "shapes/src/lib.rs", label, &["shapes::label"]);
+    let (patch, _) = redirects_of_edit(&fixture, "shapes/src/lib.rs", label, &["shapes::label"]);
     fixture.edit("shapes/src/lib.rs", label.1, label.0);
+    let lib = Markers { lib: 2, ..BASE };
+    runs_then_rolls_back(&fixture, &mut app, &patch, lib, "shapes::label");
     // A helper of the binary crate.
     let helper = (
         "(shapes::mix(round) >> 63) + 10",
         "(shapes::mix(round) >> 63) + 20",
     );
     let main = "entryapp/src/main.rs";
-    redirects_of_edit(&fixture, main, helper, &["entryapp::helper"]);
+    let (patch, _) = redirects_of_edit(&fixture, main, helper, &["entryapp::helper"]);
     fixture.edit(main, helper.1, helper.0);
+    let helped = Markers { helper: 20, ..BASE };
+    runs_then_rolls_back(&fixture, &mut app, &patch, helped, "entryapp::helper");
     // The small leaf function of another crate. In release it is inlined into
     // `shapes::measure`, whose crate is rebuilt against it, and nowhere else: the executable
     // has no `leaf::bump` left to redirect.
@@ -177,8 +213,10 @@ fn every_changed_function_is_redirected(profile: Profile) {
         Profile::Dev => ["leaf::bump"],
         Profile::Release => ["shapes::measure"],
     };
-    redirects_of_edit(&fixture, "leaf/src/lib.rs", bump, &leaf);
+    let (patch, _) = redirects_of_edit(&fixture, "leaf/src/lib.rs", bump, &leaf);
     fixture.edit("leaf/src/lib.rs", bump.1, bump.0);
+    let leafed = Markers { leaf: 200, ..BASE };
+    runs_then_rolls_back(&fixture, &mut app, &patch, leafed, "leaf::bump");
     // `main` runs once: a change to it is refused, naming it.
     let interval = (".unwrap_or(50)", ".unwrap_or(60)");
     fixture.edit(main, interval.0, interval.1);

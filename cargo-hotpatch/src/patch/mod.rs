@@ -77,53 +77,33 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
-    let compiled = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let Compiled {
+        objects,
+        changed_functions,
+        differing,
+        resigned,
+    } = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
     let (host, mut introduced, entries) =
         timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-            let entries = EntryPlan::new(base, &compiled.differing, &compiled.resigned)?;
+            let entries = EntryPlan::new(base, &differing, &resigned)?;
             Ok((
                 HostFacts::of(base)?,
                 Introduced::load(base, work_dir),
                 entries,
             ))
         })?;
-    let rebuilt: Vec<&CrateRecord> = compiled
-        .differing
-        .iter()
-        .map(|(record, _)| *record)
-        .collect();
-    let Compiled {
-        objects,
-        changed_functions,
-        ..
-    } = compiled;
+    let rebuilt: Vec<&CrateRecord> = differing.iter().map(|(record, _)| *record).collect();
     let entry_roots = entries.roots();
     let targets = introduced.redirect_targets(&host.local_data);
     let (objects, symbols) = timings.time(Cost::Link, || {
         linker.merge_for_redirection(objects, &targets, work_dir)
     })?;
-    let (redirections, found) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let redirections = redirect::redirect_objects(&objects, &targets, &host.local_data)?;
-        let found = analyse::analyse_objects(&objects, &targets, &entry_roots)?;
-        analyse::refuse_changed_signatures(&found, &host.hot)?;
-        analyse::refuse_forks(&found, &redirections)?;
-        introduced.refuse_forks(&found.new_statics)?;
-        Ok((redirections, found))
+    let (redirections, found) = timings.time(Cost::Analysis, || {
+        check_objects(&objects, &targets, &host, &entry_roots, &introduced)
     })?;
     let library = work_dir.join("patch.so");
-    // Code referring to its own module's handle needs the C runtime's start files.
-    let needs_c_runtime = symbols.undefined.contains("__dso_handle");
-    // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
-    let writable_data = !redirections.data_pointers.is_empty();
     timings.time(Cost::Link, || {
-        linker.link_library(
-            &objects,
-            &symbols.shared_data,
-            &entry_roots,
-            &library,
-            needs_c_runtime,
-            writable_data,
-        )
+        link_patch(&linker, &objects, &symbols, &entry_roots, &redirections, &library)
     })?;
     // The process maps the library for good: it gets a copy without debug information or symbol
     // table, written while the checks read the linked one.
@@ -160,6 +140,46 @@ pub fn build_including(
         link: timings.spent(Cost::Link),
         analysis: timings.spent(Cost::Analysis),
     })
+}
+
+/// Redirects the objects' references to the host's private data and checks what they reach:
+/// refuses a changed hot signature and any private static a patch would fork.
+fn check_objects(
+    objects: &[PathBuf],
+    targets: &crate::host::HostLocalData,
+    host: &HostFacts,
+    entry_roots: &BTreeSet<String>,
+    introduced: &Introduced,
+) -> anyhow::Result<(redirect::Redirections, analyse::PatchAnalysis)> {
+    let redirections = redirect::redirect_objects(objects, targets, &host.local_data)?;
+    let found = analyse::analyse_objects(objects, targets, entry_roots)?;
+    analyse::refuse_changed_signatures(&found, &host.hot)?;
+    analyse::refuse_forks(&found, &redirections)?;
+    introduced.refuse_forks(&found.new_statics)?;
+    Ok((redirections, found))
+}
+
+/// Links the checked objects into the patch library at `library`.
+fn link_patch(
+    linker: &Linker,
+    objects: &[PathBuf],
+    symbols: &crate::object::read::ObjectSymbols,
+    entry_roots: &BTreeSet<String>,
+    redirections: &redirect::Redirections,
+    library: &Path,
+) -> anyhow::Result<()> {
+    // Code referring to its own module's handle needs the C runtime's start files.
+    let needs_c_runtime = symbols.undefined.contains("__dso_handle");
+    // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
+    let writable_data = !redirections.data_pointers.is_empty();
+    linker.link_library(
+        objects,
+        &symbols.shared_data,
+        entry_roots,
+        library,
+        needs_c_runtime,
+        writable_data,
+    )
 }
 
 /// What compiling the changed crates gave.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hotreload_runtime::wire::patch_file::sha256_hex;
+use hotreload_runtime::wire::patch_file::{sha256_hex, Manifest};
 use hotreload_runtime::wire::protocol::PatchReport;
 
 use super::events::needs_restart;
@@ -151,19 +151,19 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
             ),
         );
     }
-    let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
-    if hot.is_empty() && other.is_empty() {
+    let (running, new) = running_now(manifest);
+    if running.is_empty() && new.is_empty() {
         status("Unchanged", "no function's code changed");
     }
-    if !hot.is_empty() {
-        status("Changed", format!("{} (hot: running now)", listed(&hot)));
+    if !running.is_empty() {
+        status("Changed", format!("{} (running now)", listed(&running)));
     }
-    if !other.is_empty() {
+    if !new.is_empty() {
         status(
             "Changed",
             format!(
-                "{} (not hot: runs where patched code calls it)",
-                listed(&other)
+                "{} (new or inlined: runs where changed code calls it)",
+                listed(&new)
             ),
         );
     }
@@ -176,6 +176,24 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
             .collect();
         status("Versions", functions.join(", "));
     }
+}
+
+/// The functions a patch changed, split into those every later call runs now (hot ones, through
+/// their slots, and those whose entries it redirects) and the others: new functions, and those
+/// the running program has no entry of (inlined into their callers, which are redirected).
+fn running_now(manifest: &Manifest) -> (Vec<String>, Vec<String>) {
+    let (mut running, other) = machine_code::classify_changes(&manifest.changed_functions);
+    let redirected: BTreeSet<&str> = manifest
+        .entry_redirects
+        .iter()
+        .map(|redirect| redirect.name.as_str())
+        .collect();
+    let (entries, new): (Vec<String>, Vec<String>) = other
+        .into_iter()
+        .partition(|name| redirected.contains(name.as_str()));
+    running.extend(entries);
+    running.sort();
+    (running, new)
 }
 
 /// Names for one status line: the first few, then how many more (derived code such as serde's

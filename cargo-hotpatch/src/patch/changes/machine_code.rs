@@ -170,14 +170,6 @@ fn target_key(
     let (Some(section), true) = (section, local_data) else {
         return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
     };
-    if section.kind() == SectionKind::Text {
-        // A call to a local function of the object, through its section: the function's name
-        // (rustc names each function's section after it), not its code, which is its own.
-        return format!(
-            "{}{addend:+}",
-            normalise(section.name().unwrap_or_default())
-        );
-    }
     let writable_static = matches!(
         section.kind(),
         SectionKind::Data | SectionKind::UninitializedData
@@ -187,7 +179,10 @@ fn target_key(
     let Ok(data) = section.data() else {
         return normalise(section.name().unwrap_or_default());
     };
-    if writable_static || depth >= CONSTANT_DEPTH {
+    // A local function of the object (a call through its section) is its name: rustc names each
+    // function's section after it. Its code is its own function's.
+    let function = section.kind() == SectionKind::Text;
+    if writable_static || function || depth >= CONSTANT_DEPTH {
         return format!(
             "{}{addend:+}",
             normalise(section.name().unwrap_or_default())
