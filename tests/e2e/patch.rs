@@ -457,7 +457,10 @@ fn copies_are_rebuilt(fixture: &Fixture, file: &str, item: &str) {
         manifest.crates
     );
     assert!(
-        manifest.entry_redirects.iter().any(|r| r.name.starts_with(item)),
+        manifest
+            .entry_redirects
+            .iter()
+            .any(|r| r.name.starts_with(item)),
         "the copies of {item} are redirected: {:#?}",
         manifest.entry_redirects
     );

@@ -103,7 +103,14 @@ pub fn build_including(
     })?;
     let library = work_dir.join("patch.so");
     timings.time(Cost::Link, || {
-        link_patch(&linker, &objects, &symbols, &entry_roots, &redirections, &library)
+        link_patch(
+            &linker,
+            &objects,
+            &symbols,
+            &entry_roots,
+            &redirections,
+            &library,
+        )
     })?;
     // The process maps the library for good: it gets a copy without debug information or symbol
     // table, written while the checks read the linked one.

@@ -145,7 +145,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::MainChanged { function } => write!(
                 f,
-                "`{function}` changed; it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls)"
+                "the code of `{function}` changed (an edit of it, or of code inlined into it); it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls, marked `#[inline(never)]` if it is small)"
             ),
             Refusal::SignatureChanged { function, caller, krate } => write!(
                 f,
@@ -267,7 +267,7 @@ mod tests {
                 function: "app::main".into(),
             },
             "main-changed",
-            "`app::main` changed; it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls)",
+            "the code of `app::main` changed (an edit of it, or of code inlined into it); it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls, marked `#[inline(never)]` if it is small)",
         );
     }
 

@@ -22,8 +22,7 @@ pub fn base_fingerprints(
     record: &CrateRecord,
     work_dir: &Path,
 ) -> anyhow::Result<Fingerprints> {
-    let id = short_id(&base.identity.build_id);
-    let kept = work_dir.join(format!("{}.{id}.base-functions.json", record.name));
+    let kept = kept_path(base, record, work_dir);
     if let Ok(bytes) = std::fs::read(&kept) {
         if let Ok(fingerprints) = serde_json::from_slice(&bytes) {
             return Ok(fingerprints);
@@ -35,10 +34,26 @@ pub fn base_fingerprints(
         compile_base_sources(base, record, work_dir)?
     };
     let fingerprints = machine_code::function_fingerprints(&objects)?;
-    std::fs::create_dir_all(work_dir)?;
-    std::fs::write(&kept, serde_json::to_vec(&fingerprints)?)
-        .with_context(|| format!("writing {}", kept.display()))?;
+    remember(base, record, work_dir, &fingerprints)?;
     Ok(fingerprints)
+}
+
+/// Keeps `fingerprints` as the base build's code of `record` (compiled from the base's sources).
+pub fn remember(
+    base: &BaseRecord,
+    record: &CrateRecord,
+    work_dir: &Path,
+    fingerprints: &Fingerprints,
+) -> anyhow::Result<()> {
+    let kept = kept_path(base, record, work_dir);
+    std::fs::create_dir_all(work_dir)?;
+    std::fs::write(&kept, serde_json::to_vec(fingerprints)?)
+        .with_context(|| format!("writing {}", kept.display()))
+}
+
+fn kept_path(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
+    let id = short_id(&base.identity.build_id);
+    work_dir.join(format!("{}.{id}.base-functions.json", record.name))
 }
 
 /// The base build's library of a crate (`lib<name><extra>.rlib` in cargo's output directory).

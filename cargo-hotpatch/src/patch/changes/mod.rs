@@ -76,6 +76,10 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
         std::fs::create_dir_all(work_dir)?;
         std::fs::write(&remembered, serde_json::to_vec(&functions)?)
             .with_context(|| format!("writing {}", remembered.display()))?;
+        if record.is_binary() {
+            // The base's own code, which a binary keeps no objects of: compiled just now.
+            base_code::remember(base, record, work_dir, &functions)?;
+        }
     }
     // After the compile, which must see the sources before the first save changes them.
     HostFacts::of(base)?;

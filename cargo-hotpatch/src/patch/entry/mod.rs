@@ -81,7 +81,8 @@ impl EntryPlan {
                     continue;
                 }
                 if record.is_binary() && readable == format!("{}::main", record.name) {
-                    return Err(Refusal::MainChanged { function: readable }.into());
+                    refuse_main(record, readable)?;
+                    continue;
                 }
                 wanted.push(name.clone());
             }
@@ -104,18 +105,21 @@ impl EntryPlan {
             }
         }
         plan.refuse_half_merged(host)?;
-        plan.refuse_surviving_callers(base, host, resigned)?;
+        let rebuilt: Vec<&str> = differing.iter().map(|(r, _)| r.name.as_str()).collect();
+        plan.refuse_surviving_callers(base, host, resigned, &rebuilt)?;
         Ok(plan)
     }
 
     /// Refuses when a function of `resigned` (its signature changed: the patch has it under
     /// another symbol) is still called by a function of the executable the patch does not
-    /// redirect: that caller would go on calling the old code the old way.
+    /// replace (redirect, or swap as a hot function of a `rebuilt` crate): that caller would go
+    /// on calling the old code the old way.
     fn refuse_surviving_callers(
         &self,
         base: &BaseRecord,
         host: &HostFunctions,
         resigned: &[String],
+        rebuilt: &[&str],
     ) -> anyhow::Result<()> {
         let old: BTreeMap<u64, &String> = resigned
             .iter()
@@ -133,6 +137,10 @@ impl EntryPlan {
             let caller = demangled(&caller);
             let krate = caller.trim_start_matches('<');
             let krate = krate.split("::").next().unwrap_or(krate).to_owned();
+            // A hot function of a rebuilt crate: the patch replaces it through its slot.
+            if caller.contains("__hot_original_") && rebuilt.contains(&krate.as_str()) {
+                continue;
+            }
             return Err(Refusal::SignatureChanged {
                 function: demangled(old[&callee]),
                 caller,
@@ -206,6 +214,19 @@ impl EntryPlan {
         out.sort_by_key(|redirect| redirect.host_offset);
         Ok(out)
     }
+}
+
+/// A binary's `main` runs once, from the start: an edit of it is refused. Changed only because
+/// it holds a copy of another crate's changed code (inlined), it cannot take that either: said.
+fn refuse_main(record: &CrateRecord, main: String) -> Result<(), Refusal> {
+    if !record.changed_sources().is_empty() {
+        return Err(Refusal::MainChanged { function: main });
+    }
+    crate::shell::warning(format!(
+        "`{main}` holds a copy of changed code of another crate (inlined); it runs once, from \
+         the start, so the running `main` keeps its copy (everything it calls is patched)"
+    ));
+    Ok(())
 }
 
 fn demangled(mangled: &str) -> String {
