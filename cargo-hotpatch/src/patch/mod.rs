@@ -83,15 +83,12 @@ pub fn build_including(
         differing,
         resigned,
     } = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
-    let (host, mut introduced, entries) =
-        timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-            let entries = EntryPlan::new(base, &differing, &resigned)?;
-            Ok((
-                HostFacts::of(base)?,
-                Introduced::load(base, work_dir),
-                entries,
-            ))
-        })?;
+    let entries = timings.time(Cost::Analysis, || {
+        EntryPlan::new(base, &differing, &resigned)
+    })?;
+    let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+        Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
+    })?;
     let rebuilt: Vec<&CrateRecord> = differing.iter().map(|(record, _)| *record).collect();
     let entry_roots = entries.roots();
     let targets = introduced.redirect_targets(&host.local_data);
