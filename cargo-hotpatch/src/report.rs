@@ -57,9 +57,6 @@ pub fn print_patch_report(
     for change in &report.changes {
         writeln!(out, "  {} v{} -> v{}", change.key, change.from, change.to)?;
     }
-    if let Some(entries) = &report.entries {
-        writeln!(out, "  {}", describe_entries(entries, report.dry_run))?;
-    }
     for state in &report.states {
         let values = if report.dry_run {
             "to migrate"
@@ -71,6 +68,9 @@ pub fn print_patch_report(
             "  state {} v{} -> v{} ({} value(s) {values})",
             state.name, state.from, state.to, state.values
         )?;
+    }
+    if let Some(entries) = &report.entries {
+        writeln!(out, "  {}", describe_entries(entries, report.dry_run))?;
     }
     if !report.still_running.is_empty() {
         crate::shell::warning(format!(
@@ -85,26 +85,20 @@ pub fn print_patch_report(
     Ok(())
 }
 
-/// `entries: 3 function(s) redirected (2 written, 0 restored, 1 retargeted; 4 thread(s) stopped
-/// for 95 µs)`; for a check, the pause expected from the process's threads now.
+/// `entry redirects: 3 function(s) (2 written, 1 retargeted, 0 restored), pause 85 µs with 6
+/// thread(s)`; for a check, the pause expected.
 fn describe_entries(entries: &EntryReport, dry_run: bool) -> String {
-    let pause = |us: Option<u64>| us.map_or_else(|| "no stop".to_owned(), |us| format!("{us} µs"));
-    let stop = if dry_run {
-        format!(
-            "{} thread(s) to stop, expected pause {}",
-            entries.threads,
-            pause(entries.expected_pause_us)
-        )
-    } else {
-        format!(
-            "{} thread(s) stopped, pause {}",
-            entries.threads,
-            pause(entries.pause_us)
-        )
+    let pause = match (dry_run, entries.pause_us, entries.expected_pause_us) {
+        (true, _, Some(us)) => format!(
+            ", expected pause {us} µs with {} thread(s)",
+            entries.threads
+        ),
+        (false, Some(us), _) => format!(", pause {us} µs with {} thread(s)", entries.threads),
+        _ => ", no pause".to_owned(),
     };
     format!(
-        "entries: {} function(s) redirected ({} written, {} restored, {} retargeted; {stop})",
-        entries.redirected, entries.written, entries.restored, entries.retargeted
+        "entry redirects: {} function(s) ({} written, {} retargeted, {} restored){pause}",
+        entries.redirected, entries.written, entries.retargeted, entries.restored
     )
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Calls already running finish on the code they started in. Every call that starts after
 //! [`redirect_entries`] returns, from any thread and through any caller, function pointer or
-//! vtable, runs the target. See [`docs::entry_redirects`](crate::docs::entry_redirects) for the
+//! vtable, runs the target. The documentation module `docs::entry_redirects` gives the
 //! preconditions and the production setting.
 //!
 //! Applying and rolling back patches keeps the set redirected in step with the patches; an app

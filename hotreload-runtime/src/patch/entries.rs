@@ -143,11 +143,12 @@ pub(super) fn predict(patch: &PatchFile) -> Option<EntryReport> {
 }
 
 /// The pause a stop of `threads` threads, `running` of them runnable, is expected to take: about
-/// 40 µs per thread to signal and park, plus, for runnable threads beyond the cores, a scheduler
-/// time slice (4 ms) per core's worth of them (they must each run the signal handler).
+/// 15 µs per thread to signal and park (measured: 2 idle threads 28 µs, 64 idle 0.6–1 ms), plus,
+/// for runnable threads beyond the cores, a scheduler time slice (4 ms) per core's worth of them
+/// (they must each run the signal handler).
 pub(super) fn expected_pause(threads: usize, running: usize) -> Duration {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = Duration::from_micros(40) * threads as u32;
+    let per_thread = Duration::from_micros(15) * threads as u32;
     let queued = running.saturating_sub(cores) as u32;
     Duration::from_micros(50) + per_thread + Duration::from_millis(4) * queued / cores as u32
 }

@@ -3,7 +3,7 @@
 //! Every step that can refuse a patch runs before anything changes: reading the file, its
 //! integrity (format, lengths, the library's sha256), its base build (the executable's GNU build
 //! id), loading the library, and the signature of every hot function it carries. Only then is one
-//! [`Update`] committed at a safe point, labelled with the patch id.
+//! [`Update`](crate::Update) committed at a safe point, labelled with the patch id.
 //!
 //! A loaded library is never closed (a frame may still run in it), and never loaded twice: a patch
 //! that was rolled back and is applied again gets its code committed again from the library

@@ -107,32 +107,57 @@ pub(super) fn jump_to(entry: usize, slot: usize) -> Option<[u8; JUMP_LEN]> {
     Some(bytes)
 }
 
-/// Writes `bytes` at `address` in code mapped read-and-execute, making its pages writable (and
-/// still executable: the writing thread may run code on them) only for the copy. Allocates
-/// nothing and takes no lock.
+/// The whole pages holding `JUMP_LEN` bytes at each of `entries`, adjacent pages merged: what
+/// one stop makes writable, with one `mprotect` per range.
+pub(super) fn page_ranges(entries: &[usize]) -> Vec<(usize, usize)> {
+    let page = page_size();
+    let mut pages: Vec<(usize, usize)> = entries
+        .iter()
+        .map(|&e| (e & !(page - 1), (e + JUMP_LEN + page - 1) & !(page - 1)))
+        .collect();
+    pages.sort_unstable();
+    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(pages.len());
+    for (start, end) in pages {
+        match ranges.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => ranges.push((start, end)),
+        }
+    }
+    ranges
+}
+
+/// Makes the executable's code pages `ranges` writable (and still executable: the writing thread
+/// may run code on them), or read-and-execute again. Allocates nothing and takes no lock.
 ///
 /// # Safety
-/// `address..address + bytes.len()` must be mapped code of the executable, and no other thread
-/// may run or be about to run the bytes written (every other thread is stopped outside them).
-pub(super) unsafe fn write_code(address: usize, bytes: &[u8]) -> Result<(), i32> {
-    let page = page_size();
-    let start = address & !(page - 1);
-    let end = (address + bytes.len() + page - 1) & !(page - 1);
-    let writable = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
-    // SAFETY: the range is whole pages of the executable's code (the caller's promise).
-    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, writable) } != 0 {
-        return Err(errno());
-    }
-    for (i, &byte) in bytes.iter().enumerate() {
-        // SAFETY: the page is writable now; no other thread runs these bytes (the caller's promise).
-        unsafe { std::ptr::write_volatile((address + i) as *mut u8, byte) };
-    }
-    let code = libc::PROT_READ | libc::PROT_EXEC;
-    // SAFETY: as above; gives the pages back the protection of the executable's code.
-    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, code) } != 0 {
-        return Err(errno());
+/// `ranges` must be whole pages of the executable's code segments; while they are writable, no
+/// other thread may run or be about to run bytes being written (every other thread is stopped
+/// outside them).
+pub(super) unsafe fn make_writable(ranges: &[(usize, usize)], writable: bool) -> Result<(), i32> {
+    let protection = if writable {
+        libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC
+    } else {
+        libc::PROT_READ | libc::PROT_EXEC
+    };
+    for &(start, end) in ranges {
+        // SAFETY: the caller's promise.
+        if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, protection) } != 0 {
+            return Err(errno());
+        }
     }
     Ok(())
+}
+
+/// Writes `bytes` at `address`.
+///
+/// # Safety
+/// The bytes must lie in pages [`make_writable`] made writable, and no other thread may run or be
+/// about to run them.
+pub(super) unsafe fn write_code(address: usize, bytes: &[u8]) {
+    for (i, &byte) in bytes.iter().enumerate() {
+        // SAFETY: the caller's promise.
+        unsafe { std::ptr::write_volatile((address + i) as *mut u8, byte) };
+    }
 }
 
 pub(super) fn page_size() -> usize {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::entry_types::{EntryError, EntryLimits, EntryOutcome, EntryTarget};
 use crate::sync::lock;
-use code::{jump_to, read_code, write_code, Executable, JUMP_LEN};
+use code::{jump_to, make_writable, read_code, write_code, Executable, JUMP_LEN};
 use scan::Scanner;
 use slots::{set_target, target_of, SlotPages};
 use stop::{Stop, StopError, TaskList};
@@ -51,8 +51,6 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 struct Write {
     index: usize,
     bytes: [u8; JUMP_LEN],
-    /// What is there now, put back if a later write of the same stop fails.
-    before: [u8; JUMP_LEN],
     activate: bool,
 }
 
@@ -101,7 +99,6 @@ pub(crate) unsafe fn redirect_entries(
         writes.push(Write {
             index,
             bytes,
-            before: original,
             activate: true,
         });
     }
@@ -111,7 +108,6 @@ pub(crate) unsafe fn redirect_entries(
             writes.push(Write {
                 index,
                 bytes: f.original,
-                before: read_code(f.entry),
                 activate: false,
             });
         }
@@ -202,7 +198,8 @@ unsafe fn write_stopped(
         .iter()
         .map(|w| registry.functions[w.index].entry)
         .collect();
-    let mut scanner = Scanner::new(entries.iter().copied());
+    let ranges = code::page_ranges(&entries);
+    let mut scanner = Scanner::new(entries.iter().copied())?;
     let mut tasks = TaskList::new();
     let started = Instant::now();
     let mut retries = 0u32;
@@ -215,7 +212,7 @@ unsafe fn write_stopped(
             let threads = stop.threads().count();
             // SAFETY: every other thread is stopped outside the bytes written (the caller's
             // promise for the rest).
-            let written = unsafe { write_all(&entries, writes, retargets) };
+            let written = unsafe { write_all(&entries, &ranges, writes, retargets) };
             let pause = stop.release();
             written?;
             for write in writes {
@@ -243,24 +240,33 @@ unsafe fn write_stopped(
     }
 }
 
-/// Writes every entry, then every retarget; a failure puts back the entries written so far.
+/// Writes every entry (their pages `ranges` writable only meanwhile), then every retarget.
 ///
 /// # Safety
-/// As [`write_stopped`], with every other thread stopped outside the bytes written.
+/// As [`write_stopped`], with every other thread stopped outside the bytes written; `ranges` the
+/// pages of `entries` ([`code::page_ranges`]).
 unsafe fn write_all(
     entries: &[usize],
+    ranges: &[(usize, usize)],
     writes: &[Write],
     retargets: &[(usize, usize)],
 ) -> Result<(), EntryError> {
-    for (done, (write, &entry)) in writes.iter().zip(entries).enumerate() {
-        // SAFETY: the caller's promise.
-        if let Err(errno) = unsafe { write_code(entry, &write.bytes) } {
-            for (undo, &entry) in writes[..done].iter().zip(entries) {
-                // SAFETY: as above; these bytes were there before this stop.
-                let _ = unsafe { write_code(entry, &undo.before) };
-            }
-            return Err(os_error("making the executable's code writable", errno));
-        }
+    // SAFETY: the caller's promise: whole code pages, no other thread running in the bytes.
+    if let Err(errno) = unsafe { make_writable(ranges, true) } {
+        // SAFETY: as above; gives back any range already made writable its protection.
+        let _ = unsafe { make_writable(ranges, false) };
+        return Err(os_error("making the executable's code writable", errno));
+    }
+    for (write, &entry) in writes.iter().zip(entries) {
+        // SAFETY: the page is writable now and no other thread runs these bytes.
+        unsafe { write_code(entry, &write.bytes) };
+    }
+    // SAFETY: as above.
+    if let Err(errno) = unsafe { make_writable(ranges, false) } {
+        return Err(os_error(
+            "making the executable's code read-only again",
+            errno,
+        ));
     }
     for &(slot, target) in retargets {
         // SAFETY: the caller's promise. A slot's page stays executable, so a failure leaves the

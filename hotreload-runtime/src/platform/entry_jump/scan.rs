@@ -8,6 +8,7 @@
 
 use super::slots::inside_jump;
 use super::stop::StoppedThread;
+use super::EntryError;
 
 /// The most bytes of one thread's stack scanned.
 const MAX_STACK_SCAN: usize = 16 << 20;
@@ -26,15 +27,25 @@ pub(super) struct Scanner {
 }
 
 impl Scanner {
-    /// A scanner for the functions at `entries` (any order).
-    pub(super) fn new(entries: impl IntoIterator<Item = usize>) -> Scanner {
+    /// A scanner for the functions at `entries` (any order). Refused where this process may not
+    /// read its own memory through `process_vm_readv` (a seccomp filter): stacks could not be
+    /// checked.
+    pub(super) fn new(entries: impl IntoIterator<Item = usize>) -> Result<Scanner, EntryError> {
         let mut entries: Vec<usize> = entries.into_iter().collect();
         entries.sort_unstable();
-        Scanner {
+        let mut buffer = vec![0u64; CHUNK_WORDS];
+        let probe = std::hint::black_box([0x5eed_u64; 1]);
+        if read_own(probe.as_ptr() as usize, &mut buffer[..1]) != 1 || buffer[0] != probe[0] {
+            return Err(EntryError::Os {
+                what: "reading this process's own memory with process_vm_readv (needed to check the threads' stacks)",
+                error: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        Ok(Scanner {
             entries,
             mappings: read_mappings(),
-            buffer: vec![0; CHUNK_WORDS],
-        }
+            buffer,
+        })
     }
 
     /// The entry `thread` is inside, if any. Allocates nothing.
