@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use hotreload_runtime::wire::patch_file::EntryRedirect;
-use hotreload_tests::{locations, read_lines, Fixture, PatchFile, Profile, ToolRun};
+use hotreload_tests::{locations, read_lines, wait_for_text, Fixture, PatchFile, Profile, ToolRun};
 use object::{Object as _, ObjectSymbol as _};
 
 /// The fixture's markers in the base: what its lines print until a patch changes them.
@@ -38,7 +38,12 @@ struct EntryApp {
 
 impl EntryApp {
     fn start(fixture: &Fixture) -> Self {
-        let (run, stdout) = ToolRun::start(fixture, "run", &[]);
+        Self::start_with(fixture, "run")
+    }
+
+    /// `cargo hotpatch COMMAND` (`run` or `watch`) of the fixture.
+    fn start_with(fixture: &Fixture, command: &str) -> Self {
+        let (run, stdout) = ToolRun::start(fixture, command, &[]);
         let mut app = EntryApp {
             run,
             lines: read_lines(stdout),
@@ -237,6 +242,29 @@ fn every_changed_function_is_redirected_dev() {
 #[test]
 fn every_changed_function_is_redirected_release() {
     every_changed_function_is_redirected(Profile::Release);
+}
+
+/// `watch` patches a save of a plain library function into the running app with an entry
+/// redirect, by default, and lists it as running now.
+#[test]
+fn watch_redirects_a_saved_function_and_says_it_runs_now() {
+    let fixture = Fixture::entry(locations!(), Profile::Dev);
+    let mut app = EntryApp::start_with(&fixture, "watch");
+    let mark = app.run.stderr_text().len();
+    fixture.edit(
+        "shapes/src/lib.rs",
+        "(mix(round) >> 63) + 1",
+        "(mix(round) >> 63) + 3",
+    );
+    app.wait_for(
+        Markers { lib: 3, ..BASE },
+        "after watch patched shapes::label",
+    );
+    let said = wait_for_text(|| app.run.stderr_text(), mark, "running now");
+    assert!(
+        said.contains("shapes::label (entry redirected: running now)"),
+        "watch lists the redirected function as running now: {said}"
+    );
 }
 
 /// In dev no crate is rebuilt for the leaf's callers: a signature change of `leaf::bump` leaves

@@ -151,12 +151,19 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
             ),
         );
     }
-    let (running, new) = running_now(manifest);
-    if running.is_empty() && new.is_empty() {
+    let (hot, redirected, new) = running_now(manifest);
+    if hot.is_empty() && redirected.is_empty() && new.is_empty() {
         status("Unchanged", "no function's code changed");
     }
-    if !running.is_empty() {
-        status("Changed", format!("{} (running now)", listed(&running)));
+    if !hot.is_empty() {
+        status("Changed", format!("{} (hot: running now)", listed(&hot)));
+    }
+    if !redirected.is_empty() {
+        let entries = listed(&redirected);
+        status(
+            "Changed",
+            format!("{entries} (entry redirected: running now)"),
+        );
     }
     if !new.is_empty() {
         status(
@@ -178,22 +185,20 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
     }
 }
 
-/// The functions a patch changed, split into those every later call runs now (hot ones, through
-/// their slots, and those whose entries it redirects) and the others: new functions, and those
-/// the running program has no entry of (inlined into their callers, which are redirected).
-fn running_now(manifest: &Manifest) -> (Vec<String>, Vec<String>) {
-    let (mut running, other) = machine_code::classify_changes(&manifest.changed_functions);
+/// The functions a patch changed: hot ones (their slots switch them), those whose entries it
+/// redirects, and the others: new functions, and those the running program has no entry of
+/// (inlined into their callers, which are redirected). The first two run at every later call.
+fn running_now(manifest: &Manifest) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
     let redirected: BTreeSet<&str> = manifest
         .entry_redirects
         .iter()
         .map(|redirect| redirect.name.as_str())
         .collect();
-    let (entries, new): (Vec<String>, Vec<String>) = other
+    let (entries, new) = other
         .into_iter()
         .partition(|name| redirected.contains(name.as_str()));
-    running.extend(entries);
-    running.sort();
-    (running, new)
+    (hot, entries, new)
 }
 
 /// Names for one status line: the first few, then how many more (derived code such as serde's

@@ -104,8 +104,8 @@ impl EntryPlan {
                 plan.targets.insert(name.clone(), entries.clone());
             }
         }
-        plan.refuse_half_merged(host)?;
         let rebuilt: Vec<&str> = differing.iter().map(|(r, _)| r.name.as_str()).collect();
+        plan.refuse_half_merged(host, &rebuilt)?;
         plan.refuse_surviving_callers(base, host, resigned, &rebuilt)?;
         Ok(plan)
     }
@@ -152,8 +152,15 @@ impl EntryPlan {
     }
 
     /// Refuses a redirect of an entry the executable also names otherwise (the compiler merged
-    /// identical functions), unless every name of it is redirected: then it is redirected once.
-    fn refuse_half_merged(&mut self, host: &HostFunctions) -> Result<(), Refusal> {
+    /// identical functions) for a function of a `rebuilt` crate, unless every name of it is
+    /// redirected: then it is redirected once. An instance of another crate's generic code
+    /// merged so keeps its running code, said: which instances a crate's objects hold and merge
+    /// depends on how it was split into codegen units, not only on what changed.
+    fn refuse_half_merged(
+        &mut self,
+        host: &HostFunctions,
+        rebuilt: &[&str],
+    ) -> Result<(), Refusal> {
         let addresses: BTreeSet<u64> = self.targets.values().flatten().map(|s| s.address).collect();
         let mut names_at: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
         for (name, symbols) in host {
@@ -161,20 +168,34 @@ impl EntryPlan {
                 names_at.entry(symbol.address).or_default().push(name);
             }
         }
-        let target_names: BTreeSet<String> = self.targets.keys().cloned().collect();
-        let mut redirected = BTreeSet::new();
-        for (name, symbols) in &mut self.targets {
-            for symbol in symbols.iter() {
-                let unchanged = names_at[&symbol.address]
-                    .iter()
-                    .find(|other| !target_names.contains(**other));
-                if let Some(other) = unchanged {
-                    return Err(Refusal::MergedFunctionChanged {
-                        function: demangled(name),
-                        merged_with: demangled(other),
-                    });
-                }
+        let mut kept = Vec::new();
+        for (name, symbols) in &self.targets {
+            let unchanged = symbols
+                .iter()
+                .flat_map(|symbol| &names_at[&symbol.address])
+                .find(|other| !self.targets.contains_key(**other));
+            let Some(other) = unchanged else { continue };
+            let function = demangled(name);
+            let own = function.trim_start_matches('<').split("::").next();
+            if own.is_some_and(|krate| rebuilt.contains(&krate)) {
+                let merged_with = demangled(other);
+                return Err(Refusal::MergedFunctionChanged {
+                    function,
+                    merged_with,
+                });
             }
+            crate::shell::warning(format!(
+                "`{function}` differs from the running build's, but shares its entry with \
+                 `{}`, which does not: it keeps its running code",
+                demangled(other)
+            ));
+            kept.push(name.clone());
+        }
+        for name in kept {
+            self.targets.remove(&name);
+        }
+        let mut redirected = BTreeSet::new();
+        for symbols in self.targets.values_mut() {
             symbols.retain(|symbol| redirected.insert(symbol.address));
         }
         self.targets.retain(|_, symbols| !symbols.is_empty());
