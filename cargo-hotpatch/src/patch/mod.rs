@@ -77,23 +77,17 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
-    let Compiled {
-        objects,
-        changed_functions,
-        differing,
-        resigned,
-    } = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let compiled = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
     let entries = timings.time(Cost::Analysis, || {
-        EntryPlan::new(base, &differing, &resigned)
+        EntryPlan::new(base, &compiled.differing, &compiled.resigned)
     })?;
     let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
         Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
     })?;
-    let rebuilt: Vec<&CrateRecord> = differing.iter().map(|(record, _)| *record).collect();
     let entry_roots = entries.roots();
     let targets = introduced.redirect_targets(&host.local_data);
     let (objects, symbols) = timings.time(Cost::Link, || {
-        linker.merge_for_redirection(objects, &targets, work_dir)
+        linker.merge_for_redirection(compiled.objects, &targets, work_dir)
     })?;
     let (redirections, found) = timings.time(Cost::Analysis, || {
         check_objects(&objects, &targets, &host, &entry_roots, &introduced)
@@ -117,6 +111,8 @@ pub fn build_including(
     let states = timings.time(Cost::Analysis, || {
         layouts::check_layouts(&host, &changed, &library, &base.identity.profile)
     })?;
+    // After the layouts: a changed type is the first reason a patch cannot be taken.
+    timings.time(Cost::Analysis, || entries.refuse_surviving_callers(base))?;
     let redirects = package::static_redirects(
         &library,
         &redirections,
@@ -124,11 +120,12 @@ pub fn build_including(
         &host.local_data,
         &targets,
     )?;
+    // The crates whose sources changed: those rebuilt for them are rebuilt by every patch of them.
     let mut manifest = package::manifest(
         base,
-        &rebuilt,
+        &changed,
         &found.hot,
-        changed_functions,
+        compiled.changed_functions,
         redirects,
         states,
     );

@@ -25,6 +25,10 @@ use crate::patch::refusal::Refusal;
 #[derive(Debug, Default)]
 pub struct EntryPlan {
     targets: BTreeMap<String, Vec<FunctionSymbol>>,
+    /// The base's functions whose signature changed (mangled).
+    resigned: Vec<String>,
+    /// The crates the patch rebuilds.
+    rebuilt: Vec<String>,
 }
 
 /// The base executable's functions, by normalised name, read once per executable.
@@ -87,7 +91,11 @@ impl EntryPlan {
                 wanted.push(name.clone());
             }
         }
-        let mut plan = EntryPlan::default();
+        let mut plan = EntryPlan {
+            resigned: resigned.to_vec(),
+            rebuilt: differing.iter().map(|(r, _)| r.name.clone()).collect(),
+            ..EntryPlan::default()
+        };
         let Some(first) = wanted.first().or(resigned.first()) else {
             return Ok(plan);
         };
@@ -104,23 +112,22 @@ impl EntryPlan {
                 plan.targets.insert(name.clone(), entries.clone());
             }
         }
-        let rebuilt: Vec<&str> = differing.iter().map(|(r, _)| r.name.as_str()).collect();
-        plan.refuse_half_merged(host, &rebuilt)?;
-        plan.refuse_surviving_callers(base, host, resigned, &rebuilt)?;
+        plan.refuse_half_merged(host)?;
         Ok(plan)
     }
 
     /// Refuses when a function of `resigned` (its signature changed: the patch has it under
     /// another symbol) is still called by a function of the executable the patch does not
     /// replace (redirect, or swap as a hot function of a `rebuilt` crate): that caller would go
-    /// on calling the old code the old way.
-    fn refuse_surviving_callers(
-        &self,
-        base: &BaseRecord,
-        host: &HostFunctions,
-        resigned: &[String],
-        rebuilt: &[&str],
-    ) -> anyhow::Result<()> {
+    /// on calling the old code the old way. Only code of the workspace's crates (or generic
+    /// code instantiated with their items) can call a workspace function: a call-like pair of
+    /// bytes elsewhere is not one.
+    pub fn refuse_surviving_callers(&self, base: &BaseRecord) -> anyhow::Result<()> {
+        let (resigned, rebuilt) = (&self.resigned, &self.rebuilt);
+        let host = host_functions(base)?;
+        let Some(host) = host.as_ref() else {
+            return Ok(());
+        };
         let old: BTreeMap<u64, &String> = resigned
             .iter()
             .filter_map(|name| Some((name, host.get(name)?)))
@@ -135,10 +142,13 @@ impl EntryPlan {
                 continue;
             }
             let caller = demangled(&caller);
+            if !base.crates.iter().any(|c| names_crate(&caller, &c.name)) {
+                continue;
+            }
             let krate = caller.trim_start_matches('<');
             let krate = krate.split("::").next().unwrap_or(krate).to_owned();
             // A hot function of a rebuilt crate: the patch replaces it through its slot.
-            if caller.contains("__hot_original_") && rebuilt.contains(&krate.as_str()) {
+            if caller.contains("__hot_original_") && rebuilt.contains(&krate) {
                 continue;
             }
             return Err(Refusal::SignatureChanged {
@@ -156,11 +166,7 @@ impl EntryPlan {
     /// redirected: then it is redirected once. An instance of another crate's generic code
     /// merged so keeps its running code, said: which instances a crate's objects hold and merge
     /// depends on how it was split into codegen units, not only on what changed.
-    fn refuse_half_merged(
-        &mut self,
-        host: &HostFunctions,
-        rebuilt: &[&str],
-    ) -> Result<(), Refusal> {
+    fn refuse_half_merged(&mut self, host: &HostFunctions) -> Result<(), Refusal> {
         let addresses: BTreeSet<u64> = self.targets.values().flatten().map(|s| s.address).collect();
         let mut names_at: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
         for (name, symbols) in host {
@@ -177,7 +183,7 @@ impl EntryPlan {
             let Some(other) = unchanged else { continue };
             let function = demangled(name);
             let own = function.trim_start_matches('<').split("::").next();
-            if own.is_some_and(|krate| rebuilt.contains(&krate)) {
+            if own.is_some_and(|krate| self.rebuilt.iter().any(|r| r == krate)) {
                 let merged_with = demangled(other);
                 return Err(Refusal::MergedFunctionChanged {
                     function,
@@ -248,6 +254,17 @@ fn refuse_main(record: &CrateRecord, main: String) -> Result<(), Refusal> {
          the start, so the running `main` keeps its copy (everything it calls is patched)"
     ));
     Ok(())
+}
+
+/// Whether the demangled `path` names an item of `krate` (`krate::…` at a path's start).
+fn names_crate(path: &str, krate: &str) -> bool {
+    let prefix = format!("{krate}::");
+    path.match_indices(&prefix).any(|(at, _)| {
+        !path[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+    })
 }
 
 fn demangled(mangled: &str) -> String {
