@@ -3,15 +3,19 @@
 //! call of a plain function of this executable), reported by `status`, rolled back to the
 //! executable's own bytes. The patch library is a small cdylib compiled once by `rustc`.
 
+// Entry redirection exists on x86-64 Linux only.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
 mod support;
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 
+use hotreload_runtime::entry::EntryError;
 use hotreload_runtime::patch::{self, ApplyOptions};
 use hotreload_runtime::wire::patch_file::{EntryRedirect, PatchFile};
-use hotreload_runtime::Error;
+use hotreload_runtime::{hot, Error};
 use support::symbols::{executable_base, exported_offset, function_size};
 
 #[inline(never)]
@@ -26,7 +30,12 @@ pub extern "C" fn patched_quote(x: u64) -> u64 {
 }
 "#;
 
-/// Compiles the patch library with the `rustc` that built this test.
+/// The patch library, compiled once with the `rustc` that built this test.
+fn library() -> Vec<u8> {
+    static LIBRARY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LIBRARY.get_or_init(build_library).clone()
+}
+
 fn build_library() -> Vec<u8> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("entry_apply");
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,24 +61,25 @@ fn build_library() -> Vec<u8> {
     std::fs::read(&output).unwrap()
 }
 
-fn patch_file() -> PathBuf {
-    let library = build_library();
-    let entry = quote as *const () as usize;
+/// A patch file redirecting the function at `entry` to the library's `patched_quote`.
+fn patch_file(name: &str, entry: usize) -> PathBuf {
+    let library = library();
     let mut manifest = support::manifest(hotreload_runtime::build_id().unwrap());
     manifest.entry_redirects = vec![EntryRedirect {
-        name: "entry_apply::quote".to_owned(),
+        name: name.to_owned(),
         host_offset: (entry - executable_base()) as u64,
         host_size: function_size(entry) as u64,
         patch_offset: exported_offset(&library, "patched_quote"),
     }];
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("entry_apply/quote.hotpatch");
+    let file = format!("entry_apply/{}.hotpatch", name.replace("::", "_"));
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
     std::fs::write(&path, PatchFile::new(manifest, library).to_bytes()).unwrap();
     path
 }
 
 #[test]
 fn a_patch_redirects_a_plain_function_through_apply_and_rollback() {
-    let path = patch_file();
+    let path = patch_file("entry_apply::quote", quote as *const () as usize);
 
     let refused = patch::apply(&path).unwrap_err();
     assert!(
@@ -119,4 +129,24 @@ fn a_patch_redirects_a_plain_function_through_apply_and_rollback() {
     );
     patch::rollback().unwrap();
     assert_eq!(quote(2), 3);
+}
+
+#[hot]
+fn hot_quote(x: u64) -> u64 {
+    x + 5
+}
+
+#[test]
+fn a_patch_never_redirects_the_code_of_a_hot_function() {
+    let hot = hotreload_runtime::function("entry_apply::hot_quote").unwrap();
+    let path = patch_file("entry_apply::hot_quote", hot.original() as usize);
+    let allowed = ApplyOptions {
+        allow_entry_redirects: true,
+    };
+    let error = patch::apply_with(&path, allowed).unwrap_err();
+    assert!(
+        matches!(&error, Error::EntryRedirect { source: EntryError::HotFunction { key, .. }, .. } if key == "entry_apply::hot_quote"),
+        "{error}"
+    );
+    assert_eq!(hot_quote(1), 6, "the hot function keeps its table path");
 }

@@ -2,6 +2,9 @@
 //! same swap, all or nothing, stacked (a later commit retargets, adds and restores), and rolled
 //! back to exactly what was there before. `#[hot]` functions keep their slot.
 
+// Entry redirection exists on x86-64 Linux only.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
 mod support;
 
 use std::hint::black_box;

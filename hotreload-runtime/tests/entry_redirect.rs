@@ -3,6 +3,9 @@
 //! point; the functions' entries are redirected to other functions of this executable, retargeted,
 //! and restored. Every call that starts after a switch returned runs the code it set.
 
+// Entry redirection exists on x86-64 Linux only.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
 mod support;
 
 use std::hint::black_box;

@@ -4,6 +4,9 @@
 //! given different code, an unknown size. The functions are written in assembly so their bytes
 //! are exactly what each case needs.
 
+// Entry redirection exists on x86-64 Linux only.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;

@@ -50,7 +50,8 @@
 //! default. Any other process refuses a patch with entry redirects unless the apply allows it:
 //! `cargo hotpatch apply --allow-entry-redirects` (the control request's `allow_entry_redirects`),
 //! or `HOTRELOAD_ALLOW_ENTRY_REDIRECTS=1` in the process (for the patches of its
-//! `HOTRELOAD_PATCH_DIR`). The pause is bounded by `HOTRELOAD_MAX_PAUSE_MS` (default 100): if
+//! `HOTRELOAD_PATCH_DIR`). The pause is bounded by `HOTRELOAD_MAX_PAUSE_MS` (default 100, and
+//! 1000 under `run`/`watch`, where a refusal costs a restart): if
 //! stopping the threads takes longer, they are released, nothing is written, and the patch is
 //! refused unchanged, naming the pause and the setting. `cargo hotpatch check` reports how many
 //! functions a patch redirects and the pause expected from the process's threads now; `status`

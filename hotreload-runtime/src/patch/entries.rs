@@ -75,9 +75,17 @@ pub(super) fn targets(patch: &PatchFile, library: &CStr) -> Result<Vec<EntryTarg
                     offset: redirect.patch_offset,
                 }));
             }
+            let entry = executable.wrapping_add(redirect.host_offset as usize);
+            // `#[hot]` functions keep their table path and its safe-point consistency.
+            if let Some(hot) = crate::slot::registered().find(|f| f.original() as usize == entry) {
+                return Err(refuse(EntryError::HotFunction {
+                    name: redirect.name.clone(),
+                    key: hot.key().to_string(),
+                }));
+            }
             Ok(EntryTarget {
                 name: redirect.name.clone(),
-                entry: executable.wrapping_add(redirect.host_offset as usize),
+                entry,
                 size: redirect.host_size as usize,
                 target,
             })
@@ -85,9 +93,22 @@ pub(super) fn targets(patch: &PatchFile, library: &CStr) -> Result<Vec<EntryTarg
         .collect()
 }
 
-/// The limits of the stop, from the environment (`HOTRELOAD_MAX_PAUSE_MS`).
+/// The longest pause by default under `cargo hotpatch run` or `watch`, where a refused patch costs
+/// a restart and a pause of a second is harmless.
+const DEVELOPMENT_MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The limits of the stop: `HOTRELOAD_MAX_PAUSE_MS` if set; otherwise 100 ms, or
+/// [`DEVELOPMENT_MAX_PAUSE`] in a process linked to the tool.
 pub(super) fn limits() -> EntryLimits {
-    EntryLimits::from_env()
+    let limits = EntryLimits::from_env();
+    let configured = std::env::var_os(crate::entry::MAX_PAUSE_ENV).is_some();
+    if configured || !LINKED_TO_TOOL.load(Ordering::Relaxed) {
+        return limits;
+    }
+    EntryLimits {
+        max_pause: DEVELOPMENT_MAX_PAUSE,
+        ..limits
+    }
 }
 
 /// What a commit or rollback did to entry redirects, for its report; `None` when it touched none.

@@ -96,6 +96,14 @@ pub enum EntryError {
         /// The offset the manifest gives.
         offset: u64,
     },
+    /// The function is a `#[hot]` function's code, which its slot switches.
+    #[error("`{name}` is the code of the hot function `{key}`, which its slot switches at a safe point; a patch never redirects its entry (the patch is corrupt, rebuild it)")]
+    HotFunction {
+        /// The function as the manifest names it.
+        name: String,
+        /// The hot function's key.
+        key: String,
+    },
     /// The size is not known, so the room for the jump cannot be checked.
     #[error("the size of `{name}` is unknown, so whether its 5-byte jump fits cannot be checked; the patch must give every function's size")]
     SizeUnknown {
