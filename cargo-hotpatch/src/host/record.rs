@@ -60,6 +60,15 @@ impl CrateRecord {
         self.is_patchable_library() || self.is_binary()
     }
 
+    /// The crate's name in the tool's work files: a binary may have its library's name.
+    pub fn key(&self) -> String {
+        if self.is_binary() {
+            format!("{}-bin", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
     /// Whether it is a binary crate.
     pub fn is_binary(&self) -> bool {
         self.crate_types.iter().all(|t| t == "bin")

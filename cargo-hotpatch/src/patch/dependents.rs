@@ -29,16 +29,19 @@ fn lends_code(base: &BaseRecord, record: &CrateRecord) -> bool {
         .invocation
         .codegen_option("opt-level")
         .is_some_and(|level| level != "0");
-    optimised
-        || copied_items::changed(base, record)
-            .iter()
-            .any(|(_, held)| *held == Held::Copied)
+    record.is_patchable_library()
+        && (optimised
+            || copied_items::changed(base, record)
+                .iter()
+                .any(|(_, held)| *held == Held::Copied))
 }
 
 /// The crates to compile: `changed`, and every workspace crate that depends (directly or not) on
-/// a changed crate that lends its dependents code, dependencies first.
+/// a changed crate that lends its dependents code, dependencies first. (Crates are told apart by
+/// [`CrateRecord::key`]: a binary may have its library's name.)
 pub fn replay_order<'a>(base: &'a BaseRecord, changed: &[&'a CrateRecord]) -> Vec<Replay<'a>> {
-    let mut wanted: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
+    let changed_keys: BTreeSet<String> = changed.iter().map(|c| c.key()).collect();
+    let mut wanted = changed_keys.clone();
     let mut lenders: Vec<&str> = changed
         .iter()
         .filter(|record| lends_code(base, record))
@@ -46,48 +49,45 @@ pub fn replay_order<'a>(base: &'a BaseRecord, changed: &[&'a CrateRecord]) -> Ve
         .collect();
     while let Some(lender) = lenders.pop() {
         for record in &base.crates {
-            if record.is_patchable() && record.depends_on(lender) && wanted.insert(&record.name) {
+            let new =
+                record.is_patchable() && record.depends_on(lender) && wanted.insert(record.key());
+            if new && record.is_patchable_library() {
                 lenders.push(&record.name);
             }
         }
     }
-    let mut order: Vec<&CrateRecord> = Vec::new();
     let mut left: Vec<&CrateRecord> = base
         .crates
         .iter()
-        .filter(|record| wanted.contains(record.name.as_str()))
+        .filter(|record| wanted.contains(&record.key()))
         .collect();
+    let mut order: Vec<&CrateRecord> = Vec::new();
     while !left.is_empty() {
-        let before = left.len();
-        left.retain(|record| {
-            let ready = !left_depends(record, &wanted, &order);
-            if ready {
-                order.push(record);
-            }
-            !ready
-        });
-        if left.len() == before {
+        // Ready: depends on no library still left.
+        let (ready, rest): (Vec<&CrateRecord>, Vec<&CrateRecord>) =
+            left.iter().partition(|record| {
+                !left.iter().any(|other| {
+                    other.is_patchable_library()
+                        && other.key() != record.key()
+                        && record.depends_on(&other.name)
+                })
+            });
+        if ready.is_empty() {
             // A cycle cannot happen between crates; keep the rest in name order.
-            order.append(&mut left);
+            order.extend(rest);
+            break;
         }
+        order.extend(ready);
+        left = rest;
     }
-    let changed: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
     (0..order.len())
         .map(|at| Replay {
             record: order[at],
-            changed: changed.contains(order[at].name.as_str()),
-            lends: order[at + 1..]
-                .iter()
-                .any(|later| later.depends_on(&order[at].name)),
+            changed: changed_keys.contains(&order[at].key()),
+            lends: order[at].is_patchable_library()
+                && order[at + 1..]
+                    .iter()
+                    .any(|later| later.depends_on(&order[at].name)),
         })
         .collect()
-}
-
-/// Whether `record` depends on a wanted crate not yet in `order`.
-fn left_depends(record: &CrateRecord, wanted: &BTreeSet<&str>, order: &[&CrateRecord]) -> bool {
-    wanted.iter().any(|name| {
-        *name != record.name
-            && record.depends_on(name)
-            && !order.iter().any(|done| done.name == *name)
-    })
 }

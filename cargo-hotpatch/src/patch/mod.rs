@@ -217,9 +217,9 @@ fn compile_changed<'a>(
         let record = replay.record;
         let warm = warm
             .as_deref_mut()
-            .filter(|_| replay.changed)
+            .filter(|_| replay.changed && record.is_patchable_library())
             .and_then(|w| w.take(&record.name));
-        let out_dir = work_dir.join(&record.name);
+        let out_dir = work_dir.join(record.key());
         let inputs = compile::Inputs {
             metadata: replay.lends,
             rebuilt: rebuilt.clone(),

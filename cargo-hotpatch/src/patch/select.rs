@@ -9,7 +9,7 @@ use crate::patch::changes::copied_items::{self, Held};
 use crate::patch::refusal::{NotPatchable, Refusal};
 
 /// The crates a patch rebuilds: every crate whose sources differ from the base, and the library
-/// and binary crates named in `also`.
+/// crates named in `also`.
 pub fn changed_crates<'a>(
     base: &'a BaseRecord,
     also: &BTreeSet<String>,
@@ -19,7 +19,7 @@ pub fn changed_crates<'a>(
         .iter()
         .filter(|record| {
             !record.changed_sources().is_empty()
-                || (also.contains(&record.name) && record.is_patchable())
+                || (also.contains(&record.name) && record.is_patchable_library())
         })
         .collect();
     if changed.is_empty() {

@@ -53,7 +53,7 @@ pub fn remember(
 
 fn kept_path(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = short_id(&base.identity.build_id);
-    work_dir.join(format!("{}.{id}.base-functions.json", record.name))
+    work_dir.join(format!("{}.{id}.base-functions.json", record.key()))
 }
 
 /// The base build's library of a crate (`lib<name><extra>.rlib` in cargo's output directory).
@@ -77,7 +77,7 @@ fn compile_base_sources(
         .executable
         .parent()
         .context("the base executable has no directory")?;
-    let dir = work_dir.join("base-code").join(&record.name);
+    let dir = work_dir.join("base-code").join(record.key());
     let mirror = dir.join("sources");
     let _ = std::fs::remove_dir_all(&mirror);
     for path in record.sources.keys() {

@@ -19,7 +19,7 @@ use crate::patch::compile::compile_quietly;
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
 fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = &base.identity.build_id;
-    work_dir.join(format!("{}.{}.functions.json", record.name, short_id(id)))
+    work_dir.join(format!("{}.{}.functions.json", record.key(), short_id(id)))
 }
 
 /// How many builds' remembered functions of a crate are kept: every rebuild and restart is a
@@ -31,7 +31,7 @@ fn forget_old_functions(record: &CrateRecord, work_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(work_dir) else {
         return;
     };
-    let prefix = format!("{}.", record.name);
+    let prefix = format!("{}.", record.key());
     let mut remembered: Vec<(SystemTime, PathBuf)> = entries
         .flatten()
         .filter(|entry| {
@@ -65,7 +65,8 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
             let _ = std::fs::remove_file(&remembered);
             continue;
         }
-        let objects = compile_quietly(record, &work_dir.join(format!("{}.baseline", record.name)))?;
+        let objects =
+            compile_quietly(record, &work_dir.join(format!("{}.baseline", record.key())))?;
         if !record.changed_sources().is_empty() {
             // Saved while compiling: rustc may have read the new text, which would make the
             // first patch look like it changes nothing.

@@ -89,7 +89,7 @@ fn compile(
         // Tools before this one edited objects through rustc's hard links into `incremental`:
         // what they left there may already be redirected, so it is not reused.
         let _ = std::fs::remove_dir_all(work.join("incremental"));
-        work.join(INCREMENTAL_DIR).join(&record.name)
+        work.join(INCREMENTAL_DIR).join(record.key())
     });
     let units = patch_codegen_units(record);
     let mut args = replay_args(invocation, out_dir, incremental.as_deref(), units);
