@@ -19,7 +19,7 @@
 //! `run` exits with the app's own code. With `--message-format json`, a failed command ends with
 //! a record `{"reason":"error","kind":"needs-restart","exit_code":3,"refusal":"layout-changed",...}`
 //! on stdout; `refusal` names why a change cannot be patched (the kinds of `patch::Refusal`:
-//! `binary-crate-changed`, `copied-item-changed`, `hot-signature-changed`,
+//! `unpatchable-crate-changed`, `main-changed`, `signature-changed`, `merged-function-changed`, `no-symbol-table`, `hot-signature-changed`,
 //! `entry-attribute-changed`, `private-static-would-fork`, `introduced-static-would-fork`,
 //! `layout-changed`, `state-version-kept`, `held-type-changed`) and is `null` otherwise.
 

@@ -579,7 +579,15 @@ fn three_gateways_take_a_signed_patch_in_batches_with_clients_connected() {
         .map(|i| i.socket.display().to_string())
         .collect();
     let roll_out = |patch: &Path, health: &str| {
-        let mut args = vec!["apply", patch.to_str().unwrap(), "--batches", "1,100%"];
+        // The patch migrates sessions, so the functions handling them that are not `#[hot]`
+        // change too: their entries are redirected, which a production apply must allow.
+        let mut args = vec![
+            "apply",
+            patch.to_str().unwrap(),
+            "--batches",
+            "1,100%",
+            "--allow-entry-redirects",
+        ];
         for socket in &sockets {
             args.extend(["--target", socket.as_str()]);
         }
@@ -682,7 +690,11 @@ fn a_new_instance_applies_the_approved_patch_first(
         fixture,
         "gw-d",
         trusted,
-        &[("HOTRELOAD_PATCH_DIR", approved.to_str().unwrap())],
+        &[
+            ("HOTRELOAD_PATCH_DIR", approved.to_str().unwrap()),
+            // As the operator allowed them for the running instances.
+            ("HOTRELOAD_ALLOW_ENTRY_REDIRECTS", "1"),
+        ],
     );
     let mut fresh = Connection::open(&restarted.address);
     assert_eq!(fresh.ask("login dora").unwrap(), "ok v2 hello dora");

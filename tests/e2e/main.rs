@@ -15,6 +15,7 @@
 mod control;
 mod depot;
 mod dev_loop;
+mod entry;
 mod exit_codes;
 mod fixture_lock;
 mod fleet;

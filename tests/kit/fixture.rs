@@ -40,6 +40,22 @@ impl Fixture {
         Self::create(at, dir, locks, profile, target_dir, "app")
     }
 
+    /// A copy of `tests/fixtures/entry` (no `#[hot]` anywhere: what entry redirection patches),
+    /// built in the profile's target directory like the patchable fixture, sharing its
+    /// dependencies' builds.
+    pub fn entry(at: Locations, profile: Profile) -> Self {
+        let locks = lock_target(at, profile, profile.target_dir());
+        let dir = temporary_dir("hotpatch-entry-");
+        copy_fixture("entry", dir.path());
+        // The same versions of the runtime's dependencies as the patchable fixture's.
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/patchable/Cargo.lock"),
+            dir.path().join("Cargo.lock"),
+        )
+        .expect("copying Cargo.lock");
+        Self::create(at, dir, locks, profile, profile.target_dir(), "entryapp")
+    }
+
     /// A workspace of its own in a temporary directory holding a copy of `examples/gateway`,
     /// built into the same target directory as the fixture of `profile`.
     pub fn gateway(at: Locations, profile: Profile) -> Self {
@@ -264,8 +280,15 @@ fn workspace_root() -> PathBuf {
 
 /// Copies `tests/fixtures/patchable` into `dir`, naming the runtime by its absolute path there.
 fn copy_patchable_fixture(dir: &Path) {
+    copy_fixture("patchable", dir);
+}
+
+/// Copies `tests/fixtures/NAME` into `dir`, naming the runtime by its absolute path there.
+fn copy_fixture(name: &str, dir: &Path) {
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/patchable"),
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
         dir,
     );
     let runtime = runtime_path();

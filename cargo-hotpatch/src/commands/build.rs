@@ -43,6 +43,16 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
             built.path.display()
         ),
     );
+    if !manifest.entry_redirects.is_empty() {
+        status(
+            "Redirects",
+            format!(
+                "the entries of {} function(s) that are not #[hot]: every thread of a process \
+                 stops for a moment while they are written (`apply --allow-entry-redirects`)",
+                manifest.entry_redirects.len()
+            ),
+        );
+    }
     report_migrations(&base, &built);
     status(
         "Timing",

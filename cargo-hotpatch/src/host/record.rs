@@ -68,10 +68,36 @@ impl CrateRecord {
         Some(base_dir.join(LIBRARIES_DIR).join(name)).filter(|path| path.is_file())
     }
 
+    /// Whether a patch can replace its code: a library, or the binary the process runs (whose
+    /// changed functions other than `main` are redirected like any other).
+    pub fn is_patchable(&self) -> bool {
+        self.is_patchable_library() || self.is_binary()
+    }
+
+    /// The crate's name in the tool's work files: a binary may have its library's name.
+    pub fn key(&self) -> String {
+        if self.is_binary() {
+            format!("{}-bin", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// Whether it is a binary crate.
+    pub fn is_binary(&self) -> bool {
+        self.crate_types.iter().all(|t| t == "bin")
+    }
+
     /// The base's text of a source file, from the copy kept in the base record's directory.
     pub fn base_text(&self, base_dir: &Path, path: &Path) -> Option<String> {
         let hash = self.sources.get(path)?;
         std::fs::read_to_string(base_dir.join(SOURCES_DIR).join(hash)).ok()
+    }
+
+    /// Where the record's copy of the base's version of a source file is.
+    pub fn base_copy(&self, base_dir: &Path, path: &Path) -> Option<PathBuf> {
+        let hash = self.sources.get(path)?;
+        Some(base_dir.join(SOURCES_DIR).join(hash))
     }
 
     /// Whether this crate was compiled against `crate_name` (`--extern crate_name=...`).

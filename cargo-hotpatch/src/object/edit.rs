@@ -57,3 +57,10 @@ pub fn tls_section_to_data(bytes: &mut [u8], section: &Section, min_size: u64) {
     let align = section.align.max(ADDRESS_ALIGN);
     bytes[at + 0x30..at + 0x38].copy_from_slice(&align.to_le_bytes());
 }
+
+/// Marks a section `SHF_GNU_RETAIN` in place: `--gc-sections` keeps it whatever reaches it.
+pub fn retain_section(bytes: &mut [u8], section: &Section) {
+    let at = section.header_at;
+    let flags = section.flags | elf::SHF_GNU_RETAIN;
+    bytes[at + 8..at + 16].copy_from_slice(&flags.to_le_bytes());
+}

@@ -8,6 +8,8 @@ pub const SHT_RELA: u32 = 4;
 pub const SHT_NOBITS: u32 = 8;
 pub const SHF_EXECINSTR: u64 = 0x4;
 pub const SHF_TLS: u64 = 0x400;
+/// The linker keeps the section through `--gc-sections`.
+pub const SHF_GNU_RETAIN: u64 = 0x20_0000;
 pub const STT_OBJECT: u8 = 1;
 pub const STT_SECTION: u8 = 3;
 pub const STT_TLS: u8 = 6;

@@ -147,3 +147,37 @@ pub fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a st
         .iter()
         .find_map(|prefix| name.strip_prefix(prefix))
 }
+
+/// A function a linked binary's symbol table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSymbol {
+    /// The symbol's name as written (mangled, with any `.llvm.N` suffix).
+    pub name: String,
+    /// Its address: the offset from the module's load base, in a position-independent module.
+    pub address: u64,
+    /// Its size in bytes (0 when the symbol table does not say).
+    pub size: u64,
+}
+
+/// Every defined function in the symbol table (`.symtab`) of the binary or library at `path`,
+/// local ones included; `None` when it has no symbol table (it was stripped).
+pub fn function_symbols(path: &Path) -> anyhow::Result<Option<Vec<FunctionSymbol>>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+    if file.symbol_table().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        file.symbols()
+            .filter(|symbol| symbol.is_definition() && symbol.kind() == object::SymbolKind::Text)
+            .filter_map(|symbol| {
+                Some(FunctionSymbol {
+                    name: symbol.name().ok()?.to_owned(),
+                    address: symbol.address(),
+                    size: symbol.size(),
+                })
+            })
+            .collect(),
+    ))
+}

@@ -14,6 +14,7 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarge
 
 use crate::host::{hot_identity, HostLocalData, HotFunctions};
 use crate::object::read::private_static_of;
+use crate::patch::changes::machine_code::normalise;
 use crate::patch::redirect::{is_own_copy, made_by_macro, static_name, Redirections};
 use crate::patch::refusal::{ForkedStatic, Refusal};
 
@@ -29,13 +30,16 @@ pub struct PatchAnalysis {
     pub new_statics: Vec<(String, String)>,
 }
 
-/// Analyses the patch objects against the host's local data symbols.
+/// Analyses the patch objects against the host's local data symbols, walking from the hot
+/// functions and from the functions whose entries the patch redirects (`entry_roots`, normalised
+/// mangled names).
 ///
 /// The objects are one graph: a crate's codegen units refer to each other's functions and
 /// statics by (hidden) symbol, so code a hot function reaches may sit in another object.
 pub fn analyse_objects(
     objects: &[PathBuf],
     host_local_data: &HostLocalData,
+    entry_roots: &BTreeSet<String>,
 ) -> anyhow::Result<PatchAnalysis> {
     let data = objects
         .iter()
@@ -48,7 +52,7 @@ pub fn analyse_objects(
             object::File::parse(&**bytes).with_context(|| format!("parsing {}", path.display()))
         })
         .collect::<anyhow::Result<Vec<object::File>>>()?;
-    let mut analysis = analyse_graph(&files, host_local_data);
+    let mut analysis = analyse_graph(&files, host_local_data, entry_roots);
     analysis.reached_statics.sort();
     analysis.reached_statics.dedup_by(|a, b| a.0 == b.0);
     analysis.new_statics.sort();
@@ -69,9 +73,13 @@ struct Symbols<'data> {
     roots: Vec<(Node, String)>,
 }
 
-fn analyse_graph(files: &[object::File], host_local_data: &HostLocalData) -> PatchAnalysis {
+fn analyse_graph(
+    files: &[object::File],
+    host_local_data: &HostLocalData,
+    entry_roots: &BTreeSet<String>,
+) -> PatchAnalysis {
     let mut analysis = PatchAnalysis::default();
-    let symbols = collect_symbols(files, &mut analysis.hot);
+    let symbols = collect_symbols(files, &mut analysis.hot, entry_roots);
     let edges = reference_graph(files, &symbols.definitions);
     for (root, identity) in symbols.roots {
         for mangled in private_statics_reached(files, &edges, root) {
@@ -86,8 +94,13 @@ fn analyse_graph(files: &[object::File], host_local_data: &HostLocalData) -> Pat
     analysis
 }
 
-/// One pass over the objects' symbols; the hot functions they define go into `hot`.
-fn collect_symbols<'data>(files: &[object::File<'data>], hot: &mut HotFunctions) -> Symbols<'data> {
+/// One pass over the objects' symbols; the hot functions they define go into `hot`, and they and
+/// the redirected functions into the walks' roots.
+fn collect_symbols<'data>(
+    files: &[object::File<'data>],
+    hot: &mut HotFunctions,
+    entry_roots: &BTreeSet<String>,
+) -> Symbols<'data> {
     let mut symbols = Symbols::default();
     for (at, file) in files.iter().enumerate() {
         for symbol in file.symbols() {
@@ -112,6 +125,13 @@ fn collect_symbols<'data>(files: &[object::File<'data>], hot: &mut HotFunctions)
             {
                 hot.insert(identity.clone(), fingerprint);
                 symbols.roots.push(((at, section), identity));
+            } else if symbol.is_definition()
+                && symbol.kind() == object::SymbolKind::Text
+                && !entry_roots.is_empty()
+                && entry_roots.contains(&normalise(name))
+            {
+                let readable = format!("{:#}", rustc_demangle::demangle(name));
+                symbols.roots.push(((at, section), readable));
             }
         }
     }

@@ -16,7 +16,10 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context as _};
 
 use crate::host::HostLocalData;
+use crate::object::edit::retain_section;
+use crate::object::elf::Elf;
 use crate::object::read::{object_symbols, ObjectSymbols};
+use crate::patch::changes::machine_code::normalise;
 use crate::patch::redirect::reaches_across_objects;
 
 /// The environment variable naming a compiler driver to link with instead of the toolchain's lld.
@@ -97,7 +100,8 @@ impl Linker {
     /// found running it), and keeps only what its registrations, those and the code they reach
     /// need (`--gc-sections`): a rebuilt crate is mostly code no patched function reaches (the
     /// app's startup, its unpatched callers), and exported functions would all be kept.
-    /// Registrations are `.init_array` entries, which the linker always keeps.
+    /// Registrations are `.init_array` entries, which the linker always keeps; the functions whose
+    /// entries the patch redirects (`keep`, normalised mangled names) are marked to be kept.
     ///
     /// With `needs_c_runtime` (the code
     /// refers to `__dso_handle`), the compiler driver links, as only it knows where the C
@@ -107,6 +111,7 @@ impl Linker {
         &self,
         objects: &[PathBuf],
         shared_data: &BTreeSet<String>,
+        keep: &BTreeSet<String>,
         output: &Path,
         needs_c_runtime: bool,
         writable_data: bool,
@@ -145,6 +150,7 @@ impl Linker {
             Linker::Lld(_) => command.arg(version_script),
             Linker::Driver { .. } => command.arg(format!("-Wl,{version_script}")),
         };
+        retain_functions(objects, keep)?;
         command.arg("-o").arg(output).args(objects);
         linker.run(command, "linking the patch")
     }
@@ -196,6 +202,37 @@ fn write_version_script(symbols: &BTreeSet<String>, path: &Path) -> anyhow::Resu
     }
     script.push_str("  local: *;\n};\n");
     std::fs::write(path, script).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Marks the sections of `functions` (normalised mangled names; rustc gives each function a
+/// section `.text.NAME`) in `objects` to be kept through `--gc-sections` (`SHF_GNU_RETAIN`): a
+/// redirected function may be local, which no export or `--undefined` can keep.
+fn retain_functions(objects: &[PathBuf], functions: &BTreeSet<String>) -> anyhow::Result<()> {
+    if functions.is_empty() {
+        return Ok(());
+    }
+    for path in objects {
+        let mut bytes =
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let elf = Elf::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+        let mut retained = false;
+        for section in &elf.sections {
+            let function = section.name.strip_prefix(".text.").map(normalise);
+            if function.is_some_and(|name| functions.contains(&name)) {
+                retain_section(&mut bytes, section);
+                retained = true;
+            }
+        }
+        if retained {
+            // A new file, not a write through rustc's hard link into its incremental cache.
+            let rewritten = path.with_extension("retained");
+            std::fs::write(&rewritten, bytes)
+                .with_context(|| format!("writing {}", rewritten.display()))?;
+            std::fs::rename(&rewritten, path)
+                .with_context(|| format!("replacing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A copy of the patch library without its debug information and symbol table, written by

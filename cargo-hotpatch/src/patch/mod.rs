@@ -12,6 +12,8 @@
 pub mod analyse;
 pub mod changes;
 pub mod compile;
+mod dependents;
+pub mod entry;
 mod host_copies;
 mod introduced;
 pub mod layouts;
@@ -23,7 +25,7 @@ mod select;
 pub mod signing;
 mod timings;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,8 +36,9 @@ pub use changes::remember_base_functions;
 pub use introduced::forget_introduced_statics;
 pub use refusal::{NotPatchable, Refusal};
 
-use crate::host::{self, BaseRecord, CrateRecord, HostFacts};
+use crate::host::{BaseRecord, CrateRecord, HostFacts};
 use compile::warm::WarmCompilers;
+use entry::EntryPlan;
 use introduced::Introduced;
 use link::Linker;
 use timings::{Cost, Timings};
@@ -78,41 +81,35 @@ pub fn build_including(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let linker = Linker::for_base(base.lld_dir.as_deref());
     let mut timings = Timings::default();
-    let (objects, changes) = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let compiled = compile_changed(base, &changed, work_dir, warm, &mut timings)?;
+    let entries = timings.time(Cost::Analysis, || {
+        EntryPlan::new(base, &compiled.differing, &compiled.resigned)
+    })?;
     let (host, mut introduced) = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
         Ok((HostFacts::of(base)?, Introduced::load(base, work_dir)))
     })?;
+    let entry_roots = entries.roots();
     let targets = introduced.redirect_targets(&host.local_data);
     let (objects, symbols) = timings.time(Cost::Link, || {
-        linker.merge_for_redirection(objects, &targets, work_dir)
+        linker.merge_for_redirection(compiled.objects, &targets, work_dir)
     })?;
-    let (redirections, found, bindings) =
-        timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-            let origins = introduced.origins(&host.local_data);
-            let redirections = redirect::redirect_objects(&objects, &targets, &origins)?;
-            let found = analyse::analyse_objects(&objects, &targets)?;
-            analyse::refuse_changed_signatures(&found, &host.hot)?;
-            analyse::refuse_forks(&found, &redirections)?;
-            introduced.refuse_forks(&found.new_statics)?;
-            let running = host::host_functions(&base.executable, &base.identity.build_id)?;
-            let bindings =
-                host_copies::bind_unchanged(&objects, &changes.from_base, &running, work_dir)?;
-            Ok((redirections, found, bindings))
-        })?;
-    let objects: Vec<PathBuf> = objects.into_iter().chain(bindings.stubs.clone()).collect();
+    let (redirections, found) = timings.time(Cost::Analysis, || {
+        check_objects(&objects, &targets, &host, &entry_roots, &introduced)
+    })?;
+    let bindings = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
+        let running = crate::host::host_functions(&base.executable, &base.identity.build_id)?;
+        host_copies::bind_unchanged(&objects, &compiled.from_base, &running, work_dir)
+    })?;
+    let objects: Vec<PathBuf> = objects.into_iter().chain(bindings.stubs).collect();
     let library = work_dir.join("patch.so");
-    // Code referring to its own module's handle needs the C runtime's start files.
-    let needs_c_runtime = symbols.undefined.contains("__dso_handle");
-    // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
-    // (The running copies' cells are `.data`, which RELRO never covers.)
-    let writable_data = !redirections.data_pointers.is_empty();
     timings.time(Cost::Link, || {
-        linker.link_library(
+        link_patch(
+            &linker,
             &objects,
-            &symbols.shared_data,
+            &symbols,
+            &entry_roots,
+            &redirections,
             &library,
-            needs_c_runtime,
-            writable_data,
         )
     })?;
     // The process maps the library for good: it gets a copy without debug information or symbol
@@ -123,6 +120,8 @@ pub fn build_including(
     let states = timings.time(Cost::Analysis, || {
         layouts::check_layouts(&host, &changed, &library, &base.identity.profile, for_watch)
     })?;
+    // After the layouts: a changed type is the first reason a patch cannot be taken.
+    timings.time(Cost::Analysis, || entries.refuse_surviving_callers(base))?;
     let redirects = package::static_redirects(
         &library,
         &redirections,
@@ -130,14 +129,16 @@ pub fn build_including(
         &host.local_data,
         &targets,
     )?;
-    let manifest = package::manifest(
+    // The crates whose sources changed: those rebuilt for them are rebuilt by every patch of them.
+    let mut manifest = package::manifest(
         base,
         &changed,
         &found.hot,
-        changes.since_last_build,
+        compiled.changed_functions,
         redirects,
         states,
     );
+    manifest.entry_redirects = entries.redirects(&library)?;
     timings.time(Cost::Link, || strip.finish())?;
     let file = package::package(manifest, &mapped_library)?;
     introduced.record(&file.id, &library, &found.new_statics)?;
@@ -151,29 +152,108 @@ pub fn build_including(
     })
 }
 
-/// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does)
-/// and compares their functions with the last build and with the base: the objects, and what
-/// changed. The comparison counts as a check, not as rustc's time.
-fn compile_changed(
-    base: &BaseRecord,
-    changed: &[&CrateRecord],
+/// Redirects the objects' references to the host's private data and checks what they reach:
+/// refuses a changed hot signature and any private static a patch would fork.
+fn check_objects(
+    objects: &[PathBuf],
+    targets: &crate::host::HostLocalData,
+    host: &HostFacts,
+    entry_roots: &BTreeSet<String>,
+    introduced: &Introduced,
+) -> anyhow::Result<(redirect::Redirections, analyse::PatchAnalysis)> {
+    let origins = introduced.origins(&host.local_data);
+    let redirections = redirect::redirect_objects(objects, targets, &origins)?;
+    let found = analyse::analyse_objects(objects, targets, entry_roots)?;
+    analyse::refuse_changed_signatures(&found, &host.hot)?;
+    analyse::refuse_forks(&found, &redirections)?;
+    introduced.refuse_forks(&found.new_statics)?;
+    Ok((redirections, found))
+}
+
+/// Links the checked objects into the patch library at `library`.
+fn link_patch(
+    linker: &Linker,
+    objects: &[PathBuf],
+    symbols: &crate::object::read::ObjectSymbols,
+    entry_roots: &BTreeSet<String>,
+    redirections: &redirect::Redirections,
+    library: &Path,
+) -> anyhow::Result<()> {
+    // Code referring to its own module's handle needs the C runtime's start files.
+    let needs_c_runtime = symbols.undefined.contains("__dso_handle");
+    // Pointers in data that the runtime sets after loading must stay writable: no RELRO then.
+    let writable_data = !redirections.data_pointers.is_empty();
+    linker.link_library(
+        objects,
+        &symbols.shared_data,
+        entry_roots,
+        library,
+        needs_c_runtime,
+        writable_data,
+    )
+}
+
+/// What compiling the changed crates gave.
+struct Compiled<'a> {
+    /// Their objects.
+    objects: Vec<PathBuf>,
+    /// The functions that changed since the last build (what the patch reports).
+    changed_functions: Vec<String>,
+    /// Each crate with its functions whose code differs from the base build's (mangled).
+    differing: Vec<(&'a CrateRecord, Vec<String>)>,
+    /// The base's functions whose signature changed (mangled).
+    resigned: Vec<String>,
+    /// Every function (normalised, mangled) whose code is not the base's, new ones included.
+    from_base: BTreeSet<String>,
+}
+
+/// Compiles the changed crates (each with the compiler of `warm` that waits for it, if one does),
+/// then the crates they lend code to ([`dependents`]) against them, and compares each one's
+/// functions with its last build and with the base build. The comparison counts as a check, not
+/// as rustc's time.
+fn compile_changed<'a>(
+    base: &'a BaseRecord,
+    changed: &[&'a CrateRecord],
     work_dir: &Path,
     mut warm: Option<&mut WarmCompilers>,
     timings: &mut Timings,
-) -> anyhow::Result<(Vec<PathBuf>, changes::CrateChanges)> {
-    let mut objects = Vec::new();
-    let mut all = changes::CrateChanges::default();
-    for record in changed {
-        let warm = warm.as_deref_mut().and_then(|w| w.take(&record.name));
+) -> anyhow::Result<Compiled<'a>> {
+    let mut compiled = Compiled {
+        objects: Vec::new(),
+        changed_functions: Vec::new(),
+        differing: Vec::new(),
+        resigned: Vec::new(),
+        from_base: BTreeSet::new(),
+    };
+    let mut rebuilt = BTreeMap::new();
+    for replay in dependents::replay_order(base, changed) {
+        let record = replay.record;
+        let warm = warm
+            .as_deref_mut()
+            .filter(|_| replay.changed && record.is_patchable_library())
+            .and_then(|w| w.take(&record.name));
+        let out_dir = work_dir.join(record.key());
+        let inputs = compile::Inputs {
+            metadata: replay.lends,
+            rebuilt: rebuilt.clone(),
+        };
         let crate_objects = timings.time(Cost::Rustc, || {
-            compile::compile_to_objects(record, &work_dir.join(&record.name), warm)
+            compile::compile_to_objects(record, &out_dir, warm, &inputs)
         })?;
-        let crate_changes = timings.time(Cost::Analysis, || {
+        if replay.lends {
+            rebuilt.insert(
+                record.name.clone(),
+                compile::metadata_path(record, &out_dir),
+            );
+        }
+        let changes = timings.time(Cost::Analysis, || {
             changes::changed_since_last_build(base, record, work_dir, &crate_objects)
         })?;
-        all.since_last_build.extend(crate_changes.since_last_build);
-        all.from_base.extend(crate_changes.from_base);
-        objects.extend(crate_objects);
+        compiled.changed_functions.extend(changes.changed);
+        compiled.differing.push((record, changes.differing));
+        compiled.resigned.extend(changes.resigned);
+        compiled.from_base.extend(changes.from_base);
+        compiled.objects.extend(crate_objects);
     }
-    Ok((objects, all))
+    Ok(compiled)
 }

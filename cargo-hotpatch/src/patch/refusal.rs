@@ -3,8 +3,11 @@
 //!
 //! | kind | the change |
 //! | --- | --- |
-//! | `binary-crate-changed` | a crate that is not a library (a binary, a proc macro) changed |
-//! | `copied-item-changed` | a generic or `#[inline]` item that dependent crates hold copies of |
+//! | `unpatchable-crate-changed` | a crate that is neither a library nor a binary (a proc macro) changed |
+//! | `main-changed` | the binary's `main`, which runs once when the process starts |
+//! | `signature-changed` | a function's signature, with a caller the patch does not replace |
+//! | `merged-function-changed` | a function the compiler merged with another that did not change |
+//! | `no-symbol-table` | any non-`#[hot]` function, when the base executable was stripped |
 //! | `hot-signature-changed` | a hot function's signature |
 //! | `entry-attribute-changed` | the attribute macros of a method of a `#[hot]` impl block |
 //! | `private-static-would-fork` | code reaching a private static that cannot be redirected |
@@ -45,24 +48,36 @@ impl From<Refusal> for anyhow::Error {
 /// A change that a running process cannot take: the app must be rebuilt and restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// A crate that is not a library (a binary, a proc macro) changed: only libraries are patched.
-    BinaryCrateChanged {
+    /// A crate that is neither a library nor a binary (a proc macro) changed.
+    UnpatchableCrateChanged {
         krate: String,
         crate_types: Vec<String>,
         /// The changed source files.
         files: Vec<String>,
     },
-    /// A generic or `#[inline]` item changed whose code dependent crates compiled copies of.
-    CopiedItemChanged {
-        /// The item's path.
-        item: String,
-        /// The crates holding copies.
-        dependents: Vec<String>,
-        /// The crate the patch rebuilds.
-        krate: String,
-    },
     /// A hot function's signature changed.
     HotSignatureChanged { function: String },
+    /// The binary's `main` changed: it runs once, from the start, so no later call takes it.
+    MainChanged { function: String },
+    /// A function's signature changed (its symbol is another one now) and a caller compiled
+    /// against the old one is not replaced by the patch: it would call the old code.
+    SignatureChanged {
+        function: String,
+        caller: String,
+        krate: String,
+    },
+    /// A function changed that the compiler merged with another (one body, one entry, two
+    /// names), and the other did not change: their one entry cannot run both.
+    MergedFunctionChanged {
+        function: String,
+        merged_with: String,
+    },
+    /// Functions other than `#[hot]` ones changed, and the base executable has no symbol table
+    /// to find their entries in.
+    NoSymbolTable {
+        function: String,
+        executable: String,
+    },
     /// The attribute macros of a method of a `#[hot]` impl block changed: they wrap the method's
     /// entry, which the running process keeps.
     EntryAttributeChanged { function: String },
@@ -103,8 +118,11 @@ impl Refusal {
     /// A stable kebab-case name of the reason, for JSON output and documentation.
     pub fn kind(&self) -> &'static str {
         match self {
-            Refusal::BinaryCrateChanged { .. } => "binary-crate-changed",
-            Refusal::CopiedItemChanged { .. } => "copied-item-changed",
+            Refusal::UnpatchableCrateChanged { .. } => "unpatchable-crate-changed",
+            Refusal::MainChanged { .. } => "main-changed",
+            Refusal::SignatureChanged { .. } => "signature-changed",
+            Refusal::MergedFunctionChanged { .. } => "merged-function-changed",
+            Refusal::NoSymbolTable { .. } => "no-symbol-table",
             Refusal::HotSignatureChanged { .. } => "hot-signature-changed",
             Refusal::EntryAttributeChanged { .. } => "entry-attribute-changed",
             Refusal::PrivateStaticWouldFork { .. } => "private-static-would-fork",
@@ -119,16 +137,27 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::BinaryCrateChanged { krate, crate_types, files } => write!(
+            Refusal::UnpatchableCrateChanged { krate, crate_types, files } => write!(
                 f,
-                "crate `{krate}` ({}) changed ({}); only library crates can be patched, so the app must be rebuilt and restarted (move code you want to patch into a library crate)",
+                "crate `{krate}` ({}) changed ({}); only library and binary crates can be patched (this one's code runs in the compiler), so the app must be rebuilt and restarted",
                 crate_types.join(", "),
                 files.join(", ")
             ),
-            Refusal::CopiedItemChanged { item, dependents, krate } => write!(
+            Refusal::MainChanged { function } => write!(
                 f,
-                "`{item}` changed, and it is generic or #[inline], so `{}` compiled copies of it that a patch of `{krate}` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
-                dependents.join("`, `")
+                "the code of `{function}` changed (an edit of it, or of code inlined into it); it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls, marked `#[inline(never)]` if it is small)"
+            ),
+            Refusal::SignatureChanged { function, caller, krate } => write!(
+                f,
+                "the signature of `{function}` changed, and `{caller}` (crate `{krate}`), which the patch does not replace, still calls it the old way; the app must be rebuilt and restarted (or change the callers in the same edit)"
+            ),
+            Refusal::MergedFunctionChanged { function, merged_with } => write!(
+                f,
+                "`{function}` changed, but the compiler merged it with `{merged_with}` (their code was identical), which did not change; one entry cannot run both, so the app must be rebuilt and restarted"
+            ),
+            Refusal::NoSymbolTable { function, executable } => write!(
+                f,
+                "`{function}` changed, but the base executable {executable} has no symbol table to find the running code in (it was stripped); build it with its symbols (`strip = false`) to patch functions that are not #[hot], or rebuild and restart"
             ),
             Refusal::HotSignatureChanged { function } => write!(
                 f,
@@ -231,28 +260,39 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_binary_crate() {
+    fn a_changed_proc_macro_crate() {
         check(
-            Refusal::BinaryCrateChanged {
-                krate: "app".into(),
-                crate_types: strings(&["bin"]),
-                files: strings(&["/w/app/src/main.rs", "/w/app/src/cli.rs"]),
+            Refusal::UnpatchableCrateChanged {
+                krate: "derive".into(),
+                crate_types: strings(&["proc-macro"]),
+                files: strings(&["/w/derive/src/lib.rs"]),
             },
-            "binary-crate-changed",
-            "crate `app` (bin) changed (/w/app/src/main.rs, /w/app/src/cli.rs); only library crates can be patched, so the app must be rebuilt and restarted (move code you want to patch into a library crate)",
+            "unpatchable-crate-changed",
+            "crate `derive` (proc-macro) changed (/w/derive/src/lib.rs); only library and binary crates can be patched (this one's code runs in the compiler), so the app must be rebuilt and restarted",
         );
     }
 
     #[test]
-    fn a_changed_copied_item() {
+    fn a_changed_main() {
         check(
-            Refusal::CopiedItemChanged {
-                item: "logic::clamp".into(),
-                dependents: strings(&["app", "server"]),
-                krate: "logic".into(),
+            Refusal::MainChanged {
+                function: "app::main".into(),
             },
-            "copied-item-changed",
-            "`logic::clamp` changed, and it is generic or #[inline], so `app`, `server` compiled copies of it that a patch of `logic` cannot replace; the app must be rebuilt and restarted (make the function #[hot] to patch it)",
+            "main-changed",
+            "the code of `app::main` changed (an edit of it, or of code inlined into it); it runs once, when the process starts, so the running process cannot take the change and the app must be rebuilt and restarted (move the code you want to patch into a function `main` calls, marked `#[inline(never)]` if it is small)",
+        );
+    }
+
+    #[test]
+    fn a_changed_signature_with_an_unpatched_caller() {
+        check(
+            Refusal::SignatureChanged {
+                function: "leaf::scale".into(),
+                caller: "app::work".into(),
+                krate: "app".into(),
+            },
+            "signature-changed",
+            "the signature of `leaf::scale` changed, and `app::work` (crate `app`), which the patch does not replace, still calls it the old way; the app must be rebuilt and restarted (or change the callers in the same edit)",
         );
     }
 

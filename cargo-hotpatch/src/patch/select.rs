@@ -1,7 +1,6 @@
 //! Selecting what a patch rebuilds: the crates whose sources differ from the base (and those the
-//! caller names), refusing at once what no patch can carry: a changed crate that is not a
-//! library, a changed generic or `#[inline]` item that dependent crates hold copies of, or changed
-//! attribute macros around a hot method's entry.
+//! caller names), refusing at once what no patch can carry: a changed crate that is neither a
+//! library nor a binary (a proc macro), or changed attribute macros around a hot method's entry.
 
 use std::collections::BTreeSet;
 
@@ -26,16 +25,16 @@ pub fn changed_crates<'a>(
     if changed.is_empty() {
         return Err(NotPatchable::NothingChanged.into());
     }
-    refuse_non_libraries(&changed)?;
+    refuse_unpatchable_types(&changed)?;
     refuse_copied_items(base, &changed)?;
     Ok(changed)
 }
 
-/// Only library crates can be patched.
-fn refuse_non_libraries(changed: &[&CrateRecord]) -> Result<(), Refusal> {
+/// Only library and binary crates can be patched: a proc macro runs in the compiler.
+fn refuse_unpatchable_types(changed: &[&CrateRecord]) -> Result<(), Refusal> {
     for record in changed {
-        if !record.is_patchable_library() {
-            return Err(Refusal::BinaryCrateChanged {
+        if !record.is_patchable() {
+            return Err(Refusal::UnpatchableCrateChanged {
                 krate: record.name.clone(),
                 crate_types: record.crate_types.clone(),
                 files: record
@@ -49,28 +48,14 @@ fn refuse_non_libraries(changed: &[&CrateRecord]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A changed crate's generic and `#[inline]` items are compiled into the crates that depend on
-/// it too, where a patch of the crate cannot replace them; the attribute macros of a hot method
-/// wrap its entry, which the running process keeps.
+/// The attribute macros of a hot method wrap its entry, which the running process keeps. (A
+/// changed generic or `#[inline]` item is not refused: the crates holding copies of it are
+/// rebuilt with the patch, see `dependents`, and their changed functions redirected.)
 fn refuse_copied_items(base: &BaseRecord, changed: &[&CrateRecord]) -> Result<(), Refusal> {
     for record in changed {
-        let dependents: Vec<String> = base
-            .crates
-            .iter()
-            .filter(|other| other.name != record.name && other.depends_on(&record.name))
-            .map(|other| other.name.clone())
-            .collect();
         for (item, held) in copied_items::changed(base, record) {
-            match held {
-                Held::InEntry => return Err(Refusal::EntryAttributeChanged { function: item }),
-                Held::Copied if !dependents.is_empty() => {
-                    return Err(Refusal::CopiedItemChanged {
-                        item,
-                        dependents,
-                        krate: record.name.clone(),
-                    })
-                }
-                Held::Copied | Held::InCrate => {}
+            if held == Held::InEntry {
+                return Err(Refusal::EntryAttributeChanged { function: item });
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hotreload_runtime::wire::patch_file::sha256_hex;
+use hotreload_runtime::wire::patch_file::{sha256_hex, Manifest};
 use hotreload_runtime::wire::protocol::PatchReport;
 
 use super::events::needs_restart;
@@ -280,16 +280,23 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
             ),
         );
     }
-    let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
+    let (hot, redirected, new) = running_now(manifest);
     if !hot.is_empty() {
         status("Changed", format!("{} (hot: running now)", listed(&hot)));
     }
-    if !other.is_empty() {
+    if !redirected.is_empty() {
+        let entries = listed(&redirected);
+        status(
+            "Changed",
+            format!("{entries} (entry redirected: running now)"),
+        );
+    }
+    if !new.is_empty() {
         status(
             "Changed",
             format!(
-                "{} (not hot: runs where patched code calls it)",
-                listed(&other)
+                "{} (new or inlined: runs where changed code calls it)",
+                listed(&new)
             ),
         );
     }
@@ -302,6 +309,22 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
             .collect();
         status("Versions", functions.join(", "));
     }
+}
+
+/// The functions a patch changed: hot ones (their slots switch them), those whose entries it
+/// redirects, and the others: new functions, and those the running program has no entry of
+/// (inlined into their callers, which are redirected). The first two run at every later call.
+fn running_now(manifest: &Manifest) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (hot, other) = machine_code::classify_changes(&manifest.changed_functions);
+    let redirected: BTreeSet<&str> = manifest
+        .entry_redirects
+        .iter()
+        .map(|redirect| redirect.name.as_str())
+        .collect();
+    let (entries, new) = other
+        .into_iter()
+        .partition(|name| redirected.contains(name.as_str()));
+    (hot, entries, new)
 }
 
 /// Names for one status line: the first few, then how many more (derived code such as serde's

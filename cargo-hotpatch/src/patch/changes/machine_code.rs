@@ -198,7 +198,10 @@ fn target_key(
             sha256_hex(&without_line_numbers(string_at(data, lands)))
         );
     }
-    if writable_static || depth >= CONSTANT_DEPTH {
+    // A local function of the object (a call through its section) is its name: rustc names each
+    // function's section after it. Its code is its own function's.
+    let function = section.kind() == SectionKind::Text;
+    if writable_static || function || depth >= CONSTANT_DEPTH {
         return format!(
             "{}{addend:+}",
             normalise(section.name().unwrap_or_default())
@@ -339,6 +342,38 @@ pub fn changed_functions(
         }
     }
     changed.into_iter().collect()
+}
+
+/// The (normalised, mangled) names of the functions in `now` whose code differs from `before`'s
+/// function of the same name: those that are new are not in `before`'s program to redirect.
+pub fn differing_functions(before: &Fingerprints, now: &Fingerprints) -> Vec<String> {
+    now.iter()
+        .filter(|(name, fingerprint)| before.get(*name).is_some_and(|old| old != *fingerprint))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The (normalised, mangled) names of the crate's own functions in `before` that `now` has only
+/// under another symbol with the same path: their signature changed (rustc's legacy symbol hash
+/// covers it).
+pub fn resigned_functions(
+    before: &Fingerprints,
+    now: &Fingerprints,
+    crate_name: &str,
+) -> Vec<String> {
+    let readable = |name: &String| format!("{:#}", rustc_demangle::demangle(name));
+    let own = format!("{crate_name}::");
+    let renamed: BTreeSet<String> = now
+        .keys()
+        .filter(|name| !before.contains_key(*name))
+        .map(readable)
+        .filter(|path| path.starts_with(&own))
+        .collect();
+    before
+        .keys()
+        .filter(|name| !now.contains_key(*name) && renamed.contains(&readable(name)))
+        .cloned()
+        .collect()
 }
 
 /// Splits changed functions into hot ones (shown by their path; their closures count as them),

@@ -2,10 +2,10 @@
 //! against the same base ([`machine_code`]), remembered between builds in the work directory; and
 //! which generic or `#[inline]` items changed in the source ([`copied_items`]).
 
+pub mod base_code;
 pub mod copied_items;
 pub mod machine_code;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,39 +19,28 @@ use crate::patch::compile::compile_quietly;
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
 pub fn remembered_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
     let id = &base.identity.build_id;
-    work_dir.join(format!("{}.{}{LAST_BUILD}", record.name, short_id(id)))
+    work_dir.join(format!("{}.{}.functions.json", record.key(), short_id(id)))
 }
-
-/// Where the fingerprints of a crate's functions as the base's sources compile are kept.
-fn remembered_base_functions(base: &BaseRecord, record: &CrateRecord, work_dir: &Path) -> PathBuf {
-    let id = &base.identity.build_id;
-    work_dir.join(format!("{}.{}{BASE_BUILD}", record.name, short_id(id)))
-}
-
-/// The endings of the files remembering a crate's functions as last built and as in the base.
-const LAST_BUILD: &str = ".functions.json";
-const BASE_BUILD: &str = ".base-functions.json";
 
 /// How many builds' remembered functions of a crate are kept: every rebuild and restart is a
 /// new build, and one kept for an older build only serves a patch built against it (`--base`).
 const REMEMBERED_BUILDS: usize = 8;
 
-/// Removes a crate's remembered functions (`<crate>.<build>{suffix}`) of all but the
-/// [`REMEMBERED_BUILDS`] latest builds.
-fn forget_old_functions(record: &CrateRecord, work_dir: &Path, suffix: &str) {
+/// Removes a crate's remembered functions of all but the [`REMEMBERED_BUILDS`] latest builds.
+fn forget_old_functions(record: &CrateRecord, work_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(work_dir) else {
         return;
     };
-    let prefix = format!("{}.", record.name);
+    let prefix = format!("{}.", record.key());
     let mut remembered: Vec<(SystemTime, PathBuf)> = entries
         .flatten()
         .filter(|entry| {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            // `<crate>.<build><suffix>` only: not another crate whose name starts with this one's.
-            name.strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix(suffix))
-                .is_some_and(|build| !build.contains('.'))
+            name.starts_with(&prefix)
+                && name.ends_with(".functions.json")
+                // `a.b.functions.json` only: not another crate whose name starts with this one's.
+                && name[prefix.len()..].matches('.').count() == 2
         })
         .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
         .collect();
@@ -68,16 +57,16 @@ fn forget_old_functions(record: &CrateRecord, work_dir: &Path, suffix: &str) {
 /// build is replaced: it describes that session's last patch, and the app just started runs the
 /// base. Then reads the base's [`HostFacts`], so the first patch does not wait for them.
 pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
-    for record in base.crates.iter().filter(|c| c.is_patchable_library()) {
-        forget_old_functions(record, work_dir, LAST_BUILD);
-        forget_old_functions(record, work_dir, BASE_BUILD);
+    for record in base.crates.iter().filter(|c| c.is_patchable()) {
+        forget_old_functions(record, work_dir);
         let remembered = remembered_functions(base, record, work_dir);
         if !record.changed_sources().is_empty() {
             // Compared with the base build's own objects instead.
             let _ = std::fs::remove_file(&remembered);
             continue;
         }
-        let objects = compile_quietly(record, &work_dir.join(format!("{}.baseline", record.name)))?;
+        let objects =
+            compile_quietly(record, &work_dir.join(format!("{}.baseline", record.key())))?;
         if !record.changed_sources().is_empty() {
             // Saved while compiling: rustc may have read the new text, which would make the
             // first patch look like it changes nothing.
@@ -86,69 +75,67 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
         }
         let functions = machine_code::function_fingerprints(&objects)?;
         std::fs::create_dir_all(work_dir)?;
-        let json = serde_json::to_vec(&functions)?;
-        std::fs::write(&remembered, &json)
+        std::fs::write(&remembered, serde_json::to_vec(&functions)?)
             .with_context(|| format!("writing {}", remembered.display()))?;
-        let as_base = remembered_base_functions(base, record, work_dir);
-        std::fs::write(&as_base, &json)
-            .with_context(|| format!("writing {}", as_base.display()))?;
+        if record.is_binary() {
+            // The base's own code, which a binary keeps no objects of: compiled just now.
+            base_code::remember(base, record, work_dir, &functions)?;
+        }
     }
     // After the compile, which must see the sources before the first save changes them.
     HostFacts::of(base)?;
     Ok(())
 }
 
-/// What a crate's rebuild changed.
-#[derive(Debug, Default)]
-pub struct CrateChanges {
-    /// Demangled names of its own functions whose code differs from its last patch build against
-    /// this base (or from the base build itself, for the first): what a save changed.
-    pub since_last_build: Vec<String>,
-    /// Normalised mangled names of every function in its objects (generic instances included)
-    /// whose code differs from the base's, or that the base does not have: what the process does
-    /// not run yet.
-    pub from_base: BTreeSet<String>,
-}
-
-/// What `objects`, a rebuild of `record`, change; remembers their code for the next comparison.
+/// The functions of a crate whose code differs from its last patch build against this base (or
+/// from the base build itself, for the first), and those whose code differs from the base build;
+/// remembers the new code for the next comparison.
 pub fn changed_since_last_build(
     base: &BaseRecord,
     record: &CrateRecord,
     work_dir: &Path,
     objects: &[PathBuf],
-) -> anyhow::Result<CrateChanges> {
+) -> anyhow::Result<Changes> {
     let remembered = remembered_functions(base, record, work_dir);
     let before = match std::fs::read(&remembered) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => base_build_functions(base, record),
+        Err(_) => base_code::base_fingerprints(base, record, work_dir)?,
     };
     let now = machine_code::function_fingerprints(objects)?;
-    let since_last_build = machine_code::changed_functions(&before, &now, &record.name);
-    let as_base = match std::fs::read(remembered_base_functions(base, record, work_dir)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => base_build_functions(base, record),
-    };
-    let from_base = now
-        .iter()
-        .filter(|(name, code)| as_base.get(*name) != Some(*code))
-        .map(|(name, _)| name.clone())
-        .collect();
+    let changed = machine_code::changed_functions(&before, &now, &record.name);
     std::fs::write(&remembered, serde_json::to_vec(&now)?)
         .with_context(|| format!("writing {}", remembered.display()))?;
-    Ok(CrateChanges {
-        since_last_build,
+    let base_code = base_code::base_fingerprints(base, record, work_dir)?;
+    let differing = machine_code::differing_functions(&base_code, &now);
+    let from_base = now
+        .iter()
+        .filter(|(name, code)| base_code.get(*name) != Some(*code))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let resigned = machine_code::resigned_functions(&base_code, &now, &record.name);
+    Ok(Changes {
+        changed,
+        differing,
+        resigned,
         from_base,
     })
 }
 
-/// The fingerprints of the functions of the base build's own library of `record`, as the base
-/// record kept it; none (everything counts as changed) when it kept none.
-fn base_build_functions(base: &BaseRecord, record: &CrateRecord) -> machine_code::Fingerprints {
-    let base_dir = base.executable.parent().unwrap_or(Path::new("."));
-    record
-        .base_rlib(base_dir)
-        .and_then(|rlib| machine_code::function_fingerprints(&[rlib]).ok())
-        .unwrap_or_default()
+/// What changed in one rebuilt crate.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Demangled names of its functions whose code differs from its last build (what a report
+    /// of this patch lists).
+    pub changed: Vec<String>,
+    /// Mangled names (normalised) of every function whose code differs from the base build's,
+    /// generic instances included: what the running process must stop running.
+    pub differing: Vec<String>,
+    /// Mangled names of the base's functions of the crate that the patch has under another
+    /// symbol only: their signature changed.
+    pub resigned: Vec<String>,
+    /// Every function (normalised, mangled) whose code is not the base's, new ones included:
+    /// what cannot run as the running copy.
+    pub from_base: std::collections::BTreeSet<String>,
 }
 
 #[cfg(test)]
@@ -184,7 +171,7 @@ mod tests {
         }
         write("logic_extra.000000000000.functions.json", 0);
         write("logic.introduced.json", 0);
-        forget_old_functions(&record, dir.path(), LAST_BUILD);
+        forget_old_functions(&record, dir.path());
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -4,6 +4,7 @@
 
 pub mod warm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,19 +37,38 @@ fn patch_codegen_units(record: &CrateRecord) -> usize {
         .clamp(MIN_CODEGEN_UNITS, MAX_CODEGEN_UNITS)
 }
 
+/// What a replay reads and writes beyond what the captured invocation says.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Also write the crate's metadata, for crates compiled against it after it.
+    pub metadata: bool,
+    /// Crates compiled before this one, each with its new metadata, used instead of the base's.
+    pub rebuilt: BTreeMap<String, PathBuf>,
+}
+
 /// Replays a crate's captured invocation with `--emit=obj` into `out_dir`; returns the objects,
 /// one per codegen unit.
 pub fn compile_to_objects(
     record: &CrateRecord,
     out_dir: &Path,
     warm: Option<WarmRustc>,
+    inputs: &Inputs,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, false, warm)
+    compile(record, out_dir, false, warm, inputs)
 }
 
-/// [`compile_to_objects`] without diagnostics on the terminal.
+/// [`compile_to_objects`] without diagnostics on the terminal, against the base's crates.
 pub fn compile_quietly(record: &CrateRecord, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    compile(record, out_dir, true, None)
+    compile(record, out_dir, true, None, &Inputs::default())
+}
+
+/// Where a replay with [`Inputs::metadata`] of `record` into `out_dir` writes its metadata.
+pub fn metadata_path(record: &CrateRecord, out_dir: &Path) -> PathBuf {
+    let extra = record
+        .invocation
+        .codegen_option("extra-filename")
+        .unwrap_or("");
+    out_dir.join(format!("lib{}{extra}.rmeta", record.name))
 }
 
 /// rustc refused a crate: its diagnostics, as rustc printed them.
@@ -64,6 +84,7 @@ fn compile(
     out_dir: &Path,
     quiet: bool,
     warm: Option<WarmRustc>,
+    inputs: &Inputs,
 ) -> anyhow::Result<Vec<PathBuf>> {
     if out_dir.exists() {
         std::fs::remove_dir_all(out_dir)
@@ -76,10 +97,11 @@ fn compile(
         // Tools before this one edited objects through rustc's hard links into `incremental`:
         // what they left there may already be redirected, so it is not reused.
         let _ = std::fs::remove_dir_all(work.join("incremental"));
-        work.join(INCREMENTAL_DIR).join(&record.name)
+        work.join(INCREMENTAL_DIR).join(record.key())
     });
     let units = patch_codegen_units(record);
-    let args = replay_args(invocation, out_dir, incremental.as_deref(), units);
+    let mut args = replay_args(invocation, out_dir, incremental.as_deref(), units);
+    against_rebuilt(&mut args, inputs);
     let rustc = match warm.and_then(|warm| warm.run(&args)) {
         Some(rustc) => Ok(rustc),
         None => Command::new(&invocation.rustc)
@@ -112,6 +134,11 @@ fn compile(
         .filter(|path| path.extension().is_some_and(|ext| ext == "o"))
         .collect();
     objects.sort();
+    // With one codegen unit rustc also writes a copy of it under the crate's own name: the
+    // units, when there are any, are the objects (both would define every function).
+    if objects.iter().any(|path| is_codegen_unit(path)) {
+        objects.retain(|path| is_codegen_unit(path));
+    }
     anyhow::ensure!(
         !objects.is_empty(),
         "rustc wrote no object file for `{}` in {}",
@@ -119,6 +146,34 @@ fn compile(
         out_dir.display()
     );
     Ok(objects)
+}
+
+/// Changes replay arguments to write metadata too, if asked, and to compile against the crates
+/// rebuilt before (found through `-L dependency=` by crates that reach them indirectly).
+fn against_rebuilt(args: &mut Vec<String>, inputs: &Inputs) {
+    let mut extern_next = false;
+    for arg in args.iter_mut() {
+        if inputs.metadata && arg == "--emit=obj" {
+            *arg = "--emit=obj,metadata".to_owned();
+        }
+        if extern_next {
+            let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+            if let Some(rebuilt) = inputs.rebuilt.get(name) {
+                *arg = format!("{name}={}", rebuilt.display());
+            }
+        }
+        extern_next = arg == "--extern";
+    }
+    for rebuilt in inputs.rebuilt.values() {
+        if let Some(dir) = rebuilt.parent() {
+            args.push("-L".to_owned());
+            args.push(format!("dependency={}", dir.display()));
+        }
+    }
+}
+
+fn is_codegen_unit(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".rcgu.o")
 }
 
 /// The captured arguments, changed to write object files only, into `out_dir`, with human
@@ -155,9 +210,16 @@ fn replay_args(
             args.push(arg.clone());
         }
     }
-    if incremental.is_some() && invocation.codegen_option("codegen-units").is_none() {
+    let base_was_incremental = invocation.codegen_option("incremental").is_some();
+    if incremental.is_some()
+        && base_was_incremental
+        && invocation.codegen_option("codegen-units").is_none()
+    {
         // `--emit=obj` alone means one codegen unit, recompiled whole on every edit; with several,
         // incremental compilation reuses the object code of every unit the edit left alone.
+        // Not for a base built without incremental compilation (an optimised profile): there
+        // the replay keeps the base's own units, so every function the edit left alone gets the
+        // base's machine code (what was inlined where included) and compares equal to it.
         args.push("-C".to_owned());
         args.push(format!("codegen-units={codegen_units}"));
     }

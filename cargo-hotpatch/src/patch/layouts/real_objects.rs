@@ -61,7 +61,14 @@ fn build(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
         .unwrap()
         .shared_data;
     linker
-        .link_library(&objects, &shared_data, &library, false, false)
+        .link_library(
+            &objects,
+            &shared_data,
+            &BTreeSet::new(),
+            &library,
+            false,
+            false,
+        )
         .unwrap();
     library
 }
