@@ -83,9 +83,16 @@ fn a_panic_in_patched_code_rolls_the_patch_back_and_the_next_save_patches_again(
     app.wait_for_version("v4");
     app.expect_serving("v4", "after the next save");
     assert_eq!(app.pid(), Some(pid), "patched, not restarted");
+    a_panic_in_a_new_helper_is_caught_at_the_hot_function(&fixture, &mut app, pid);
+}
 
-    // A panic in code the patch brings in that is not hot (a new helper) is caught at the hot
-    // function the call went through: `Report::edition`.
+/// A panic in code the patch brings in that is not hot (a new helper) is caught at the hot
+/// function the call went through: `Report::edition`, which runs again on the previous code.
+fn a_panic_in_a_new_helper_is_caught_at_the_hot_function(
+    fixture: &Fixture,
+    app: &mut RunningApp,
+    pid: u32,
+) {
     let mark = app.stderr_text().len();
     let lib = fixture.read("logic/src/lib.rs");
     fixture.replace_file(
@@ -98,7 +105,7 @@ fn a_panic_in_patched_code_rolls_the_patch_back_and_the_next_save_patches_again(
             )
         ),
     );
-    let said = wait_for_stderr(&mut app, mark, "Rolled back");
+    let said = wait_for_stderr(app, mark, "Rolled back");
     assert!(
         said.contains("patched code panicked in logic::Report::edition")
             && said.contains("index out of bounds"),
@@ -170,8 +177,15 @@ fn state_fields_change_under_watch_without_a_version_bump_or_a_migration() {
         client.ask("get").unwrap(),
         "ok v1 user=ada requests=4 notes=hi"
     );
+    a_field_removed_and_one_renamed_keep_the_session(&fixture, &gateway, &mut client);
+}
 
-    // A field removed and one renamed with an alias: the session keeps what both versions have.
+/// A field removed and one renamed with an alias: the session keeps what both versions have.
+fn a_field_removed_and_one_renamed_keep_the_session(
+    fixture: &Fixture,
+    gateway: &Gateway,
+    client: &mut Connection,
+) {
     let mark = gateway.stderr_text().len();
     fixture.edit_all(
         "gateway/src/lib.rs",
@@ -192,7 +206,7 @@ fn state_fields_change_under_watch_without_a_version_bump_or_a_migration() {
         ],
     );
     wait_for_gateway_tool(
-        &gateway,
+        gateway,
         mark,
         "Migrated gateway::Session v1 -> v1: 1 value(s)",
     );

@@ -96,11 +96,7 @@ pub fn build_including(
     let (redirections, found) = timings.time(Cost::Analysis, || {
         check_objects(&objects, &targets, &host, &entry_roots, &introduced)
     })?;
-    let bindings = timings.time(Cost::Analysis, || -> anyhow::Result<_> {
-        let running = crate::host::host_functions(&base.executable, &base.identity.build_id)?;
-        host_copies::bind_unchanged(&objects, &compiled.from_base, &running, work_dir)
-    })?;
-    let objects: Vec<PathBuf> = objects.into_iter().chain(bindings.stubs).collect();
+    let objects = running_copies(base, objects, &compiled.from_base, work_dir, &mut timings)?;
     let library = work_dir.join("patch.so");
     timings.time(Cost::Link, || {
         link_patch(
@@ -168,6 +164,22 @@ fn check_objects(
     analyse::refuse_forks(&found, &redirections)?;
     introduced.refuse_forks(&found.new_statics)?;
     Ok((redirections, found))
+}
+
+/// `objects` with every function that can run as the running copy bound to it (see
+/// `host_copies`), and the object defining the stubs that do so.
+fn running_copies(
+    base: &BaseRecord,
+    objects: Vec<PathBuf>,
+    from_base: &BTreeSet<String>,
+    work_dir: &Path,
+    timings: &mut Timings,
+) -> anyhow::Result<Vec<PathBuf>> {
+    timings.time(Cost::Analysis, || {
+        let running = crate::host::host_functions(&base.executable, &base.identity.build_id)?;
+        let bindings = host_copies::bind_unchanged(&objects, from_base, &running, work_dir)?;
+        Ok(objects.iter().cloned().chain(bindings.stubs).collect())
+    })
 }
 
 /// Links the checked objects into the patch library at `library`.

@@ -4,6 +4,7 @@
 
 pub mod base_code;
 pub mod copied_items;
+mod lists;
 pub mod machine_code;
 
 use std::path::{Path, PathBuf};

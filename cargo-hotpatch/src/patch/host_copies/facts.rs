@@ -8,15 +8,33 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
-use super::graph::{role, Role, OWN_STATICS};
-use crate::object::elf::{Elf, SHT_RELA};
+use crate::object::elf::{Elf, SHF_EXECINSTR, SHT_RELA};
 use crate::patch::changes::machine_code::FileIdentity;
 
+/// `SHF_ALLOC`: the section is loaded.
+const SHF_ALLOC: u64 = 0x2;
+/// `SHF_WRITE`: the section is writable.
+const SHF_WRITE: u64 = 0x1;
 /// `STB_LOCAL`, `STB_GLOBAL`, `STT_FUNC`, `SHN_LORESERVE`.
 const STB_LOCAL: u8 = 0;
 const STB_GLOBAL: u8 = 1;
 const STT_FUNC: u8 = 2;
 const SHN_LORESERVE: u16 = 0xff00;
+
+/// Statics whose patch copy differs from the host's on purpose: the host's copy of code touching
+/// them would act on the host's items (a `#[hot_state]` type's descriptor, a registration).
+pub(super) const OWN_STATICS: &[&str] = &["__HOT_STATE", "__INVENTORY"];
+
+/// How a section takes part in reaching.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Code, constants, vtables: what reaches changed code is changed too.
+    Passes,
+    /// A static: code reaching it reaches the host's copy (or its own, kept in step).
+    Stops,
+    /// Not loaded, or unwind tables: ignored.
+    Ignored,
+}
 
 /// The facts of the objects read at the last call, by file identity.
 pub(super) static LAST_OBJECTS: Mutex<BTreeMap<FileIdentity, Arc<ObjectFacts>>> =
@@ -133,4 +151,18 @@ impl ObjectFacts {
 /// The identity of `path`'s file (see [`FileIdentity`]).
 pub(super) fn file_identity(path: &Path) -> Option<FileIdentity> {
     crate::patch::changes::machine_code::file_identity(path)
+}
+
+/// A section's part in reaching, from its name and flags.
+pub(super) fn role(name: &str, flags: u64) -> Role {
+    if flags & SHF_ALLOC == 0 || name.starts_with(".eh_frame") {
+        Role::Ignored
+    } else if flags & SHF_EXECINSTR != 0
+        || flags & SHF_WRITE == 0
+        || name.starts_with(".data.rel.ro")
+    {
+        Role::Passes
+    } else {
+        Role::Stops
+    }
 }

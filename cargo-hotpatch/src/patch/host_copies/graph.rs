@@ -5,31 +5,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 
-use super::facts::{file_identity, ObjectFacts, LAST_OBJECTS};
-use crate::object::elf::SHF_EXECINSTR;
+use super::facts::{file_identity, ObjectFacts, Role, LAST_OBJECTS};
 use crate::patch::changes::machine_code::normalise;
-
-/// `SHF_ALLOC`: the section is loaded.
-const SHF_ALLOC: u64 = 0x2;
-/// `SHF_WRITE`: the section is writable.
-const SHF_WRITE: u64 = 0x1;
-/// Statics whose patch copy differs from the host's on purpose: the host's copy of code touching
-/// them would act on the host's items (a `#[hot_state]` type's descriptor, a registration).
-pub(super) const OWN_STATICS: &[&str] = &["__HOT_STATE", "__INVENTORY"];
 
 /// A section of one object: `(object index, section index)`.
 type Node = (usize, usize);
-
-/// How a section takes part in reaching.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    /// Code, constants, vtables: what reaches changed code is changed too.
-    Passes,
-    /// A static: code reaching it reaches the host's copy (or its own, kept in step).
-    Stops,
-    /// Not loaded, or unwind tables: ignored.
-    Ignored,
-}
 
 /// The sections of every object, who reaches whom, and the global functions defined.
 pub struct ObjectGraph {
@@ -165,19 +145,5 @@ impl ObjectGraph {
             }
         }
         out
-    }
-}
-
-/// A section's part in reaching, from its name and flags.
-pub(super) fn role(name: &str, flags: u64) -> Role {
-    if flags & SHF_ALLOC == 0 || name.starts_with(".eh_frame") {
-        Role::Ignored
-    } else if flags & SHF_EXECINSTR != 0
-        || flags & SHF_WRITE == 0
-        || name.starts_with(".data.rel.ro")
-    {
-        Role::Passes
-    } else {
-        Role::Stops
     }
 }
