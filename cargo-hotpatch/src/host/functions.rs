@@ -14,13 +14,14 @@ pub struct HostFunctions {
     /// Mangled name to offset from the executable's load base, for every function whose name the
     /// symbol table holds once (a name defined twice names no one function).
     pub offsets: BTreeMap<String, u64>,
-    /// A function the executable exports (`main`), with its offset: a patch library finds every
-    /// other function's address as the dynamic loader's address of this one plus a constant.
-    pub anchor: Option<(String, u64)>,
+    /// The functions the executable exports (it links `--export-dynamic`), with their offsets: a
+    /// patch library finds any other function's address as the dynamic loader's address of one of
+    /// these plus a constant.
+    pub exported: BTreeMap<String, u64>,
 }
 
-/// The symbol every executable built by `cargo hotpatch` exports (it links `--export-dynamic`).
-const ANCHOR: &str = "main";
+/// The anchor a patch prefers: every executable has it.
+const PREFERRED_ANCHOR: &str = "main";
 
 /// The last executable read (by path and build id), kept for the next patch of a `watch`.
 static LAST: Mutex<Option<(PathBuf, String, Arc<HostFunctions>)>> = Mutex::new(None);
@@ -66,13 +67,46 @@ fn read_functions(executable: &Path) -> anyhow::Result<HostFunctions> {
     }
     let exported = file
         .dynamic_symbols()
-        .any(|symbol| symbol.name() == Ok(ANCHOR) && symbol.is_definition());
-    let anchor = functions
-        .get(ANCHOR)
-        .filter(|_| exported)
-        .map(|offset| (ANCHOR.to_owned(), *offset));
+        .filter(|symbol| symbol.kind() == object::SymbolKind::Text && symbol.is_definition())
+        .filter_map(|symbol| symbol.name().ok())
+        .filter_map(|name| Some((name.to_owned(), *functions.get(name)?)))
+        .collect();
     Ok(HostFunctions {
         offsets: functions,
-        anchor,
+        exported,
     })
+}
+
+impl HostFunctions {
+    /// An exported function no patch object defines (`defined_by_patch`), to find the others from:
+    /// `main`, unless the patch rebuilds the binary (its own `main` would be bound instead, since
+    /// a patch library binds the functions it defines to itself).
+    pub fn anchor(&self, defined_by_patch: impl Fn(&str) -> bool) -> Option<(&str, u64)> {
+        let preferred = self.exported.get_key_value(PREFERRED_ANCHOR);
+        preferred
+            .into_iter()
+            .chain(&self.exported)
+            .find(|(name, _)| !defined_by_patch(name))
+            .map(|(name, offset)| (name.as_str(), *offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_anchor_is_main_unless_the_patch_defines_it() {
+        let exported: BTreeMap<String, u64> =
+            [("a_export", 0x10), ("main", 0x20), ("z_export", 0x30)]
+                .map(|(name, offset)| (name.to_owned(), offset))
+                .into();
+        let host = HostFunctions {
+            offsets: exported.clone(),
+            exported,
+        };
+        assert_eq!(host.anchor(|_| false), Some(("main", 0x20)));
+        assert_eq!(host.anchor(|name| name == "main"), Some(("a_export", 0x10)));
+        assert_eq!(host.anchor(|_| true), None);
+    }
 }

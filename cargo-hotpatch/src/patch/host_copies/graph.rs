@@ -23,6 +23,8 @@ pub struct ObjectGraph {
     functions: Vec<Function>,
     /// Sections holding a static a patch keeps its own copy of.
     own_statics: Vec<Node>,
+    /// The names the objects define globally.
+    defined: BTreeSet<String>,
 }
 
 struct Function {
@@ -41,6 +43,7 @@ impl ObjectGraph {
             reaches: BTreeMap::new(),
             functions: Vec::new(),
             own_statics: Vec::new(),
+            defined: BTreeSet::new(),
         };
         let mut remembered = LAST_OBJECTS.lock().unwrap_or_else(PoisonError::into_inner);
         let mut seen = BTreeMap::new();
@@ -64,6 +67,7 @@ impl ObjectGraph {
                 globals.insert(name, (object, *section));
             }
         }
+        graph.defined = globals.keys().map(|name| name.to_string()).collect();
         for (object, facts) in all.iter().enumerate() {
             graph.add_object(object, facts, &globals);
         }
@@ -131,6 +135,11 @@ impl ObjectGraph {
             }
         }
         changed
+    }
+
+    /// Whether an object defines `name` globally.
+    pub fn defines(&self, name: &str) -> bool {
+        self.defined.contains(name)
     }
 
     /// For each object (by index), the symbol table entries that define one of `bound`.

@@ -16,8 +16,8 @@
 //!
 //! Its definition in the objects becomes an undefined reference, and [`stubs`] defines it again
 //! as `jmp *cell(%rip)`, where the cell holds the running copy's address: the dynamic loader
-//! computes it while relocating the library, from a function the executable exports (`main`) plus
-//! a constant, so a stub works before any constructor runs and the runtime has nothing to fill.
+//! computes it while relocating the library, from a function the executable exports and the patch
+//! does not define (`main`, unless the patch rebuilds the binary) plus a constant, so a stub works before any constructor runs and the runtime has nothing to fill.
 //! The linker then drops the original body and everything only it reached.
 
 mod facts;
@@ -47,10 +47,10 @@ pub fn bind_unchanged(
     host: &HostFunctions,
     work_dir: &Path,
 ) -> anyhow::Result<Bindings> {
-    let Some((anchor, anchor_offset)) = &host.anchor else {
+    let graph = graph::ObjectGraph::read(objects)?;
+    let Some((anchor, anchor_offset)) = host.anchor(|name| graph.defines(name)) else {
         return Ok(Bindings::default());
     };
-    let graph = graph::ObjectGraph::read(objects)?;
     let bound = graph.bindable(differs, &host.offsets);
     if bound.is_empty() {
         return Ok(Bindings::default());
@@ -64,7 +64,7 @@ pub fn bind_unchanged(
         .map(|(index, mangled)| stubs::Stub {
             function: mangled.clone(),
             cell: format!("__hotpatch_running_copy.{index}"),
-            from_anchor: host.offsets[mangled.as_str()] as i64 - *anchor_offset as i64,
+            from_anchor: host.offsets[mangled.as_str()] as i64 - anchor_offset as i64,
         })
         .collect();
     let path = work_dir.join("patch.running-copies.o");
