@@ -253,6 +253,11 @@ pub struct AgentArgs {
     /// system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Let this host's processes apply patches that redirect the entries of functions that are
+    /// not `#[hot]` (a brief stop of every thread, bounded by HOTRELOAD_MAX_PAUSE_MS); as
+    /// `apply --allow-entry-redirects`.
+    #[arg(long)]
+    pub allow_entry_redirects: bool,
 }
 
 #[derive(Debug, Args)]

@@ -256,7 +256,7 @@ fn a_new_helper_lists_only_what_calls_it(
     ask_until(client, "HELLO ada", "$welcome6 ada", WATCH_PATCHES, || {
         depot.run.stderr_tail()
     });
-    let said = wait_for_text(|| depot.run.stderr_text(), mark, "(not hot: ");
+    let said = wait_for_text(|| depot.run.stderr_text(), mark, "(new or inlined: ");
     let changed: Vec<&str> = said
         .lines()
         .filter(|line| line.trim_start().starts_with("Changed "))

@@ -79,9 +79,9 @@ fn an_edit_is_patched_into_the_running_app(fixture: &Fixture, app: &mut RunningA
     app.matches_a_fresh_build(fixture, "after watch patched v2");
 }
 
-/// The `Changed` lines watch printed after `mark`, once both are there: (hot, not hot).
+/// The `Changed` lines watch printed after `mark`, once both are there: (hot, new code).
 fn changed_lines(app: &mut RunningApp, mark: usize) -> (String, String) {
-    let said = wait_for_stderr(app, mark, "(not hot: ");
+    let said = wait_for_stderr(app, mark, "(new or inlined: ");
     let line = |suffix: &str| {
         said.lines()
             .filter_map(|line| line.trim().strip_prefix("Changed "))
@@ -91,7 +91,7 @@ fn changed_lines(app: &mut RunningApp, mark: usize) -> (String, String) {
     };
     (
         line(" (hot: running now)"),
-        line(" (not hot: runs where patched code calls it)"),
+        line(" (new or inlined: runs where changed code calls it)"),
     )
 }
 

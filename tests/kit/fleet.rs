@@ -91,6 +91,8 @@ fn spawn(
         LEASE_TTL,
         "--poll",
         POLL,
+        // The gateway's patches change functions that are not `#[hot]` too.
+        "--allow-entry-redirects",
     ];
     for target in targets {
         let flag = if target.is_dir() {

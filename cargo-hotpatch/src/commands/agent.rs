@@ -37,5 +37,6 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
         lease_ttl: args.lease_ttl.max(2),
         poll: Duration::from_secs_f64(args.poll),
         cache_dir,
+        allow_entry_redirects: args.allow_entry_redirects,
     })
 }

@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub lease_ttl: i64,
     pub poll: Duration,
     pub cache_dir: PathBuf,
+    /// Whether the processes may apply patches with entry redirects (`--allow-entry-redirects`).
+    pub allow_entry_redirects: bool,
 }
 
 /// One agent's memory between passes.
@@ -195,6 +197,7 @@ impl Agent<'_> {
             etcd: self.etcd,
             keys: &self.keys,
             dir: self.config.cache_dir.clone(),
+            allow_entry_redirects: self.config.allow_entry_redirects,
         };
         match bring(&cache, socket, name, process, desired.wanted_by(name)) {
             Ok(top) => report.patch = top,

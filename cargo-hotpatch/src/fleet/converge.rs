@@ -51,6 +51,8 @@ pub struct PatchCache<'a> {
     pub etcd: &'a Etcd,
     pub keys: &'a Keys,
     pub dir: PathBuf,
+    /// Whether the processes are asked to allow entry redirects when they apply a patch.
+    pub allow_entry_redirects: bool,
 }
 
 impl PatchCache<'_> {
@@ -102,7 +104,7 @@ pub fn bring(
             }
         };
         let file = cache.file(want)?;
-        let report = client::apply(socket, &file)?;
+        let report = client::apply_allowing(socket, &file, cache.allow_entry_redirects)?;
         status(
             "Applied",
             format!(

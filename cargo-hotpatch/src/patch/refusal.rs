@@ -202,7 +202,7 @@ fn keep_with_hot_state(f: &mut fmt::Formatter<'_>, path: &str) -> fmt::Result {
     let name = ty.to_ascii_uppercase();
     write!(
         f,
-        "To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct {ty} {{ .. }}` and `static {name}: Singleton<{ty}> = Singleton::new(\"{ty}\", {ty}::default);`, used through `{name}.write()`"
+        "To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing else): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct {ty} {{ .. }}` and `static {name}: Singleton<{ty}> = Singleton::new(\"{ty}\", {ty}::default);`, used through `{name}.write()`"
     )
 }
 
@@ -382,14 +382,14 @@ mod tests {
                 types: strings(&["logic::Order"]),
             },
             "layout-changed",
-            "the layout of type `logic::Order` changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
+            "the layout of type `logic::Order` changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing else): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
         );
         check(
             Refusal::LayoutChanged {
                 types: strings(&["logic::Order", "logic::Line", "logic::Tier"]),
             },
             "layout-changed",
-            "the layout of type `logic::Order` (and 2 more) changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing more): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
+            "the layout of type `logic::Order` (and 2 more) changed; values of it in the running process have the old layout, so the app must be rebuilt and restarted. To keep such values, keep them in `#[hot_state]` storage, whose values are migrated (under `watch`, fields added with a default or as an `Option`, removed or renamed with an alias need nothing else): `#[hot_state(version = 1)] #[derive(Serialize, Deserialize, Default)] pub struct Order { .. }` and `static ORDER: Singleton<Order> = Singleton::new(\"Order\", Order::default);`, used through `ORDER.write()`",
         );
     }
 
