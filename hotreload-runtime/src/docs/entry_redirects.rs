@@ -67,6 +67,9 @@
 //! ## Limits
 //!
 //! - x86-64 Linux only; elsewhere such a patch is refused.
+//! - A thread that blocks every signal cannot be stopped, so every such patch is refused for the
+//!   pause limit (nothing is written). Mesa's llvmpipe worker threads do this: a game rendering
+//!   with software GL takes entry redirects with `LP_NUM_THREADS=0`.
 //! - Only functions of the executable are redirected, and each keeps its 16-byte slot for the
 //!   rest of the process (a thread may be passing through it).
 //! - What the old machine code of other functions baked in (a constant return value, an inlined
