@@ -59,9 +59,11 @@ fn by_name(symbols: Vec<FunctionSymbol>) -> HostFunctions {
 }
 
 /// Whether a changed function is switched some other way, or never called again: a hot
-/// function's code (its slot), registrations run at start, the C `main` shim.
+/// function's code (its slot, which holds its original or, under rollback on panic, its
+/// contained entry), registrations run at start, the C `main` shim.
 fn switched_otherwise(demangled: &str, mangled: &str) -> bool {
     demangled.contains("__hot_original_")
+        || demangled.contains("::__hot_contained")
         || demangled.contains("__INVENTORY")
         || demangled.contains("__ctor")
         || mangled == "main"
