@@ -8,19 +8,7 @@
 use hotreload_tests::{locations, wait_for_text, Fixture, Profile, RunningApp};
 
 use crate::gateway::{Connection, Gateway};
-
-/// Waits until the tool's stderr, after `from` bytes, contains `needle`, reading the app's lines
-/// meanwhile (each is checked as it comes).
-fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
-    wait_for_text(
-        || {
-            app.drain();
-            app.stderr_text()
-        },
-        from,
-        needle,
-    )
-}
+use crate::watch::wait_for_stderr;
 
 #[test]
 fn a_panic_in_patched_code_rolls_the_patch_back_and_the_next_save_patches_again() {

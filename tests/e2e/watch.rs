@@ -8,7 +8,8 @@ use hotreload_tests::{locations, wait_for_text, Fixture, Profile, RunningApp};
 
 /// Waits until the tool's stderr, after `from` bytes, contains `needle`, reading the app's lines
 /// meanwhile (each is checked as it comes).
-fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
+/// Everything the app and watch printed on stderr, once `needle` appears after `from`.
+pub(crate) fn wait_for_stderr(app: &mut RunningApp, from: usize, needle: &str) -> String {
     wait_for_text(
         || {
             app.drain();
