@@ -72,7 +72,6 @@ fn close_to(colour: [u8; 3], expected: [u8; 3]) -> bool {
 }
 
 #[test]
-#[ignore = "fails since the entry-redirection merge: the drawing edit does not reach the window (issue 15, first next step)"]
 fn an_edit_of_the_drawing_code_changes_the_window_and_the_game_goes_on() {
     let display = VirtualDisplay::start();
     let fixture = Fixture::snake(locations!(), Profile::Dev, display.name());

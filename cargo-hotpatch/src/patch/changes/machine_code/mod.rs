@@ -171,12 +171,12 @@ fn target_key(
     let (Some(section), true) = (section, local_data) else {
         return format!("{}{addend:+}", normalise(symbol.name().unwrap_or_default()));
     };
-    // Code (a jump table's targets in its own function) is its section's name and offset.
+    // Code is the name of the function its section holds (rustc gives each function its own
+    // section, named after it), as a call to that function's global symbol is: whether a callee
+    // sits in the caller's codegen unit depends on how the crate was split, not on the code.
     if section.kind() == SectionKind::Text {
-        return format!(
-            "{}{addend:+}",
-            normalise(section.name().unwrap_or_default())
-        );
+        let name = item_of_section(section.name().unwrap_or_default());
+        return format!("{}{addend:+}", normalise(name));
     }
     let writable_static = matches!(
         section.kind(),
@@ -199,14 +199,16 @@ fn target_key(
             sha256_hex(&without_line_numbers(string_at(data, lands)))
         );
     }
-    // A local function of the object (a call through its section) is its name: rustc names each
-    // function's section after it. Its code is its own function's.
-    let function = section.kind() == SectionKind::Text;
-    if writable_static || function || depth >= CONSTANT_DEPTH {
-        return format!(
-            "{}{addend:+}",
-            normalise(section.name().unwrap_or_default())
-        );
+    // A constant of a merged constant pool (LLVM's `.rodata.cst8` for floats) is its own bytes:
+    // its offset there depends on the other constants of the unit, which any edit may change.
+    if let Some(size) = pooled_constant_size(&section) {
+        let at = lands.max(0) as usize;
+        let bytes = data.get(at..at + size).unwrap_or_default();
+        return format!("pooled:{}", sha256_hex(bytes));
+    }
+    if writable_static || depth >= CONSTANT_DEPTH {
+        let name = item_of_section(section.name().unwrap_or_default());
+        return format!("{}{addend:+}", normalise(name));
     }
     // One constant: the symbol's extent, or the whole section (rustc gives each its own).
     let (start, end) = if symbol.kind() == object::SymbolKind::Section || symbol.size() == 0 {
@@ -227,6 +229,45 @@ fn target_key(
     let mut text = format!("const:{contents}@{}", lands - start as i64);
     append_relocations(file, &section, start..end, depth + 1, &mut text);
     text
+}
+
+/// The item a section holds, by the name rustc gives each function's and static's own section
+/// (`.text.<name>`, `.text.unlikely.<name>` for a cold function, `.bss.<name>`, …), as a reference
+/// to its global symbol names it; another section's name as it is.
+fn item_of_section(section: &str) -> &str {
+    const PREFIXES: [&str; 12] = [
+        ".text.unlikely.",
+        ".text.hot.",
+        ".text.startup.",
+        ".text.",
+        ".data.rel.ro.local.",
+        ".data.rel.ro.",
+        ".data.rel.local.",
+        ".data.rel.",
+        ".data.",
+        ".bss.",
+        ".tdata.",
+        ".tbss.",
+    ];
+    PREFIXES
+        .iter()
+        .find_map(|prefix| section.strip_prefix(prefix))
+        .unwrap_or(section)
+}
+
+/// The size of each constant of `section` when it is a pool of constants the linker may merge
+/// (`SHF_MERGE`, not strings, named `.rodata.cst<size>` by LLVM).
+fn pooled_constant_size(section: &object::Section) -> Option<usize> {
+    let object::SectionFlags::Elf { sh_flags } = section.flags() else {
+        return None;
+    };
+    let merge = sh_flags & u64::from(object::elf::SHF_MERGE) != 0;
+    if !merge || sh_flags & u64::from(object::elf::SHF_STRINGS) != 0 {
+        return None;
+    }
+    let name = section.name().ok()?;
+    let size = name.rsplit_once(".cst")?.1.parse().ok()?;
+    (size > 0).then_some(size)
 }
 
 /// Where in its target's section a relocation lands: a code reference is relative to the end of
@@ -324,47 +365,4 @@ pub fn normalise(name: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_are_classified_by_what_runs_them() {
-        let changed = [
-            "logic::step::__hot_original_06846a351b91991a".to_owned(),
-            "logic::step::__hot_original_06846a351b91991a::{{closure}}".to_owned(),
-            "<logic::Report as logic::__HotOriginals_00aa>::__hot_original_fmt_1234567890abcdef"
-                .to_owned(),
-            "logic::helper".to_owned(),
-            "logic::step::_::__ctor".to_owned(),
-            // The code calling the slot is not listed again as not hot.
-            "logic::step".to_owned(),
-            "logic::step::{{closure}}".to_owned(),
-            "<logic::Report as core::fmt::Display>::fmt".to_owned(),
-        ];
-        let (hot, other) = classify_changes(&changed);
-        assert_eq!(hot, ["logic::Report::fmt", "logic::step"]);
-        assert_eq!(other, ["logic::helper"]);
-    }
-
-    #[test]
-    fn source_positions_lose_their_numbers() {
-        assert_eq!(
-            &*without_line_numbers(b"event src/lib.rs:68"),
-            b"event src/lib.rs:"
-        );
-        assert_eq!(
-            &*without_line_numbers(b"at logic/src/lib.rs:68:5 and a.rs:7"),
-            b"at logic/src/lib.rs:: and a.rs:"
-        );
-        assert_eq!(&*without_line_numbers(b"version=v1"), b"version=v1");
-    }
-
-    #[test]
-    fn build_specific_names_are_normalised() {
-        assert_eq!(normalise("anon.0123abcd.7"), "anon.7");
-        assert_eq!(
-            normalise("_ZN5logic4step17h0123E.llvm.42"),
-            "_ZN5logic4step17h0123E"
-        );
-    }
-}
+mod tests;
