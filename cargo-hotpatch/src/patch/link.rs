@@ -193,6 +193,11 @@ impl Linker {
 /// `#[hot]` names it.
 const HOT_CODE_PATTERN: &str = "*__hot_original_*";
 
+/// Whether the symbol `name` is hot functions' code, which every patch library exports.
+pub fn exports_hot_code(name: &str) -> bool {
+    name.contains(HOT_CODE_PATTERN.trim_matches('*'))
+}
+
 /// Writes a version script that exports `symbols` (each quoted: matched as written, never as a
 /// pattern) and hot functions' code, and makes every other symbol local.
 fn write_version_script(symbols: &BTreeSet<String>, path: &Path) -> anyhow::Result<()> {

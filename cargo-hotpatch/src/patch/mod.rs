@@ -96,7 +96,13 @@ pub fn build_including(
     let (redirections, found) = timings.time(Cost::Analysis, || {
         check_objects(&objects, &targets, &host, &entry_roots, &introduced)
     })?;
-    let objects = running_copies(base, objects, &compiled.from_base, work_dir, &mut timings)?;
+    let objects = running_copies(
+        base,
+        (objects, &compiled.from_base),
+        (&symbols, &entry_roots),
+        work_dir,
+        &mut timings,
+    )?;
     let library = work_dir.join("patch.so");
     timings.time(Cost::Link, || {
         link_patch(
@@ -170,15 +176,22 @@ fn check_objects(
 /// `host_copies`), and the object defining the stubs that do so.
 fn running_copies(
     base: &BaseRecord,
-    objects: Vec<PathBuf>,
-    from_base: &BTreeSet<String>,
+    compiled: (Vec<PathBuf>, &BTreeSet<String>),
+    roots: (&crate::object::read::ObjectSymbols, &BTreeSet<String>),
     work_dir: &Path,
     timings: &mut Timings,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    let ((objects, from_base), (symbols, entry_roots)) = (compiled, roots);
+    let exported = |name: &str| {
+        link::exports_hot_code(name)
+            || symbols.shared_data.contains(name)
+            || entry_roots.contains(&changes::machine_code::normalise(name))
+    };
     timings.time(Cost::Analysis, || {
         let running = crate::host::host_functions(&base.executable, &base.identity.build_id)?;
-        let bindings = host_copies::bind_unchanged(&objects, from_base, &running, work_dir)?;
-        Ok(objects.iter().cloned().chain(bindings.stubs).collect())
+        let bindings =
+            host_copies::bind_unchanged(&objects, from_base, &running, work_dir, exported)?;
+        Ok(bindings.objects.into_iter().chain(bindings.stubs).collect())
     })
 }
 

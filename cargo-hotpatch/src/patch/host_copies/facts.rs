@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
-use crate::object::elf::{Elf, SHF_EXECINSTR, SHT_RELA};
+use crate::object::elf::{Elf, SHF_EXECINSTR, SHF_GNU_RETAIN, SHT_RELA};
 use crate::patch::changes::machine_code::FileIdentity;
 
 /// `SHF_ALLOC`: the section is loaded.
@@ -53,6 +53,8 @@ pub(super) struct ObjectFacts {
     pub local_edges: Vec<(usize, usize)>,
     /// Section to a global or undefined symbol's name.
     pub named_edges: Vec<(usize, String)>,
+    /// Sections the linker keeps whether or not anything reaches them.
+    pub kept: Vec<usize>,
 }
 
 /// What a relocation's symbol stands for.
@@ -78,6 +80,13 @@ impl ObjectFacts {
             own_statics: Vec::new(),
             local_edges: Vec::new(),
             named_edges: Vec::new(),
+            kept: elf
+                .sections
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| kept_by_linker(&s.name, s.kind, s.flags))
+                .map(|(index, _)| index)
+                .collect(),
         };
         facts.add_symbols(&bytes, &elf);
         facts.add_edges(&bytes, &elf);
@@ -151,6 +160,34 @@ impl ObjectFacts {
 /// The identity of `path`'s file (see [`FileIdentity`]).
 pub(super) fn file_identity(path: &Path) -> Option<FileIdentity> {
     crate::patch::changes::machine_code::file_identity(path)
+}
+
+/// `SHT_NOTE`.
+const SHT_NOTE: u32 = 7;
+
+/// Whether `--gc-sections` keeps a loaded section unreached: constructors and destructors, notes,
+/// sections marked retained, and sections named as C identifiers (`__start_`/`__stop_` may
+/// reach them, which no relocation shows).
+fn kept_by_linker(name: &str, kind: u32, flags: u64) -> bool {
+    const RESERVED: [&str; 7] = [
+        ".init_array",
+        ".fini_array",
+        ".preinit_array",
+        ".ctors",
+        ".dtors",
+        ".init",
+        ".fini",
+    ];
+    let c_identifier = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    flags & SHF_ALLOC != 0
+        && (flags & SHF_GNU_RETAIN != 0
+            || kind == SHT_NOTE
+            || c_identifier
+            || RESERVED
+                .iter()
+                .any(|r| name == *r || name.starts_with(&format!("{r}."))))
 }
 
 /// A section's part in reaching, from its name and flags.

@@ -23,8 +23,20 @@ pub struct ObjectGraph {
     functions: Vec<Function>,
     /// Sections holding a static a patch keeps its own copy of.
     own_statics: Vec<Node>,
-    /// The names the objects define globally.
-    defined: BTreeSet<String>,
+    /// The names the objects define globally, with their sections.
+    defined: BTreeMap<String, Node>,
+    /// The references made by name (to a global symbol), which a bound function's stub answers.
+    by_name: BTreeSet<(Node, Node)>,
+    /// Sections the linker keeps unreached.
+    kept: Vec<Node>,
+}
+
+/// What a patch's link needs (see [`ObjectGraph::needed`]).
+pub struct Needed {
+    /// The objects, by index.
+    pub objects: BTreeSet<usize>,
+    /// The bound functions referenced by name: each gets a stub.
+    pub stubs: BTreeSet<String>,
 }
 
 struct Function {
@@ -43,7 +55,9 @@ impl ObjectGraph {
             reaches: BTreeMap::new(),
             functions: Vec::new(),
             own_statics: Vec::new(),
-            defined: BTreeSet::new(),
+            defined: BTreeMap::new(),
+            by_name: BTreeSet::new(),
+            kept: Vec::new(),
         };
         let mut remembered = LAST_OBJECTS.lock().unwrap_or_else(PoisonError::into_inner);
         let mut seen = BTreeMap::new();
@@ -67,7 +81,10 @@ impl ObjectGraph {
                 globals.insert(name, (object, *section));
             }
         }
-        graph.defined = globals.keys().map(|name| name.to_string()).collect();
+        graph.defined = globals
+            .iter()
+            .map(|(n, node)| (n.to_string(), *node))
+            .collect();
         for (object, facts) in all.iter().enumerate() {
             graph.add_object(object, facts, &globals);
         }
@@ -87,12 +104,15 @@ impl ObjectGraph {
         }
         let own = facts.own_statics.iter().map(|section| (object, *section));
         self.own_statics.extend(own);
+        self.kept
+            .extend(facts.kept.iter().map(|section| (object, *section)));
         for (from, to) in &facts.local_edges {
             self.link((object, *from), (object, *to));
         }
         for (from, name) in &facts.named_edges {
             if let Some(to) = globals.get(name.as_str()) {
                 self.link((object, *from), *to);
+                self.by_name.insert(((object, *from), *to));
             }
         }
     }
@@ -139,7 +159,49 @@ impl ObjectGraph {
 
     /// Whether an object defines `name` globally.
     pub fn defines(&self, name: &str) -> bool {
-        self.defined.contains(name)
+        self.defined.contains_key(name)
+    }
+
+    /// What the link needs once the `bound` functions are stubs: the objects (by index) with a
+    /// section the linker keeps, a section defining a name `exported` accepts (a function's
+    /// name for local ones too), or a section these reach, except through a reference by name to
+    /// a bound function, which its stub answers; and the bound functions so referenced. The other
+    /// objects would only add what `--gc-sections` drops, after reading it.
+    pub fn needed(&self, bound: &BTreeSet<String>, exported: impl Fn(&str) -> bool) -> Needed {
+        let stubbed: BTreeMap<Node, &str> = self
+            .functions
+            .iter()
+            .filter(|f| f.global_entry.is_some() && bound.contains(&f.name))
+            .map(|f| (f.node, f.name.as_str()))
+            .collect();
+        let named = self.defined.iter().filter(|(name, _)| exported(name));
+        let functions = self.functions.iter().filter(|f| exported(&f.name));
+        let roots = named
+            .map(|(_, node)| *node)
+            .chain(functions.map(|f| f.node))
+            .chain(self.kept.iter().copied());
+        // An exported bound function is exported as its stub.
+        let (stubbed_roots, roots): (Vec<Node>, Vec<Node>) =
+            roots.partition(|node| stubbed.contains_key(node));
+        let mut stubs: BTreeSet<String> = stubbed_roots
+            .iter()
+            .map(|node| stubbed[node].to_string())
+            .collect();
+        let mut reached: BTreeSet<Node> = roots.into_iter().collect();
+        let mut queue: VecDeque<Node> = reached.iter().copied().collect();
+        while let Some(node) = queue.pop_front() {
+            for &to in self.reaches.get(&node).into_iter().flatten() {
+                if let (Some(name), true) = (stubbed.get(&to), self.by_name.contains(&(node, to))) {
+                    stubs.insert(name.to_string());
+                } else if reached.insert(to) {
+                    queue.push_back(to);
+                }
+            }
+        }
+        Needed {
+            objects: reached.iter().map(|(object, _)| *object).collect(),
+            stubs,
+        }
     }
 
     /// For each object (by index), the symbol table entries that define one of `bound`.

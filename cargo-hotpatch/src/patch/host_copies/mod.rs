@@ -19,6 +19,11 @@
 //! computes it while relocating the library, from a function the executable exports and the patch
 //! does not define (`main`, unless the patch rebuilds the binary) plus a constant, so a stub works before any constructor runs and the runtime has nothing to fill.
 //! The linker then drops the original body and everything only it reached.
+//!
+//! Only the bound functions that code the patch keeps calls by name get a stub, and only the
+//! objects holding something the link keeps are linked at all: on `examples/depot` a one-line
+//! edit links 26 of 148 objects with 147 stubs (of 6,855 functions bound), which took the link
+//! from about 210 ms to 45 ms and the binding from 125 ms to 48 ms.
 
 mod facts;
 mod graph;
@@ -34,31 +39,43 @@ use crate::host::HostFunctions;
 /// What binding did.
 #[derive(Debug, Default)]
 pub struct Bindings {
+    /// The objects to link: those the linker would keep anything of.
+    pub objects: Vec<PathBuf>,
     /// The object defining the stubs, when any function was bound.
     pub stubs: Option<PathBuf>,
 }
 
 /// Binds every function of `objects` that may run as the host's copy (see the module docs),
 /// rewriting the objects that define them in place and writing the stubs into `work_dir`.
-/// `differs` holds the (normalised) names of the functions whose code is not the base's.
+/// `differs` holds the (normalised) names of the functions whose code is not the base's;
+/// `exported` says which symbols the library exports or keeps (the link's roots).
 pub fn bind_unchanged(
     objects: &[PathBuf],
     differs: &BTreeSet<String>,
     host: &HostFunctions,
     work_dir: &Path,
+    exported: impl Fn(&str) -> bool,
 ) -> anyhow::Result<Bindings> {
     let graph = graph::ObjectGraph::read(objects)?;
+    let unbound = || Bindings {
+        objects: objects.to_vec(),
+        stubs: None,
+    };
     let Some((anchor, anchor_offset)) = host.anchor(|name| graph.defines(name)) else {
-        return Ok(Bindings::default());
+        return Ok(unbound());
     };
     let bound = graph.bindable(differs, &host.offsets);
     if bound.is_empty() {
-        return Ok(Bindings::default());
+        return Ok(unbound());
     }
-    for (object, symbols) in graph.definitions_of(&bound) {
-        undefine_symbols(&objects[object], &symbols)?;
+    let needed = graph.needed(&bound, exported);
+    for (object, symbols) in graph.definitions_of(&needed.stubs) {
+        if needed.objects.contains(&object) {
+            undefine_symbols(&objects[object], &symbols)?;
+        }
     }
-    let stubs: Vec<stubs::Stub> = bound
+    let stubs: Vec<stubs::Stub> = needed
+        .stubs
         .iter()
         .enumerate()
         .map(|(index, mangled)| stubs::Stub {
@@ -70,7 +87,14 @@ pub fn bind_unchanged(
     let path = work_dir.join("patch.running-copies.o");
     std::fs::write(&path, stubs::stub_object(anchor, &stubs)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(Bindings { stubs: Some(path) })
+    Ok(Bindings {
+        objects: needed
+            .objects
+            .iter()
+            .map(|&index| objects[index].clone())
+            .collect(),
+        stubs: Some(path),
+    })
 }
 
 /// Turns the definitions at `entries` (file positions of symbol table entries) into undefined

@@ -174,3 +174,80 @@ fn symbol_of(relocation: &object::Relocation) -> object::SymbolIndex {
         other => panic!("a relocation to a symbol, not {other:?}"),
     }
 }
+
+impl Builder {
+    /// An undefined reference to `name`, as an object calling another unit's function has.
+    fn refer(&mut self, name: &str) -> SymbolId {
+        self.0.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value: 0,
+            size: 0,
+            kind: SymbolKind::Text,
+            scope: SymbolScope::Linkage,
+            weak: false,
+            section: SymbolSection::Undefined,
+            flags: SymbolFlags::None,
+        })
+    }
+
+    fn write_to(self, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, self.0.write().unwrap()).unwrap();
+        path
+    }
+}
+
+#[test]
+fn the_link_needs_only_objects_reached_from_its_roots_other_than_through_stubs() {
+    let global = SymbolScope::Linkage;
+    let dir = tempfile::tempdir().unwrap();
+    // A hot function's code (exported) calling a bound function and an unbound one.
+    let mut root = Builder::new();
+    let (hot, _) = root.define("f__hot_original_0123", SectionKind::Text, global);
+    let bound = root.refer("bound");
+    let unbound = root.refer("unbound");
+    root.reach(hot, bound);
+    root.reach(hot, unbound);
+    // The bound function and what only it reaches: its stub answers the call.
+    let mut behind_stub = Builder::new();
+    let (bound_code, _) = behind_stub.define("bound", SectionKind::Text, global);
+    let (_, only_from_bound) = behind_stub.define("only_from_bound", SectionKind::Text, global);
+    behind_stub.reach(bound_code, only_from_bound);
+    let mut called = Builder::new();
+    called.define("unbound", SectionKind::Text, global);
+    // A constructor, which the linker keeps though nothing reaches it.
+    let mut constructor = Builder::new();
+    let (_, ctor) = constructor.define("ctor", SectionKind::Text, global);
+    let init_array =
+        constructor
+            .0
+            .add_section(Vec::new(), b".init_array.1".to_vec(), SectionKind::Elf(14));
+    constructor.0.append_section_data(init_array, &[0; 8], 8);
+    constructor.0.section_mut(init_array).flags = object::SectionFlags::Elf {
+        sh_flags: u64::from(object::elf::SHF_ALLOC | object::elf::SHF_WRITE),
+    };
+    constructor.reach(init_array, ctor);
+    let mut unreached = Builder::new();
+    unreached.define("unreached", SectionKind::Text, global);
+    let objects = [
+        root.write_to(dir.path(), "root.o"),
+        behind_stub.write_to(dir.path(), "behind_stub.o"),
+        called.write_to(dir.path(), "called.o"),
+        constructor.write_to(dir.path(), "constructor.o"),
+        unreached.write_to(dir.path(), "unreached.o"),
+    ];
+    let graph = ObjectGraph::read(&objects).unwrap();
+    let bound: BTreeSet<String> = ["bound".to_owned(), "only_from_bound".to_owned()].into();
+    let needed = graph.needed(&bound, |name| name.contains("__hot_original_"));
+    assert_eq!(needed.objects, [0, 2, 3].into());
+    assert_eq!(needed.stubs, ["bound".to_owned()].into());
+    // Exported and bound (generic code named after a hot function's, unchanged): its stub is
+    // exported, and what only it reaches is not needed.
+    let exported_too = |name: &str| name.contains("__hot_original_") || name == "only_from_bound";
+    let needed = graph.needed(&bound, exported_too);
+    assert_eq!(needed.objects, [0, 2, 3].into());
+    assert_eq!(
+        needed.stubs,
+        ["bound".to_owned(), "only_from_bound".to_owned()].into()
+    );
+}
