@@ -412,3 +412,55 @@ fn writes_and_restores_race_a_thread_that_blocks_every_signal_and_wakes_every_20
         started.elapsed()
     );
 }
+
+#[test]
+fn workers_that_block_every_signal_and_render_a_frame_now_and_then_are_met_asleep_between_frames() {
+    let _turn = turn();
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong = Arc::new(AtomicU64::new(0));
+    // Like llvmpipe's two workers: every 10 ms a frame, 2 ms of work calling the function, then
+    // asleep until the next one. The function's first instruction is 5 bytes long, so a worker
+    // woken by its timer just as the jump is written runs old or new code, nothing else.
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let (stop, wrong) = (stop.clone(), wrong.clone());
+            std::thread::Builder::new()
+                .name(format!("frame-worker-{i}"))
+                .spawn(move || {
+                    block_every_signal();
+                    while !stop.load(Ordering::Relaxed) {
+                        let frame = Instant::now();
+                        while frame.elapsed() < Duration::from_millis(2) {
+                            // SAFETY: a plain function without arguments.
+                            let got = unsafe { foreign_test_seven() };
+                            if got != 7 && got != 9 {
+                                wrong.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(8));
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let seven = foreign_test_seven as *const () as usize;
+    let redirected = entry("seven", seven, 6, nine as *const () as usize);
+    let written = redirect(&[redirected]).expect("met between frames");
+    assert_eq!(written.foreign_threads, 2, "{written:?}");
+    let restored = redirect(&[]).expect("met between frames");
+    assert_eq!(restored.restored, 1);
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "every call ran the old or the new code"
+    );
+    eprintln!(
+        "retries: write {}, restore {}",
+        written.retries, restored.retries
+    );
+}

@@ -131,14 +131,17 @@ impl ForeignThreads {
         for thread in &mut self.threads {
             let tid = thread.tid;
             thread.before = None;
+            // A file that cannot be read proves nothing, unless the thread has left.
             let Some((state, switches)) = read(&thread.status, &mut self.buffer, parse_status)
             else {
+                gone_or_unproven(tid)?;
                 continue;
             };
             if !asleep(state) {
                 return Err(Unproven::Ran { tid });
             }
             let Some(place) = read(&thread.syscall, &mut self.buffer, parse_syscall) else {
+                gone_or_unproven(tid)?;
                 continue;
             };
             let (sp, pc) = place.ok_or(Unproven::Ran { tid })?;
@@ -213,6 +216,14 @@ fn open_proc(tid: i32, file: &str) -> Result<Fd, std::io::Error> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(Fd(fd))
+}
+
+/// `Ok` if thread `tid` has left (it runs nothing any more), else it could not be checked.
+fn gone_or_unproven(tid: i32) -> Result<(), Unproven> {
+    if alive(tid) {
+        return Err(Unproven::Ran { tid });
+    }
+    Ok(())
 }
 
 /// Whether thread `tid` of this process still exists.
