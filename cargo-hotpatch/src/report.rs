@@ -306,3 +306,31 @@ pub fn print_patch_built(out: &mut impl Write, built: &BuiltPatch) -> io::Result
 fn json(value: &impl serde::Serialize) -> io::Result<String> {
     serde_json::to_string(value).map_err(io::Error::other)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_redirects_count_the_threads_checked_asleep_without_stopping() {
+        let mut entries = EntryReport {
+            redirected: 3,
+            written: 2,
+            retargeted: 1,
+            threads: 6,
+            pause_us: Some(85),
+            ..EntryReport::default()
+        };
+        assert_eq!(
+            describe_entries(&entries, false),
+            "entry redirects: 3 function(s) (2 written, 1 retargeted, 0 restored), pause 85 µs with 6 thread(s)"
+        );
+        entries.foreign_threads = 1;
+        assert!(describe_entries(&entries, false)
+            .ends_with("pause 85 µs with 6 thread(s), 1 checked asleep without stopping"));
+        entries.expected_pause_us = Some(120);
+        assert!(describe_entries(&entries, true).ends_with(
+            "expected pause 120 µs with 6 thread(s), 1 checked asleep without stopping"
+        ));
+    }
+}

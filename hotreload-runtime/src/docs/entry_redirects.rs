@@ -56,12 +56,11 @@
 //! (llvmpipe rendering a frame) makes the attempts that meet it retry.
 //!
 //! What is proven and what is not: a thread that stays asleep throughout is exactly as safe as a
-//! stopped one. A thread woken during the microseconds between the first check and the write
-//! that reaches the very function being written within them is detected and the write undone,
-//! but an instruction it ran meanwhile cannot be undone: if it had run the old first instruction
-//! just before the write and the next one just after, it ran bytes of the jump. That needs a
-//! wake-up from outside the process landing in that window and the thread calling that function
-//! at once; a function whose first instruction is 5 bytes or longer is safe even then.
+//! stopped one. A thread woken from outside the process in the few microseconds between the last
+//! check before the store and the store, that at once runs the old first instruction of the very
+//! function being written and its next one after the store, runs bytes of the jump: the checks
+//! after the write see it ran and the write is undone, but not what it ran. A function whose
+//! first instruction is 5 bytes or longer is safe even then.
 //!
 //! ## Preconditions, checked before anything is written
 //!

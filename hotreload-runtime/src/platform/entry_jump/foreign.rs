@@ -9,11 +9,20 @@
 //!    gives its user stack pointer and instruction, and the kernel gives them only for a thread
 //!    that is off its CPU and off the run queue (`wait_task_inactive`), else it says `running`.
 //!    Its instruction and stack must pass the same check as a parked thread's (`scan.rs`);
+//!    Once all are checked, `syscall` once more, just before the store: still off its CPU at
+//!    the same place;
 //! 3. after the write, `syscall` then `status` again: asleep, at the same place, with the same
 //!    count of context switches. The kernel's own rule (`wait_task_inactive`): a sleeping thread
 //!    that was scheduled between two such readings has switched out again, which counts. Reading
-//!    `status` before the first `syscall` and after the second brackets both readings' counts,
-//!    so equal counts mean it was not scheduled from before the write to after it.
+//!    `status` before the first `syscall` and after the last brackets every reading's count, so
+//!    equal counts mean it was not scheduled from before the write to after it.
+//!
+//! What this cannot prove: a thread woken from outside the process (a timer, I/O, another
+//! process; this one's other threads are stopped) in the few microseconds between the last
+//! reading before the store and the store, that at once runs the first instruction of a function
+//! being written, then the next after the store, runs bytes of the jump. The readings after the
+//! write see it ran and the write is undone, but not what it ran. A thread asleep throughout is
+//! exactly as safe as a stopped one.
 //!
 //! A thread that fails 2 stops the attempt before anything is written; one that fails 3 ran
 //! meanwhile, and the write is undone (`write.rs`). Both are retried like a parked thread found
@@ -154,6 +163,25 @@ impl ForeignThreads {
                 return Err(Unproven::Inside { entry, tid });
             }
             thread.before = Some(Sighting { switches, sp, pc });
+        }
+        Ok(())
+    }
+
+    /// Just before the write, once every thread has been checked: each foreign thread seen
+    /// asleep is still off its CPU at the same place. The proof's first reading is then this one,
+    /// so a thread woken from outside the process while the others were checked is caught before
+    /// anything is written, and the window left (from this reading to the store) is a few system
+    /// calls long. Allocates nothing.
+    pub(super) fn confirm_before(&mut self) -> Result<(), Unproven> {
+        for thread in &self.threads {
+            let Some(before) = thread.before else {
+                continue;
+            };
+            let ran = Unproven::Ran { tid: thread.tid };
+            let place = read(&thread.syscall, &mut self.buffer, parse_syscall).ok_or(ran)?;
+            if place != Some((before.sp, before.pc)) {
+                return Err(ran);
+            }
         }
         Ok(())
     }

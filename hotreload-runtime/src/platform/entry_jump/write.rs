@@ -162,7 +162,9 @@ unsafe fn write_checked(
         let _ = unsafe { make_writable(&entries.pages, false) };
         return Err(os_error("making the executable's code writable", errno));
     }
-    let mut checked = foreign.check_before(scanner);
+    let mut checked = foreign
+        .check_before(scanner)
+        .and_then(|()| foreign.confirm_before());
     if checked.is_ok() {
         for (write, &entry) in entries.writes.iter().zip(&entries.at) {
             // SAFETY: the page is writable and no thread runs these bytes (checked above).
