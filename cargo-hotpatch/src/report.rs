@@ -87,14 +87,18 @@ pub fn print_patch_report(
 }
 
 /// `entry redirects: 3 function(s) (2 written, 1 retargeted, 0 restored), pause 85 µs with 6
-/// thread(s)`; for a check, the pause expected.
+/// thread(s), 1 checked asleep without stopping`; for a check, the pause expected.
 fn describe_entries(entries: &EntryReport, dry_run: bool) -> String {
-    let pause = match (dry_run, entries.pause_us, entries.expected_pause_us) {
-        (true, _, Some(us)) => format!(
-            ", expected pause {us} µs with {} thread(s)",
+    let threads = match entries.foreign_threads {
+        0 => format!("{} thread(s)", entries.threads),
+        foreign => format!(
+            "{} thread(s), {foreign} checked asleep without stopping",
             entries.threads
         ),
-        (false, Some(us), _) => format!(", pause {us} µs with {} thread(s)", entries.threads),
+    };
+    let pause = match (dry_run, entries.pause_us, entries.expected_pause_us) {
+        (true, _, Some(us)) => format!(", expected pause {us} µs with {threads}"),
+        (false, Some(us), _) => format!(", pause {us} µs with {threads}"),
         _ => ", no pause".to_owned(),
     };
     format!(
@@ -301,4 +305,32 @@ pub fn print_patch_built(out: &mut impl Write, built: &BuiltPatch) -> io::Result
 
 fn json(value: &impl serde::Serialize) -> io::Result<String> {
     serde_json::to_string(value).map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_redirects_count_the_threads_checked_asleep_without_stopping() {
+        let mut entries = EntryReport {
+            redirected: 3,
+            written: 2,
+            retargeted: 1,
+            threads: 6,
+            pause_us: Some(85),
+            ..EntryReport::default()
+        };
+        assert_eq!(
+            describe_entries(&entries, false),
+            "entry redirects: 3 function(s) (2 written, 1 retargeted, 0 restored), pause 85 µs with 6 thread(s)"
+        );
+        entries.foreign_threads = 1;
+        assert!(describe_entries(&entries, false)
+            .ends_with("pause 85 µs with 6 thread(s), 1 checked asleep without stopping"));
+        entries.expected_pause_us = Some(120);
+        assert!(describe_entries(&entries, true).ends_with(
+            "expected pause 120 µs with 6 thread(s), 1 checked asleep without stopping"
+        ));
+    }
 }

@@ -84,9 +84,11 @@ impl Fixture {
         let mut fixture = Self::example(at, profile, "snake", "hotpatch-snake-");
         fixture.set_env("DISPLAY", display);
         fixture.set_env("LIBGL_ALWAYS_SOFTWARE", "1");
-        // Mesa's llvmpipe worker threads block every signal, so the stop that writes entry
-        // redirects can never park them and such a patch is refused (a known limit, see the
-        // runtime's `docs::entry_redirects`); rendering on the game's own thread avoids them.
+        // Mesa's threads block every signal, so the stop that writes entry redirects checks
+        // them asleep instead of parking them (the runtime's `docs::entry_redirects`). Its
+        // disk-cache queue sleeps; llvmpipe's workers render every frame, and a running thread
+        // can never be proven idle, so a patch meeting them retries and may be refused.
+        // Rendering on the game's own thread avoids them.
         fixture.set_env("LP_NUM_THREADS", "0");
         fixture.set_env("SNAKE_REPORT", "1");
         fixture

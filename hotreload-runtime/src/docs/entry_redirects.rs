@@ -31,7 +31,36 @@
 //! patch is refused naming the function and the thread. The code pages are writable only while
 //! the threads are stopped; nothing allocates, prints or takes a lock meanwhile. Returning from
 //! the signal serialises each thread before it runs the new bytes. A system call the signal
-//! interrupts is restarted (`SA_RESTART`) or returns `EINTR` as for any signal.
+//! interrupts is restarted (`SA_RESTART`) or returns `EINTR` as for any signal. Each entry's five
+//! bytes are stored with one aligned 8-byte store (a function entry is 16-byte aligned), so a
+//! thread fetching them sees the old bytes or the new ones, never a mix.
+//!
+//! ### Threads that block every signal
+//!
+//! Some libraries' threads block every signal: Mesa's (its shader disk-cache queue `…:disk$0`,
+//! llvmpipe's workers, GPU drivers' queue threads), so every game or GUI using OpenGL or Vulkan
+//! on Linux has some. Such a thread cannot be stopped, so it is not signalled: the write goes
+//! ahead only if it is proven to run no instruction meanwhile. With the other threads stopped,
+//! it must be asleep in the kernel (`S` or `D` in `/proc/self/task/<tid>/status`); the kernel
+//! gives its user stack pointer and instruction (`/proc/self/task/<tid>/syscall`) only for a
+//! thread off its CPU and off the run queue; those pass the same check as a stopped thread's.
+//! After the write, it must still be asleep at the same place with the same count of context
+//! switches: a sleeping thread that was scheduled meanwhile has switched out again, which counts.
+//! Then every thread is made to serialise (`membarrier`, sync-core) before it runs user code
+//! again. If it was running, or ran meanwhile (a timer, I/O or another process woke it: this
+//! process's other threads are all stopped), the bytes are put back while the others are still
+//! stopped, and the stop is retried like one that found a thread inside the bytes; after half a
+//! second the patch is refused, naming the thread ("blocks the stop signal, so it cannot be
+//! stopped, and it was running during every attempt"), with nothing changed. An idle queue
+//! thread (Mesa's disk cache, asleep on a condition variable) never stops a patch; a busy one
+//! (llvmpipe rendering a frame) makes the attempts that meet it retry.
+//!
+//! What is proven and what is not: a thread that stays asleep throughout is exactly as safe as a
+//! stopped one. A thread woken from outside the process in the few microseconds between the last
+//! check before the store and the store, that at once runs the old first instruction of the very
+//! function being written and its next one after the store, runs bytes of the jump: the checks
+//! after the write see it ran and the write is undone, but not what it ran. A function whose
+//! first instruction is 5 bytes or longer is safe even then.
 //!
 //! ## Preconditions, checked before anything is written
 //!
@@ -54,7 +83,8 @@
 //! 1000 under `run`/`watch`, where a refusal costs a restart): if
 //! stopping the threads takes longer, they are released, nothing is written, and the patch is
 //! refused unchanged, naming the pause and the setting. `cargo hotpatch check` reports how many
-//! functions a patch redirects and the pause expected from the process's threads now; `status`
+//! functions a patch redirects and the pause expected from the process's threads now (and how
+//! many of them block the stop signal and are checked asleep instead); `status`
 //! and the history report how many are redirected and the last pause.
 //!
 //! ## What it costs
@@ -67,9 +97,10 @@
 //! ## Limits
 //!
 //! - x86-64 Linux only; elsewhere such a patch is refused.
-//! - A thread that blocks every signal cannot be stopped, so every such patch is refused for the
-//!   pause limit (nothing is written). Mesa's llvmpipe worker threads do this: a game rendering
-//!   with software GL takes entry redirects with `LP_NUM_THREADS=0`.
+//! - A thread that blocks every signal must be asleep in the kernel while the bytes are written
+//!   (above): one that keeps running (llvmpipe's workers rendering every frame) makes the patch
+//!   retry, then refuse naming it. A game rendering with software GL takes entry redirects
+//!   reliably with `LP_NUM_THREADS=0` (llvmpipe renders on the calling thread).
 //! - Only functions of the executable are redirected, and each keeps its 16-byte slot for the
 //!   rest of the process (a thread may be passing through it).
 //! - What the old machine code of other functions baked in (a constant return value, an inlined

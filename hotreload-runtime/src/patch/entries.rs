@@ -121,6 +121,7 @@ pub(super) fn report(outcome: Option<&EntryOutcome>) -> Option<EntryReport> {
         restored: outcome.restored,
         retargeted: outcome.retargeted,
         threads: outcome.threads,
+        foreign_threads: outcome.foreign_threads,
         pause_us: outcome.pause.map(micros),
         expected_pause_us: None,
     })
@@ -151,6 +152,7 @@ pub(super) fn predict(patch: &PatchFile) -> Option<EntryReport> {
         return None;
     }
     let (threads, running) = thread_counts();
+    let foreign_threads = platform::foreign_thread_count();
     let stops = written + restored > 0;
     Some(EntryReport {
         redirected: wanted.len(),
@@ -158,8 +160,15 @@ pub(super) fn predict(patch: &PatchFile) -> Option<EntryReport> {
         restored,
         retargeted: wanted.len() - written,
         threads,
+        foreign_threads,
         pause_us: None,
-        expected_pause_us: stops.then(|| micros(expected_pause(threads, running))),
+        // Threads that block the stop signal are read, not signalled.
+        expected_pause_us: stops.then(|| {
+            micros(expected_pause(
+                threads.saturating_sub(foreign_threads),
+                running,
+            ))
+        }),
     })
 }
 

@@ -61,8 +61,11 @@ pub struct EntryOutcome {
     /// How long the other threads were stopped, from the first signal to the release, if they
     /// were (only writing or restoring entry bytes needs it).
     pub pause: Option<Duration>,
-    /// Threads stopped.
+    /// The other threads: stopped, or (those that block the stop signal) checked asleep.
     pub threads: usize,
+    /// Of `threads`, those that block the stop signal and were checked asleep in the kernel
+    /// throughout the write instead of stopped.
+    pub foreign_threads: usize,
     /// Stops given up because a thread was inside bytes to be written, before the one that
     /// succeeded.
     pub retries: u32,
@@ -146,6 +149,21 @@ pub enum EntryError {
         /// Its name.
         thread: String,
         /// Stops tried.
+        tries: u32,
+        /// How long it was retried, in milliseconds.
+        waited_ms: u64,
+    },
+    /// A thread that blocks the stop signal could not be proven asleep throughout the write.
+    #[error("thread {thread} (tid {tid}) blocks the stop signal, so it cannot be stopped, and it was running during {} ({tries} tries in {waited_ms} ms): the jump is written only while such a thread sleeps in a system call; nothing was written; try again when it is idle", if *every_time { "every attempt" } else { "the last attempt" })]
+    ForeignThreadRunning {
+        /// The thread's id.
+        tid: i32,
+        /// Its name.
+        thread: String,
+        /// Whether every attempt failed on such a thread running (rather than some on a thread
+        /// inside the bytes).
+        every_time: bool,
+        /// Attempts made.
         tries: u32,
         /// How long it was retried, in milliseconds.
         waited_ms: u64,

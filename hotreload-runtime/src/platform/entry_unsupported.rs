@@ -27,6 +27,11 @@ pub(crate) fn redirected_entries() -> Vec<EntryTarget> {
     Vec::new()
 }
 
+/// No thread is ever checked here.
+pub(crate) fn foreign_thread_count() -> usize {
+    0
+}
+
 /// No stop ever happens here.
 pub(crate) fn last_pause() -> Option<Duration> {
     None

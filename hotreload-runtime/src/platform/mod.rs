@@ -13,11 +13,15 @@ pub use entry_types::*;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod entry_jump;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-pub(crate) use entry_jump::{last_pause, redirect_entries, redirected_entries};
+pub(crate) use entry_jump::{
+    foreign_thread_count, last_pause, redirect_entries, redirected_entries,
+};
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 mod entry_unsupported;
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-pub(crate) use entry_unsupported::{last_pause, redirect_entries, redirected_entries};
+pub(crate) use entry_unsupported::{
+    foreign_thread_count, last_pause, redirect_entries, redirected_entries,
+};
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

@@ -159,8 +159,12 @@ pub struct EntryReport {
     pub restored: usize,
     /// Redirected functions given new code without a stop.
     pub retargeted: usize,
-    /// Threads stopped (for `check`: the process's threads now).
+    /// Threads stopped, or checked asleep (for `check`: the process's threads now).
     pub threads: usize,
+    /// Of `threads`, those that block the stop signal (Mesa's, for one), checked asleep in the
+    /// kernel throughout the write instead of stopped.
+    #[serde(default)]
+    pub foreign_threads: usize,
     /// How long the threads were stopped, in microseconds, if they were.
     pub pause_us: Option<u64>,
     /// For `check`: the pause expected from the process's threads now, in microseconds.

@@ -2,6 +2,8 @@
 //! executable's own bytes), and writing them.
 
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
 
 use super::EntryError;
 use crate::platform::modules::{executable_segments, LoadedSegment};
@@ -148,17 +150,82 @@ pub(super) unsafe fn make_writable(ranges: &[(usize, usize)], writable: bool) ->
     Ok(())
 }
 
-/// Writes `bytes` at `address`.
+/// Writes `bytes` at `address`: with one aligned 8-byte store when they lie inside one aligned
+/// 8-byte word (a function entry is 16-byte aligned, so the jump at it always does), so a thread
+/// fetching them at the same moment gets all old or all new bytes, never a mix. Bytes that
+/// straddle two words are stored one by one; that is safe only with every thread that could run
+/// them stopped or proven asleep, which the write also needs for its other reasons (`write.rs`).
 ///
 /// # Safety
 /// The bytes must lie in pages [`make_writable`] made writable, and no other thread may run or be
-/// about to run them.
-pub(super) unsafe fn write_code(address: usize, bytes: &[u8]) {
+/// about to run them, but for the all-or-nothing store above.
+pub(super) unsafe fn write_code(address: usize, bytes: &[u8; JUMP_LEN]) {
+    let word = address & !7;
+    let within = address - word;
+    if within + JUMP_LEN <= 8 {
+        // SAFETY: an aligned word of writable code pages (the caller's promise); nothing else
+        // writes code meanwhile (the registry's lock), so its other bytes are kept as read.
+        let atomic = unsafe { AtomicU64::from_ptr(word as *mut u64) };
+        let mut new = atomic.load(Ordering::Relaxed).to_le_bytes();
+        new[within..within + JUMP_LEN].copy_from_slice(bytes);
+        atomic.store(u64::from_le_bytes(new), Ordering::Release);
+        return;
+    }
     for (i, &byte) in bytes.iter().enumerate() {
         // SAFETY: the caller's promise.
         unsafe { std::ptr::write_volatile((address + i) as *mut u8, byte) };
     }
 }
+
+/// Registers the process for [`sync_cores`], once (a system call that may take milliseconds the
+/// first time: call it before stopping threads). Does nothing where the kernel lacks the command.
+pub(super) fn prepare_sync_cores() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `membarrier` with a command and flags 0 reads nothing from memory.
+        let supported = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) };
+        let registered = supported >= 0
+            && supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE != 0
+            // SAFETY: as above.
+            && unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
+                    0,
+                    0,
+                )
+            } == 0;
+        SYNC_CORE_REGISTERED.store(registered, Ordering::SeqCst);
+    });
+}
+
+static SYNC_CORE_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Makes every thread of the process execute a serialising instruction before it next runs user
+/// code (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`), as cross-modifying code needs
+/// on x86: threads running now are interrupted; a thread asleep in the kernel serialises on its
+/// way back to user space (the kernel guarantees it to a registered process: the CR3 write of a
+/// switch from another process, or `sync_core_before_usermode`); a parked thread serialises
+/// anyway, returning from its signal. Takes no lock and allocates nothing; does nothing unless
+/// [`prepare_sync_cores`] registered the process.
+pub(super) fn sync_cores() {
+    if SYNC_CORE_REGISTERED.load(Ordering::SeqCst) {
+        // SAFETY: as in `prepare_sync_cores`.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+// From linux/membarrier.h (the libc crate does not have them).
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 5;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 6;
 
 pub(super) fn page_size() -> usize {
     // SAFETY: `sysconf` has no preconditions.

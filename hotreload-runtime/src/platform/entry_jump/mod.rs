@@ -1,26 +1,30 @@
 //! Entry redirection on x86-64 Linux: a function's first five bytes become `jmp rel32` to a slot
 //! near it (`slots.rs`), and the slot jumps to the new code. A set of functions is written in one
-//! stop of every other thread (`stop.rs`), after checking that none of them sits inside the bytes
-//! written (`scan.rs`); a redirected function is retargeted by storing its slot's target, with no
-//! stop; a restored one gets its exact original bytes back.
+//! stop of every other thread (`stop.rs`, `write.rs`), after checking that none of them sits
+//! inside the bytes written (`scan.rs`); a thread that blocks the stop signal is not stopped but
+//! proven asleep in the kernel from before the write to after it (`foreign.rs`). A redirected
+//! function is retargeted by storing its slot's target, with no stop; a restored one gets its
+//! exact original bytes back.
 //!
 //! Calls already running finish on the code they started in; every call that starts after the
 //! release, from any thread and through any caller, function pointer or vtable, reaches the target.
 
 mod code;
+mod foreign;
 mod scan;
 mod slots;
 mod stop;
+mod write;
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::entry_types::{EntryError, EntryLimits, EntryOutcome, EntryTarget};
 use crate::sync::lock;
-use code::{jump_to, make_writable, read_code, write_code, Executable, JUMP_LEN};
-use scan::Scanner;
+use code::{jump_to, read_code, Executable, JUMP_LEN};
 use slots::{set_target, target_of, SlotPages};
-use stop::{Stop, StopError, TaskList};
+use stop::StopError;
+use write::write_stopped;
 
 /// A function whose entry this process has redirected at some point.
 struct Redirected {
@@ -125,12 +129,12 @@ pub(crate) unsafe fn redirect_entries(
         }
     } else {
         // SAFETY: the writes are function entries checked above; the caller vouches for targets.
-        let (pause, threads, retries) =
-            unsafe { write_stopped(&mut registry, &writes, &retargets, limits) }?;
-        registry.last_pause = Some(pause);
-        outcome.pause = Some(pause);
-        outcome.threads = threads;
-        outcome.retries = retries;
+        let written = unsafe { write_stopped(&mut registry, &writes, &retargets, limits) }?;
+        registry.last_pause = Some(written.pause);
+        outcome.pause = Some(written.pause);
+        outcome.threads = written.threads;
+        outcome.foreign_threads = written.foreign;
+        outcome.retries = written.retries;
     }
     outcome.redirected = registry.functions.iter().filter(|f| f.active).count();
     Ok(outcome)
@@ -149,6 +153,12 @@ pub(crate) fn redirected_entries() -> Vec<EntryTarget> {
             target: target_of(f.slot),
         })
         .collect()
+}
+
+/// How many of the process's other threads block the stop signal now: a write checks them
+/// asleep instead of stopping them (`foreign.rs`).
+pub(crate) fn foreign_thread_count() -> usize {
+    foreign::count_blocking()
 }
 
 /// How long the last stop that wrote entries kept the other threads stopped.
@@ -179,101 +189,6 @@ impl Registry {
         });
         Ok(self.functions.len() - 1)
     }
-}
-
-/// Stops the other threads until none is inside the bytes written (retrying within
-/// `limits.retry_for`), writes every entry and retarget, and releases them. Returns the pause of
-/// the stop that wrote, the threads it stopped and how many stops were given up first.
-///
-/// # Safety
-/// Each write must be a function entry of the executable checked for room and bytes; each
-/// retarget a slot of the registry and a valid target.
-unsafe fn write_stopped(
-    registry: &mut Registry,
-    writes: &[Write],
-    retargets: &[(usize, usize)],
-    limits: &EntryLimits,
-) -> Result<(Duration, usize, u32), EntryError> {
-    let entries: Vec<usize> = writes
-        .iter()
-        .map(|w| registry.functions[w.index].entry)
-        .collect();
-    let ranges = code::page_ranges(&entries);
-    let mut scanner = Scanner::new(entries.iter().copied())?;
-    let mut tasks = TaskList::new();
-    let started = Instant::now();
-    let mut retries = 0u32;
-    loop {
-        let stop = Stop::begin(limits.max_pause, &mut tasks).map_err(|e| stop_error(e, limits))?;
-        let inside = stop
-            .threads()
-            .find_map(|thread| Some((scanner.entry_inside(&thread)?, thread.tid)));
-        let Some((entry, tid)) = inside else {
-            let threads = stop.threads().count();
-            // SAFETY: every other thread is stopped outside the bytes written (the caller's
-            // promise for the rest).
-            let written = unsafe { write_all(&entries, &ranges, writes, retargets) };
-            let pause = stop.release();
-            written?;
-            for write in writes {
-                registry.functions[write.index].active = write.activate;
-            }
-            return Ok((pause, threads, retries));
-        };
-        drop(stop);
-        if started.elapsed() >= limits.retry_for {
-            let name = registry
-                .functions
-                .iter()
-                .find(|f| f.entry == entry)
-                .map_or_else(String::new, |f| f.name.clone());
-            return Err(EntryError::ThreadInside {
-                name,
-                tid,
-                thread: crate::platform::thread_name(tid),
-                tries: retries + 1,
-                waited_ms: started.elapsed().as_millis() as u64,
-            });
-        }
-        retries += 1;
-        std::thread::sleep(Duration::from_millis(u64::from(retries.min(10))));
-    }
-}
-
-/// Writes every entry (their pages `ranges` writable only meanwhile), then every retarget.
-///
-/// # Safety
-/// As [`write_stopped`], with every other thread stopped outside the bytes written; `ranges` the
-/// pages of `entries` ([`code::page_ranges`]).
-unsafe fn write_all(
-    entries: &[usize],
-    ranges: &[(usize, usize)],
-    writes: &[Write],
-    retargets: &[(usize, usize)],
-) -> Result<(), EntryError> {
-    // SAFETY: the caller's promise: whole code pages, no other thread running in the bytes.
-    if let Err(errno) = unsafe { make_writable(ranges, true) } {
-        // SAFETY: as above; gives back any range already made writable its protection.
-        let _ = unsafe { make_writable(ranges, false) };
-        return Err(os_error("making the executable's code writable", errno));
-    }
-    for (write, &entry) in writes.iter().zip(entries) {
-        // SAFETY: the page is writable now and no other thread runs these bytes.
-        unsafe { write_code(entry, &write.bytes) };
-    }
-    // SAFETY: as above.
-    if let Err(errno) = unsafe { make_writable(ranges, false) } {
-        return Err(os_error(
-            "making the executable's code read-only again",
-            errno,
-        ));
-    }
-    for &(slot, target) in retargets {
-        // SAFETY: the caller's promise. A slot's page stays executable, so a failure leaves the
-        // slot at its old target; the entries stay written (each goes to valid code).
-        unsafe { set_target(slot, target) }.map_err(|e| os_error("retargeting a slot", e))?;
-    }
-    Ok(())
 }
 
 /// The desired entries with names sharing an address merged (their targets must agree).

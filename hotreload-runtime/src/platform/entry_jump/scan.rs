@@ -122,3 +122,40 @@ fn read_mappings() -> Vec<(usize, usize)> {
     mappings.sort_unstable();
     mappings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_inside_the_first_bytes_anywhere_on_a_stack_is_found() {
+        let entry = 0x7e57_0000usize;
+        let mut scanner = Scanner::new([entry]).unwrap();
+        let mut stack = vec![0u64; 4096];
+        let rsp = stack.as_ptr() as usize;
+        let mut found = |words: &mut Vec<u64>, at: usize, word: usize, rip: usize| {
+            words[at] = word as u64;
+            std::hint::black_box(&words);
+            scanner.entry_inside(&StoppedThread { tid: 1, rip, rsp })
+        };
+        let elsewhere = entry + 0x100;
+        assert_eq!(found(&mut stack, 3000, entry + 3, elsewhere), Some(entry));
+        assert_eq!(found(&mut stack, 3000, entry + 1, elsewhere), Some(entry));
+        assert_eq!(found(&mut stack, 3000, entry + 4, elsewhere), Some(entry));
+        assert_eq!(
+            found(&mut stack, 3000, entry, elsewhere),
+            None,
+            "the entry itself is fine"
+        );
+        assert_eq!(
+            found(&mut stack, 3000, entry + 5, elsewhere),
+            None,
+            "after the jump"
+        );
+        assert_eq!(
+            found(&mut stack, 0, 0, entry + 2),
+            Some(entry),
+            "the instruction"
+        );
+    }
+}

@@ -77,7 +77,7 @@ pub(super) struct Stop {
 /// A buffer for listing thread ids without allocating while threads are stopped.
 pub(super) struct TaskList {
     bytes: Vec<u8>,
-    tids: Vec<i32>,
+    pub(super) tids: Vec<i32>,
 }
 
 impl TaskList {
@@ -90,9 +90,14 @@ impl TaskList {
 }
 
 impl Stop {
-    /// Stops every thread of the process but the calling one, within `limit` from the first
-    /// signal; past it, releases the ones stopped and says which did not stop.
-    pub(super) fn begin(limit: Duration, tasks: &mut TaskList) -> Result<Stop, StopError> {
+    /// Stops every thread of the process but the calling one and those in `skip` (threads that
+    /// block the signal, `foreign.rs`), within `limit` from the first signal; past it, releases
+    /// the ones stopped and says which did not stop.
+    pub(super) fn begin(
+        limit: Duration,
+        tasks: &mut TaskList,
+        skip: &[i32],
+    ) -> Result<Stop, StopError> {
         install_handler();
         // SAFETY: `gettid` has no preconditions.
         let me = unsafe { libc::gettid() };
@@ -110,7 +115,7 @@ impl Stop {
             if tasks.tids.len() > MAX_THREADS {
                 return Err(StopError::TooManyThreads(tasks.tids.len()));
             }
-            let fresh = stop.signal_new(tasks, me)?;
+            let fresh = stop.signal_new(tasks, me, skip)?;
             if fresh == 0 {
                 if stop.started.elapsed() > limit {
                     let threads = LISTED.load(Ordering::SeqCst);
@@ -123,11 +128,15 @@ impl Stop {
     }
 
     /// Lists and signals the listed threads not signalled yet; returns how many.
-    fn signal_new(&self, tasks: &TaskList, me: i32) -> Result<usize, StopError> {
+    fn signal_new(&self, tasks: &TaskList, me: i32, skip: &[i32]) -> Result<usize, StopError> {
         // SAFETY: `getpid` has no preconditions.
         let pid = unsafe { libc::getpid() };
         let mut fresh = 0;
-        for &tid in tasks.tids.iter().filter(|&&tid| tid != me) {
+        let others = tasks
+            .tids
+            .iter()
+            .filter(|&&tid| tid != me && !skip.contains(&tid));
+        for &tid in others {
             let listed = LISTED.load(Ordering::Relaxed);
             if PARKED[..listed]
                 .iter()
@@ -251,6 +260,18 @@ extern "C" fn on_stop(_signal: libc::c_int, _info: *mut libc::siginfo_t, context
     unsafe { *errno = saved };
 }
 
+/// Whether `tid` parked in the last stop, which is over: until it has returned from the handler,
+/// the stop signal is blocked in it, as in a thread that blocks it for good (`foreign.rs`).
+pub(super) fn parked_in_last_stop(tid: i32) -> bool {
+    let generation = GENERATION.load(Ordering::SeqCst);
+    let listed = LISTED.load(Ordering::SeqCst);
+    generation % 2 == 0
+        && PARKED[..listed].iter().any(|p| {
+            p.tid.load(Ordering::Relaxed) == tid
+                && p.generation.load(Ordering::Acquire) == generation.wrapping_sub(1)
+        })
+}
+
 /// Records where this thread is in its entry of the stop `generation` and sleeps until the stop
 /// is over. A signal left over from an earlier stop finds no entry, or parks in this one (which
 /// stops the thread as intended).
@@ -311,7 +332,7 @@ fn futex_wake_all(word: &AtomicU32) {
 
 /// Fills `tasks.tids` with the process's threads, from `/proc/self/task` read with raw system
 /// calls into `tasks.bytes` (no allocation: threads may be stopped).
-fn list_tasks(tasks: &mut TaskList) -> Result<(), std::io::Error> {
+pub(super) fn list_tasks(tasks: &mut TaskList) -> Result<(), std::io::Error> {
     tasks.tids.clear();
     // SAFETY: the path is a NUL-terminated constant.
     let fd = unsafe {
