@@ -58,6 +58,18 @@ pub struct BuiltPatch {
     pub analysis: Duration,
 }
 
+impl BuiltPatch {
+    fn new(path: &Path, file: PatchFile, timings: &Timings) -> Self {
+        BuiltPatch {
+            path: path.to_owned(),
+            file,
+            rustc: timings.spent(Cost::Rustc),
+            link: timings.spent(Cost::Link),
+            analysis: timings.spent(Cost::Analysis),
+        }
+    }
+}
+
 /// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it
 /// brings the process to the current sources whatever was applied before.
 pub fn build(base: &BaseRecord, work_dir: &Path, output: &Path) -> anyhow::Result<BuiltPatch> {
@@ -145,13 +157,7 @@ pub fn build_including(
     let file = package::package(manifest, &mapped_library)?;
     introduced.record(&file.id, &library, &found.new_statics)?;
     package::write(&file, output)?;
-    Ok(BuiltPatch {
-        path: output.to_owned(),
-        file,
-        rustc: timings.spent(Cost::Rustc),
-        link: timings.spent(Cost::Link),
-        analysis: timings.spent(Cost::Analysis),
-    })
+    Ok(BuiltPatch::new(output, file, &timings))
 }
 
 /// Redirects the objects' references to the host's private data and checks what they reach:

@@ -47,11 +47,15 @@ pub fn resigned_functions(
 ) -> Vec<String> {
     let readable = |name: &String| format!("{:#}", rustc_demangle::demangle(name));
     let own = format!("{crate_name}::");
+    // The crate's functions and its types' methods, trait impls included (`<krate::T as …>::f`).
+    let is_own = |path: &String| {
+        path.starts_with(&own) || path.strip_prefix('<').is_some_and(|p| p.starts_with(&own))
+    };
     let renamed: BTreeSet<String> = now
         .keys()
         .filter(|name| !before.contains_key(*name))
         .map(readable)
-        .filter(|path| path.starts_with(&own))
+        .filter(is_own)
         .collect();
     before
         .keys()

@@ -155,3 +155,25 @@ fn build_specific_names_are_normalised() {
         "_ZN5logic4step17h0123E"
     );
 }
+
+#[test]
+fn a_function_or_method_of_the_crate_under_another_symbol_changed_its_signature() {
+    let fingerprints = |names: &[&str]| -> Fingerprints {
+        names
+            .iter()
+            .map(|n| (n.to_string(), "same".to_owned()))
+            .collect()
+    };
+    let before = fingerprints(&[
+        "_ZN54_$LT$snake..Game$u20$as$u20$core..default..Default$GT$7default17h0123456789abcdefE",
+        "_ZN5snake8new_game17h0123456789abcdefE",
+        "_ZN4core3ptr13drop_in_place17h0123456789abcdefE",
+    ]);
+    let now = fingerprints(&[
+        "_ZN54_$LT$snake..Game$u20$as$u20$core..default..Default$GT$7default17hfedcba9876543210E",
+        "_ZN5snake8new_game17hfedcba9876543210E",
+        "_ZN4core3ptr13drop_in_place17h0123456789abcdefE",
+    ]);
+    let resigned = resigned_functions(&before, &now, "snake");
+    assert_eq!(resigned, ["_ZN54_$LT$snake..Game$u20$as$u20$core..default..Default$GT$7default17h0123456789abcdefE", "_ZN5snake8new_game17h0123456789abcdefE"]);
+}
