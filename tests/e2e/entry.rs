@@ -265,6 +265,19 @@ fn watch_redirects_a_saved_function_and_says_it_runs_now() {
         said.contains("shapes::label (entry redirected: running now)"),
         "watch lists the redirected function as running now: {said}"
     );
+    // Saved back as it was built: the entry gets its own bytes again, and watch says so.
+    let mark = app.run.stderr_text().len();
+    fixture.edit(
+        "shapes/src/lib.rs",
+        "(mix(round) >> 63) + 3",
+        "(mix(round) >> 63) + 1",
+    );
+    app.wait_for(BASE, "after watch gave shapes::label its own code back");
+    let said = wait_for_text(|| app.run.stderr_text(), mark, "running now");
+    assert!(
+        said.contains("shapes::label (back to its own code: running now)"),
+        "watch says the function runs its own code again: {said}"
+    );
 }
 
 /// In dev no crate is rebuilt for the leaf's callers: a signature change of `leaf::bump` leaves

@@ -82,7 +82,9 @@ impl Session {
                     debounce,
                     apply: applied.elapsed(),
                 };
-                report_patched(&built, &report, &timings, self.verbose);
+                let before = &self.redirected_entries;
+                report_patched(&built, &report, &timings, before, self.verbose);
+                self.redirected_entries = redirected_names(&built.file.manifest);
                 self.after_apply(&built);
             }
             Err(error) => {
@@ -256,7 +258,13 @@ fn without_colours(text: &str) -> String {
 }
 
 /// Says what a patch changed in the app, and what each part of it took.
-fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, verbose: bool) {
+fn report_patched(
+    built: &BuiltPatch,
+    report: &PatchReport,
+    timings: &Timings,
+    redirected_before: &BTreeSet<String>,
+    verbose: bool,
+) {
     let manifest = &built.file.manifest;
     status(
         "Patched",
@@ -289,6 +297,17 @@ fn report_patched(built: &BuiltPatch, report: &PatchReport, timings: &Timings, v
         status(
             "Changed",
             format!("{entries} (entry redirected: running now)"),
+        );
+    }
+    // Redirected by the last patch and not by this one: its entry got its own bytes back.
+    let (restored, new): (Vec<String>, Vec<String>) = new
+        .into_iter()
+        .partition(|name| redirected_before.contains(name));
+    if !restored.is_empty() {
+        let entries = listed(&restored);
+        status(
+            "Changed",
+            format!("{entries} (back to its own code: running now)"),
         );
     }
     if !new.is_empty() {
@@ -325,6 +344,12 @@ fn running_now(manifest: &Manifest) -> (Vec<String>, Vec<String>, Vec<String>) {
         .into_iter()
         .partition(|name| redirected.contains(name.as_str()));
     (hot, entries, new)
+}
+
+/// The functions whose entries `manifest` redirects.
+fn redirected_names(manifest: &Manifest) -> BTreeSet<String> {
+    let names = manifest.entry_redirects.iter();
+    names.map(|redirect| redirect.name.clone()).collect()
 }
 
 /// Names for one status line: the first few, then how many more (derived code such as serde's

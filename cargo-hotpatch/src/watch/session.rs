@@ -30,6 +30,9 @@ pub(super) struct Session {
     pub(super) link: AppLink,
     /// Library crates some applied patch rebuilt: patched again even when they return to the base.
     pub(super) patched_crates: BTreeSet<String>,
+    /// The functions whose entries the last applied patch redirects: one the next patch leaves
+    /// out is given back its own code.
+    pub(super) redirected_entries: BTreeSet<String>,
     /// Content hash of every source file as last handled.
     pub(super) seen: HashMap<PathBuf, String>,
     pub(super) patches_built: u64,
@@ -73,6 +76,7 @@ impl Session {
             baseline: None,
             app: None,
             patched_crates: BTreeSet::new(),
+            redirected_entries: BTreeSet::new(),
             patches_built: 0,
             warm: WarmCompilers::new(&layout_dir.join("watch")),
             verbose,
@@ -185,6 +189,7 @@ impl Session {
                 self.warm.clear();
                 self.base = Some(base);
                 self.patched_crates.clear();
+                self.redirected_entries.clear();
                 self.running.reset();
                 self.waiting_for_manifest = None;
                 if let Err(error) = self.spawn(&executable) {

@@ -55,7 +55,9 @@ pub(super) fn update_for(
         update = unsafe { update.replace_with(first, registration) };
     }
     let targets = entries::targets(patch, library)?;
-    if update.is_empty() && targets.is_empty() {
+    // A patch that redirects nothing still gives redirected entries their own code back.
+    let restores = !crate::entry::redirected_entries().is_empty();
+    if update.is_empty() && targets.is_empty() && !restores {
         return Err(Error::NoHotFunctions {
             patch: patch.short_id().to_owned(),
         });
