@@ -55,6 +55,12 @@
 //! thread (Mesa's disk cache, asleep on a condition variable) never stops a patch; a busy one
 //! (llvmpipe rendering a frame) makes the attempts that meet it retry.
 //!
+//! Threads are classified at the start of each attempt. One that a library starts later, with
+//! every signal blocked (Mesa starts its queues during the first frames), would keep the stop
+//! waiting for it until the pause limit: a thread that has not parked 5 ms after the first
+//! signal and sleeps with the stop signal blocked ends the attempt at once, and the next one
+//! classifies it. Past half a second of such attempts the patch is refused, naming the thread.
+//!
 //! What is proven and what is not: a thread that stays asleep throughout is exactly as safe as a
 //! stopped one. A thread woken from outside the process in the few microseconds between the last
 //! check before the store and the store, that at once runs the old first instruction of the very

@@ -153,6 +153,16 @@ pub enum EntryError {
         /// How long it was retried, in milliseconds.
         waited_ms: u64,
     },
+    /// A thread kept starting to block the stop signal after the threads were classified.
+    #[error("thread {thread} (tid {tid}) began blocking the stop signal after the process's threads were checked, on every attempt for {waited_ms} ms (a library starting threads, as Mesa does on its first frames); nothing was written; try again once the app has started its threads")]
+    BeganBlocking {
+        /// The thread's id.
+        tid: i32,
+        /// Its name.
+        thread: String,
+        /// How long the attempts took, in milliseconds.
+        waited_ms: u64,
+    },
     /// A thread that blocks the stop signal could not be proven asleep throughout the write.
     #[error("thread {thread} (tid {tid}) blocks the stop signal, so it cannot be stopped, and it was running during {} ({tries} tries in {waited_ms} ms): the jump is written only while such a thread sleeps in a system call; nothing was written; try again when it is idle", if *every_time { "every attempt" } else { "the last attempt" })]
     ForeignThreadRunning {

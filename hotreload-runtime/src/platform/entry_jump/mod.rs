@@ -9,6 +9,7 @@
 //! Calls already running finish on the code they started in; every call that starts after the
 //! release, from any thread and through any caller, function pointer or vtable, reaches the target.
 
+mod blocked;
 mod code;
 mod foreign;
 mod scan;
@@ -230,6 +231,11 @@ fn stop_error(error: StopError, limits: &EntryLimits) -> EntryError {
             threads,
             not_stopped: tid
                 .map(|tid| format!("{} (tid {tid})", crate::platform::thread_name(tid))),
+        },
+        StopError::BlocksStopSignal { tid, waited } => EntryError::BeganBlocking {
+            tid,
+            thread: crate::platform::thread_name(tid),
+            waited_ms: waited.as_millis() as u64,
         },
         StopError::TooManyThreads(n) => EntryError::TooManyThreads(n),
         StopError::List(error) => EntryError::Os {

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use super::blocked::asleep_blocking;
+
 /// The most threads one stop handles; a process with more is refused.
 pub(super) const MAX_THREADS: usize = 4096;
 /// A thread that left after it was listed.
@@ -64,6 +66,9 @@ pub(super) enum StopError {
     TooManyThreads(usize),
     /// `/proc/self/task` could not be listed.
     List(std::io::Error),
+    /// `tid` sleeps with the stop signal blocked: it began blocking it after the threads were
+    /// classified (a library's thread started meanwhile), so it will not stop; classify again.
+    BlocksStopSignal { tid: i32, waited: Duration },
 }
 
 /// Every other thread of the process parked in the signal handler, until [`Stop::release`] (or
@@ -186,6 +191,10 @@ impl Stop {
                 waiting.tid.store(GONE, Ordering::Relaxed);
                 continue;
             }
+            if now - self.started > LATE_CHECK_AFTER && asleep_blocking(tid, stop_signal()) {
+                let waited = now - self.started;
+                return Err(StopError::BlocksStopSignal { tid, waited });
+            }
             // Sleep until a handler arrives; wake up now and then to notice threads that left.
             futex_wait(
                 &ARRIVED,
@@ -223,6 +232,10 @@ impl Drop for Stop {
         }
     }
 }
+
+/// How long a thread may take to park before it is checked for sleeping with the stop signal
+/// blocked: one running or just woken parks well within it.
+const LATE_CHECK_AFTER: Duration = Duration::from_millis(5);
 
 fn release(generation: u32) {
     GENERATION.store(generation.wrapping_add(1), Ordering::SeqCst);

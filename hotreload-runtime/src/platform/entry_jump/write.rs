@@ -69,8 +69,10 @@ pub(super) unsafe fn write_stopped(
         if foreign.len() > 0 {
             prepare_sync_cores();
         }
-        let stop = Stop::begin(limits.max_pause, &mut tasks, foreign.tids())
-            .map_err(|e| stop_error(e, limits))?;
+        let Some(stop) = begin_stop(&mut tasks, &foreign, limits, started)? else {
+            retries += 1;
+            continue;
+        };
         let parked_inside = stop.threads().find_map(|thread| {
             let entry = scanner.entry_inside(&thread)?;
             Some(Unproven::Inside {
@@ -114,6 +116,28 @@ pub(super) unsafe fn write_stopped(
         }
         retries += 1;
         std::thread::sleep(Duration::from_millis(u64::from(retries.min(10))));
+    }
+}
+
+/// Stops every thread but `foreign`'s; `None` when one began blocking the stop signal after
+/// they were classified (classify again), unless that has gone on past `retry_for`.
+fn begin_stop(
+    tasks: &mut TaskList,
+    foreign: &ForeignThreads,
+    limits: &EntryLimits,
+    started: Instant,
+) -> Result<Option<Stop>, EntryError> {
+    match Stop::begin(limits.max_pause, tasks, foreign.tids()) {
+        Ok(stop) => Ok(Some(stop)),
+        Err(StopError::BlocksStopSignal { tid, .. }) => {
+            let waited = started.elapsed();
+            if waited < limits.retry_for {
+                return Ok(None);
+            }
+            let error = StopError::BlocksStopSignal { tid, waited };
+            Err(stop_error(error, limits))
+        }
+        Err(error) => Err(stop_error(error, limits)),
     }
 }
 
