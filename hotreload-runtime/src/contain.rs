@@ -142,7 +142,26 @@ pub fn patch_panicked(
         panics.push_back(record);
     }
     request_rollback(slot, entry as usize, sequence);
+    if !crate::entry::redirected_entries().is_empty() {
+        // Redirected entries are the process's, not the slot's: run again before the rollback
+        // restores them, the call would reach the code that panicked through one of them.
+        wait_for_rollback(entry as usize);
+    }
     fallback
+}
+
+/// How long a panicked call waits for its rollback before it runs again regardless.
+const ROLLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits, as if parked at a safe point (the rollback waits for this thread too), until the
+/// rollback of `entry` is over or [`ROLLBACK_WAIT`] has passed.
+fn wait_for_rollback(entry: usize) {
+    crate::safe_point::blocking_at_safe_point(|| {
+        let deadline = std::time::Instant::now() + ROLLBACK_WAIT;
+        while lock(&PENDING).contains(&entry) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
 }
 
 /// Starts a thread that rolls back until `slot` no longer holds `entry`, unless one is at it.

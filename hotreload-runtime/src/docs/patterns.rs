@@ -124,7 +124,10 @@
 //!   references among them), `&mut` references, `&self` and `&mut self`. Its caller gets that
 //!   result and never sees the panic, so a game loop's `update(&mut game, dt)` goes on. What the
 //!   panicked call changed through a `&mut` before it panicked stays changed: the previous
-//!   version starts from there. A call whose arguments were moved into it (`String`, `Vec`, a
+//!   version starts from there. When the patch redirected entries of plain functions, the call
+//!   waits for the rollback to restore them first (at most 5 s, as if parked at a safe point):
+//!   run again sooner, it would reach the code that panicked through a redirected entry. A call
+//!   whose arguments were moved into it (`String`, `Vec`, a
 //!   boxed value) cannot run again: its panic goes on unwinding to its caller, as it would without
 //!   hot reloading, once the rollback was asked for. An `async fn`'s panics happen while its
 //!   future is polled and are not contained.
