@@ -14,6 +14,18 @@ pub fn status(verb: &str, message: impl Display) {
     }
 }
 
+/// Says the app runs from `executable`, and where its control socket is.
+pub fn running(executable: &std::path::Path, socket: &std::path::Path) {
+    status(
+        "Running",
+        format!(
+            "`{}` (control socket {})",
+            executable.display(),
+            socket.display()
+        ),
+    );
+}
+
 /// Prints a warning in cargo's style.
 pub fn warning(message: impl Display) {
     if std::io::stderr().is_terminal() {

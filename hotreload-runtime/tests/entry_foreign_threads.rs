@@ -8,16 +8,15 @@
 
 mod support;
 
-use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use hotreload_runtime::entry::{redirect_entries, EntryError, EntryLimits, EntryTarget};
-use support::symbols::function_size;
+use hotreload_runtime::entry::EntryError;
+use support::entry::{block_every_signal, entry, price, price_redirect, redirect, turn};
 
 std::arch::global_asm!(
     ".text",
@@ -57,67 +56,6 @@ extern "C" fn nine() -> u32 {
 
 extern "C" fn tripled(x: u64) -> u64 {
     x * 3
-}
-
-#[inline(never)]
-fn price(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(1)
-}
-
-#[inline(never)]
-fn price_v2(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(2)
-}
-
-/// Entry redirection keeps one process-wide set: the tests of this file take turns.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn limits() -> EntryLimits {
-    EntryLimits {
-        max_pause: Duration::from_secs(2),
-        retry_for: Duration::from_millis(300),
-    }
-}
-
-fn redirect(targets: &[EntryTarget]) -> Result<hotreload_runtime::entry::EntryOutcome, EntryError> {
-    // SAFETY: every target below has the signature of the function it replaces.
-    unsafe { redirect_entries(targets, &limits()) }
-}
-
-fn entry(name: &str, entry: usize, size: usize, target: usize) -> EntryTarget {
-    EntryTarget {
-        name: name.to_owned(),
-        entry,
-        size,
-        target,
-    }
-}
-
-fn price_redirect() -> EntryTarget {
-    let at = price as fn(u64) -> u64 as usize;
-    entry(
-        "price",
-        at,
-        function_size(at),
-        price_v2 as fn(u64) -> u64 as usize,
-    )
-}
-
-/// Blocks every signal in the calling thread, as Mesa's threads do.
-fn block_every_signal() {
-    // SAFETY: `set` is a valid `sigset_t` filled by `sigfillset` before use.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        assert_eq!(
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
-            0
-        );
-    }
 }
 
 /// A thread that blocks every signal and computes `price` of each number it receives, sleeping

@@ -8,34 +8,11 @@
 
 mod support;
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use hotreload_runtime::entry::{redirect_entries, EntryLimits, EntryTarget};
+use support::entry::{block_every_signal, price, price_v2};
 use support::symbols::function_size;
-
-#[inline(never)]
-fn price(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(1)
-}
-
-#[inline(never)]
-fn price_v2(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(2)
-}
-
-/// Blocks every signal in the calling thread (and so in the threads it starts).
-fn block_every_signal() {
-    // SAFETY: `set` is a valid `sigset_t` filled by `sigfillset` before use.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        assert_eq!(
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
-            0
-        );
-    }
-}
 
 /// How long the spawner starts threads for.
 const BURST: Duration = Duration::from_millis(300);

@@ -14,20 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hotreload_runtime::entry::{redirect_entries, EntryLimits, EntryTarget};
+use support::entry::{price, price_v2};
 use support::symbols::function_size;
 
 /// Entry redirection keeps one process-wide set: the tests of this file take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-#[inline(never)]
-fn price(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(1)
-}
-
-#[inline(never)]
-fn price_v2(x: u64) -> u64 {
-    black_box(x).wrapping_mul(3).wrapping_add(2)
-}
 
 #[inline(never)]
 fn price_v3(x: u64) -> u64 {

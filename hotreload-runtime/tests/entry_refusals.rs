@@ -11,10 +11,13 @@ use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hotreload_runtime::entry::{redirect_entries, EntryError, EntryLimits, EntryTarget};
+mod support;
+
+use hotreload_runtime::entry::{redirect_entries, EntryError, EntryLimits};
+use support::entry::{entry, redirect, turn};
 
 std::arch::global_asm!(
     ".text",
@@ -71,34 +74,6 @@ extern "C" fn doubled(x: u64) -> u64 {
 
 extern "C" fn tripled(x: u64) -> u64 {
     x * 3
-}
-
-/// Entry redirection keeps one process-wide set: the tests of this file take turns.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn limits() -> EntryLimits {
-    EntryLimits {
-        max_pause: Duration::from_secs(2),
-        retry_for: Duration::from_millis(300),
-    }
-}
-
-fn redirect(targets: &[EntryTarget]) -> Result<hotreload_runtime::entry::EntryOutcome, EntryError> {
-    // SAFETY: every target below has the signature of the function it replaces.
-    unsafe { redirect_entries(targets, &limits()) }
-}
-
-fn entry(name: &str, entry: usize, size: usize, target: usize) -> EntryTarget {
-    EntryTarget {
-        name: name.to_owned(),
-        entry,
-        size,
-        target,
-    }
 }
 
 #[test]
@@ -183,6 +158,9 @@ fn a_thread_blocked_inside_the_first_bytes_is_waited_for_then_refused() {
     );
     assert!(hotreload_runtime::entry::redirected_entries().is_empty());
 }
+
+/// Data, not code: no entry to redirect.
+static NOT_CODE: [u8; 8] = [0; 8];
 
 static CALLEE_MAY_RETURN: AtomicBool = AtomicBool::new(false);
 
@@ -295,7 +273,7 @@ fn merged_names_with_different_code_and_unknown_sizes_are_refused() {
 
     let error = redirect(&[entry("padded", at, 0, nine as *const () as usize)]).unwrap_err();
     assert!(matches!(error, EntryError::SizeUnknown { .. }), "{error}");
-    let outside = redirect(&[entry("data", &ONE_AT_A_TIME as *const _ as usize, 8, 0)]);
+    let outside = redirect(&[entry("data", &NOT_CODE as *const _ as usize, 8, 0)]);
     assert!(
         matches!(outside, Err(EntryError::NotInExecutable { .. })),
         "{outside:?}"

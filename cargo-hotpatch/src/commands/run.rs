@@ -35,14 +35,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let socket = layout.control_socket();
-    status(
-        "Running",
-        format!(
-            "`{}` (control socket {})",
-            executable.display(),
-            socket.display()
-        ),
-    );
+    crate::shell::running(&executable, &socket);
     let link = AppLink::listen(&layout.dir)?;
     link.expect_build(&record.identity.build_id);
     let exit = app_command(&executable, &args.app_args, &socket, &link)

@@ -17,7 +17,7 @@ use crate::host::{self, HotpatchDirs};
 use crate::patch;
 use crate::patch::compile::warm::{WarmCompilers, MAX_WAITING};
 use crate::remote::app_link::{app_command, AppLink};
-use crate::shell::{error_line, status, warning};
+use crate::shell::{error_line, warning};
 
 /// The app under watch and what has been patched into it.
 pub(super) struct Session {
@@ -90,14 +90,7 @@ impl Session {
 
     fn spawn(&mut self, executable: &Path) -> anyhow::Result<()> {
         let socket = self.layout.control_socket();
-        status(
-            "Running",
-            format!(
-                "`{}` (control socket {})",
-                executable.display(),
-                socket.display()
-            ),
-        );
+        crate::shell::running(executable, &socket);
         if let Some(base) = &self.base {
             self.link.expect_build(&base.identity.build_id);
         }

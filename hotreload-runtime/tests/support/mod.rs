@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod entry;
 pub mod symbols;
 
 use hotreload_runtime::wire::patch_file::{BuildIdentity, Manifest, PatchFile};
