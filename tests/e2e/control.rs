@@ -433,7 +433,7 @@ fn running_out_of_descriptors_says_so(app: &Instance, v2: &Path) {
         set_limit((app.kept_descriptors() + extra) as u64);
         match client::apply(&app.socket, &patch) {
             Ok(report) => panic!("applied with {extra} descriptor(s) to spare: {report:?}"),
-            Err(error) if format!("{error:#}").contains("without answering") => continue,
+            Err(error) if closed_unanswered(&error) => continue,
             Err(error) => {
                 said = Some(format!("{error:#}"));
                 break;
@@ -447,6 +447,13 @@ fn running_out_of_descriptors_says_so(app: &Instance, v2: &Path) {
         "running out of descriptors is reported as such: {said}"
     );
     client::apply(&app.socket, &patch).expect("with its limit back the patch applies");
+}
+
+/// Whether `apply` failed because the process closed the connection without answering (before
+/// it read the request: a broken pipe, or after), whatever its status said afterwards.
+fn closed_unanswered(error: &impl std::fmt::Display) -> bool {
+    let said = format!("{error:#}");
+    said.contains("closed the connection without answering") || said.contains("Broken pipe")
 }
 
 /// A process of the same user that connects to `watch`'s link and plays the app: it answers

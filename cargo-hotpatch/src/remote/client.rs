@@ -108,7 +108,8 @@ pub fn apply_allowing(
                     short_id(&id)
                 ),
             );
-            resolve(socket, &id, commit_deadline.unwrap_or(DEFAULT_WAIT))
+            let why = format!("{error:#}");
+            resolve(socket, &id, &why, commit_deadline.unwrap_or(DEFAULT_WAIT))
         }
     }
 }
@@ -123,9 +124,9 @@ fn patch_id(patch: &Path) -> anyhow::Result<String> {
         .id)
 }
 
-/// What happened to an `apply` of patch `id` whose answer did not come: polls `status` for up
-/// to `within` until the patch is no longer being applied.
-fn resolve(socket: &Path, id: &str, within: Duration) -> anyhow::Result<PatchReport> {
+/// What happened to an `apply` of patch `id` whose answer did not come (`why`): polls `status`
+/// for up to `within` until the patch is no longer being applied.
+fn resolve(socket: &Path, id: &str, why: &str, within: Duration) -> anyhow::Result<PatchReport> {
     let until = Instant::now() + within;
     loop {
         let left = until.saturating_duration_since(Instant::now());
@@ -144,7 +145,7 @@ fn resolve(socket: &Path, id: &str, within: Duration) -> anyhow::Result<PatchRep
                     Err(Refused {
                         peer: socket.display().to_string(),
                         step: "unanswered".to_owned(),
-                        message: format!("the answer to `apply` did not come in time, and its status afterwards shows patch {} not applied: nothing changed on it; its log or audit log says why", short_id(id)),
+                        message: format!("no answer to `apply` came ({why}), and its status afterwards shows patch {} not applied: nothing changed on it; its log or audit log says why", short_id(id)),
                     }
                     .into())
                 };
