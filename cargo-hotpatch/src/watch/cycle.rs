@@ -128,13 +128,33 @@ impl Session {
             .collect()
     }
 
+    /// Waits for the compile that starts with the app (see `remember_in_background`), saying so
+    /// when a save comes before it ends: on a large crate it takes as long as a first build.
+    fn wait_for_baseline(&mut self) {
+        let Some(baseline) = self.baseline.take() else {
+            return;
+        };
+        if baseline.is_finished() {
+            let _ = baseline.join();
+            return;
+        }
+        status(
+            "Waiting",
+            "for the compile of the app's crates that started with it (once per start): the first patch compares with it",
+        );
+        let started = Instant::now();
+        let _ = baseline.join();
+        status(
+            "Compiled",
+            format!("the app's crates in {}", human::duration(started.elapsed())),
+        );
+    }
+
     /// Builds the next patch against the running app's base, with the remembered functions as
     /// they were before it (to put back if the app refuses it). `None` if nothing changed, if
     /// the change cannot be patched (then the app is restarted) or if the build failed (said).
     fn build_patch(&mut self) -> Option<(BuiltPatch, running::Snapshot)> {
-        if let Some(baseline) = self.baseline.take() {
-            let _ = baseline.join();
-        }
+        self.wait_for_baseline();
         self.patches_built += 1;
         let output = self
             .layout
