@@ -4,6 +4,7 @@
 //! and nothing here imports from them.
 
 pub mod dwarf;
+pub mod each;
 pub mod edit;
 pub mod elf;
 pub mod read;

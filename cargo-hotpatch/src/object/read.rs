@@ -127,6 +127,20 @@ pub fn state_records(path: &Path) -> anyhow::Result<Vec<StateRecord>> {
     Ok(parse_records(&bytes))
 }
 
+/// Whether a section can take part in what code reaches at run time: one that is loaded, other
+/// than unwind tables (which refer to every function and are referred to by none). Debug
+/// information, most of an object's relocations, is not.
+pub fn may_be_reached(section: &object::Section<'_, '_>) -> bool {
+    let loaded = match section.flags() {
+        object::SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_ALLOC) != 0,
+        _ => section.kind() != SectionKind::Debug,
+    };
+    loaded
+        && !section
+            .name()
+            .is_ok_and(|name| name.starts_with(".eh_frame"))
+}
+
 /// The mangled name of the static a writable data section holds (`.bss.NAME`, `.tdata.NAME`).
 pub fn private_static_of<'a>(section: &object::Section<'a, '_>) -> Option<&'a str> {
     let name = section.name().ok()?;

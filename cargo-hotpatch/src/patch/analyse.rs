@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
 
 use crate::host::{hot_identity, HostLocalData, HotFunctions};
-use crate::object::read::private_static_of;
+use crate::object::each::each_at_once;
+use crate::object::read::{may_be_reached, private_static_of};
 use crate::patch::changes::machine_code::normalise;
 use crate::patch::redirect::{is_own_copy, made_by_macro, static_name, Redirections};
 use crate::patch::refusal::{ForkedStatic, Refusal};
@@ -41,10 +42,11 @@ pub fn analyse_objects(
     host_local_data: &HostLocalData,
     entry_roots: &BTreeSet<String>,
 ) -> anyhow::Result<PatchAnalysis> {
-    let data = objects
-        .iter()
-        .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
-        .collect::<anyhow::Result<Vec<Vec<u8>>>>()?;
+    let data = each_at_once(objects, |path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    })
+    .into_iter()
+    .collect::<anyhow::Result<Vec<Vec<u8>>>>()?;
     let files = data
         .iter()
         .zip(objects)
@@ -81,8 +83,13 @@ fn analyse_graph(
     let mut analysis = PatchAnalysis::default();
     let symbols = collect_symbols(files, &mut analysis.hot, entry_roots);
     let edges = reference_graph(files, &symbols.definitions);
-    for (root, identity) in symbols.roots {
-        for mangled in private_statics_reached(files, &edges, root) {
+    // Each static is named with the first root (by name) that reaches it: walked in that order,
+    // a root need not enter what an earlier one walked.
+    let mut roots = symbols.roots;
+    roots.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut seen = BTreeSet::new();
+    for (root, identity) in roots {
+        for mangled in private_statics_reached(files, &edges, root, &mut seen) {
             let reached = (mangled.to_owned(), identity.clone());
             if host_local_data.contains_key(mangled) {
                 analysis.reached_statics.push(reached);
@@ -146,7 +153,7 @@ fn reference_graph(
 ) -> HashMap<Node, Vec<Node>> {
     let mut edges: HashMap<Node, Vec<Node>> = HashMap::new();
     for (at, file) in files.iter().enumerate() {
-        for section in file.sections() {
+        for section in file.sections().filter(may_be_reached) {
             let targets = edges.entry((at, section.index())).or_default();
             for (_, relocation) in section.relocations() {
                 let RelocationTarget::Symbol(index) = relocation.target() else {
@@ -169,15 +176,16 @@ fn reference_graph(
     edges
 }
 
-/// The private statics (other than the patch's own copies) that code reached from `root` touches.
-/// A walk stops at a static: what a static's initial value points at is not code it runs.
+/// The private statics (other than the patch's own copies) that code reached from `root` touches,
+/// not entering the sections in `seen` (to which it adds those it walks). A walk stops at a
+/// static: what a static's initial value points at is not code it runs.
 fn private_statics_reached<'data>(
     files: &[object::File<'data>],
     edges: &HashMap<Node, Vec<Node>>,
     root: Node,
+    seen: &mut BTreeSet<(usize, usize)>,
 ) -> Vec<&'data str> {
     let mut reached = Vec::new();
-    let mut seen = BTreeSet::new();
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
         if !seen.insert((node.0, node.1 .0)) {

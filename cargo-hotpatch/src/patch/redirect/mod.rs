@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::host::HostLocalData;
+use crate::object::each::each_at_once;
 
 /// Statics a patch must have its own copy of, or that the runtime keeps in step itself.
 const OWN_COPY_EXPECTED: &[&str] = &["__HOT_SLOT", "__HOT_STATE", "__INVENTORY"];
@@ -46,6 +47,19 @@ pub struct Redirections {
     /// Pointers to host statics stored in the patch's own data, which the runtime sets to the
     /// running copies after loading.
     pub data_pointers: Vec<DataPointer>,
+}
+
+impl Redirections {
+    /// Adds what redirecting a later object did: as if the same `Redirections` had recorded both.
+    fn absorb(&mut self, later: Redirections) {
+        self.redirected.extend(later.redirected);
+        for (name, why) in later.unredirectable {
+            self.unredirectable.entry(name).or_insert(why);
+        }
+        self.address_cells.extend(later.address_cells);
+        self.thread_local_cells.extend(later.thread_local_cells);
+        self.data_pointers.extend(later.data_pointers);
+    }
 }
 
 /// A pointer to a host static (`target` plus `addend`) stored `offset` bytes into the patch's
@@ -80,9 +94,13 @@ pub fn redirect_objects(
     targets: &HostLocalData,
     origins: &Origins,
 ) -> anyhow::Result<Redirections> {
+    let each = each_at_once(objects, |object| {
+        let mut redirections = Redirections::default();
+        redirect_object(object, targets, origins, &mut redirections).map(|()| redirections)
+    });
     let mut redirections = Redirections::default();
-    for object in objects {
-        redirect_object(object, targets, origins, &mut redirections)?;
+    for object in each {
+        redirections.absorb(object?);
     }
     Ok(redirections)
 }
