@@ -32,7 +32,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hotreload_runtime::wire::patch_file::PatchFile;
 
-pub use changes::remember_base_functions;
 pub use introduced::forget_introduced_statics;
 pub use refusal::{NotPatchable, Refusal};
 
@@ -68,6 +67,19 @@ impl BuiltPatch {
             analysis: timings.spent(Cost::Analysis),
         }
     }
+}
+
+/// What `watch` does once the app has started, before the first save: compiles the base's
+/// crates the way patches are compiled and remembers their functions (see
+/// [`changes::remember_base_functions`]), then reads what every patch of `base` reads of its
+/// executable and of those objects, so the first patch is as fast as the next.
+pub fn prepare_first_patch(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+    let objects = changes::remember_base_functions(base, work_dir)?;
+    // After the compile, which must see the sources before the first save changes them.
+    HostFacts::of(base)?;
+    crate::host::host_functions(&base.executable, &base.identity.build_id)?;
+    entry::read_host_functions(base)?;
+    host_copies::read_ahead(&objects)
 }
 
 /// Builds a patch of every crate whose sources differ from the base: cumulative, so applying it

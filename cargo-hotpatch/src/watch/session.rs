@@ -233,7 +233,7 @@ fn remember_in_background(base: &BaseRecord, layout: &HotpatchDirs) -> std::thre
     let base = base.clone();
     let work_dir = layout.work_dir();
     std::thread::spawn(move || {
-        if let Err(error) = patch::remember_base_functions(&base, &work_dir) {
+        if let Err(error) = patch::prepare_first_patch(&base, &work_dir) {
             warning(format!(
                 "could not record the base build's functions: {error:#}"
             ));

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use hotreload_runtime::wire::patch_file::short_id;
 
-use crate::host::{BaseRecord, CrateRecord, HostFacts};
+use crate::host::{BaseRecord, CrateRecord};
 use crate::patch::compile::compile_quietly;
 
 /// Where the fingerprints of a crate's functions as last built against `base` are kept.
@@ -56,8 +56,9 @@ fn forget_old_functions(record: &CrateRecord, work_dir: &Path) {
 /// `watch`) the way patches are compiled, and remembers its functions, so the first patch's list of
 /// changed functions compares like with like. What an earlier session remembered for the same
 /// build is replaced: it describes that session's last patch, and the app just started runs the
-/// base. Then reads the base's [`HostFacts`], so the first patch does not wait for them.
-pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<()> {
+/// base. Returns the objects compiled.
+pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut compiled = Vec::new();
     for record in base.crates.iter().filter(|c| c.is_patchable()) {
         forget_old_functions(record, work_dir);
         let remembered = remembered_functions(base, record, work_dir);
@@ -66,8 +67,10 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
             let _ = std::fs::remove_file(&remembered);
             continue;
         }
-        let objects =
-            compile_quietly(record, &work_dir.join(format!("{}.baseline", record.key())))?;
+        // Into the directory patches compile into: rustc's incremental state depends on it, and
+        // with another one the first patch recompiled most of the crate (4.7 s instead of 1.1 s
+        // on the depot).
+        let objects = compile_quietly(record, &work_dir.join(record.key()))?;
         if !record.changed_sources().is_empty() {
             // Saved while compiling: rustc may have read the new text, which would make the
             // first patch look like it changes nothing.
@@ -82,10 +85,9 @@ pub fn remember_base_functions(base: &BaseRecord, work_dir: &Path) -> anyhow::Re
             // The base's own code, which a binary keeps no objects of: compiled just now.
             base_code::remember(base, record, work_dir, &functions)?;
         }
+        compiled.extend(objects);
     }
-    // After the compile, which must see the sources before the first save changes them.
-    HostFacts::of(base)?;
-    Ok(())
+    Ok(compiled)
 }
 
 /// The functions of a crate whose code differs from its last patch build against this base (or

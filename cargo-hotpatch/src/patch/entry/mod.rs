@@ -36,6 +36,11 @@ type HostFunctions = BTreeMap<String, Vec<FunctionSymbol>>;
 
 static HOST_FUNCTIONS: Mutex<Option<(String, Arc<Option<HostFunctions>>)>> = Mutex::new(None);
 
+/// Reads the base executable's functions ahead of the first patch that needs them.
+pub fn read_host_functions(base: &BaseRecord) -> anyhow::Result<()> {
+    host_functions(base).map(drop)
+}
+
 fn host_functions(base: &BaseRecord) -> anyhow::Result<Arc<Option<HostFunctions>>> {
     let mut cached = HOST_FUNCTIONS
         .lock()

@@ -97,6 +97,12 @@ pub fn bind_unchanged(
     })
 }
 
+/// Reads the facts of `objects` ahead of the first patch: a patch's objects that rustc reused
+/// from its incremental cache are the same files, whose facts are then remembered.
+pub fn read_ahead(objects: &[PathBuf]) -> anyhow::Result<()> {
+    graph::ObjectGraph::read(objects).map(drop)
+}
+
 /// Turns the definitions at `entries` (file positions of symbol table entries) into undefined
 /// references. The object may be a hard link into rustc's incremental cache: a new file replaces
 /// it instead of writing through the link.
