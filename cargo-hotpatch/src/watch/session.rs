@@ -227,15 +227,16 @@ impl Drop for Session {
     }
 }
 
-/// Compiles the base's libraries the way patches are, off the main thread, so the first save's
-/// list of changed functions is exact.
+/// Compiles the base's libraries the way patches are and reads ahead what the first patch reads,
+/// off the main thread, so the first save's list of changed functions is exact and it patches as
+/// fast as the next.
 fn remember_in_background(base: &BaseRecord, layout: &HotpatchDirs) -> std::thread::JoinHandle<()> {
     let base = base.clone();
     let work_dir = layout.work_dir();
     std::thread::spawn(move || {
         if let Err(error) = patch::prepare_first_patch(&base, &work_dir) {
             warning(format!(
-                "could not record the base build's functions: {error:#}"
+                "could not prepare the first patch (the base's crates compiled the way patches are): {error:#}; saves still patch, the first compared with the base build"
             ));
         }
     })
