@@ -120,10 +120,12 @@ pub fn build_including(
     let (redirections, found) = timings.time(Cost::Analysis, || {
         check_objects(&objects, &targets, &host, &entry_roots, &introduced)
     })?;
+    let exported = link_roots(&symbols, &entry_roots);
     let objects = running_copies(
         base,
-        (objects, &compiled.from_base),
-        (&symbols, &entry_roots),
+        objects,
+        &compiled.from_base,
+        exported,
         work_dir,
         &mut timings,
     )?;
@@ -190,21 +192,30 @@ fn check_objects(
     Ok((redirections, found))
 }
 
-/// `objects` with every function that can run as the running copy bound to it (see
-/// `host_copies`), and the object defining the stubs that do so.
-fn running_copies(
-    base: &BaseRecord,
-    compiled: (Vec<PathBuf>, &BTreeSet<String>),
-    roots: (&crate::object::read::ObjectSymbols, &BTreeSet<String>),
-    work_dir: &Path,
-    timings: &mut Timings,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let ((objects, from_base), (symbols, entry_roots)) = (compiled, roots);
-    let exported = |name: &str| {
+/// Whether the patch library exports or keeps the symbol `name` whatever reaches it: hot code,
+/// data the crate shares and the functions whose entries the patch redirects.
+fn link_roots<'a>(
+    symbols: &'a crate::object::read::ObjectSymbols,
+    entry_roots: &'a BTreeSet<String>,
+) -> impl Fn(&str) -> bool + 'a {
+    |name: &str| {
         link::exports_hot_code(name)
             || symbols.shared_data.contains(name)
             || entry_roots.contains(&changes::machine_code::normalise(name))
-    };
+    }
+}
+
+/// `objects` with every function that can run as the running copy bound to it (see
+/// `host_copies`): the objects the link needs (its roots are the symbols `exported` accepts),
+/// and the object defining the stubs that do so.
+fn running_copies(
+    base: &BaseRecord,
+    objects: Vec<PathBuf>,
+    from_base: &BTreeSet<String>,
+    exported: impl Fn(&str) -> bool,
+    work_dir: &Path,
+    timings: &mut Timings,
+) -> anyhow::Result<Vec<PathBuf>> {
     timings.time(Cost::Analysis, || {
         let running = crate::host::host_functions(&base.executable, &base.identity.build_id)?;
         let bindings =

@@ -128,7 +128,7 @@ impl Session {
             .collect()
     }
 
-    /// Waits for the compile that starts with the app (see `remember_in_background`), saying so
+    /// Waits for the compile that starts with the app (see `prepare_in_background`), saying so
     /// when a save comes before it ends: on a large crate it takes as long as a first build.
     fn wait_for_baseline(&mut self) {
         let Some(baseline) = self.baseline.take() else {

@@ -177,7 +177,7 @@ impl Session {
                 {
                     warning(format!("{error:#}"));
                 }
-                self.baseline = Some(remember_in_background(&base, &self.layout));
+                self.baseline = Some(prepare_in_background(&base, &self.layout));
                 // Started once the baseline is compiled (see `when_idle`).
                 self.warm.clear();
                 self.base = Some(base);
@@ -230,7 +230,7 @@ impl Drop for Session {
 /// Compiles the base's libraries the way patches are and reads ahead what the first patch reads,
 /// off the main thread, so the first save's list of changed functions is exact and it patches as
 /// fast as the next.
-fn remember_in_background(base: &BaseRecord, layout: &HotpatchDirs) -> std::thread::JoinHandle<()> {
+fn prepare_in_background(base: &BaseRecord, layout: &HotpatchDirs) -> std::thread::JoinHandle<()> {
     let base = base.clone();
     let work_dir = layout.work_dir();
     std::thread::spawn(move || {

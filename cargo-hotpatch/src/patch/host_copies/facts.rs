@@ -185,9 +185,10 @@ fn kept_by_linker(name: &str, kind: u32, flags: u64) -> bool {
         && (flags & SHF_GNU_RETAIN != 0
             || kind == SHT_NOTE
             || c_identifier
-            || RESERVED
-                .iter()
-                .any(|r| name == *r || name.starts_with(&format!("{r}."))))
+            || RESERVED.iter().any(|reserved| {
+                name.strip_prefix(reserved)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            }))
 }
 
 /// A section's part in reaching, from its name and flags.
